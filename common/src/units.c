@@ -1,0 +1,97 @@
+/* Byte quantities and the monotonic clock (see warmcal/units.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "warmcal/units.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static const struct {
+    const char *name;
+    uint64_t scale;
+} suffixes[] = {
+    {"", 1},          {"B", 1},
+    {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
+    {"K", 1ull << 10},   {"M", 1ull << 20},   {"G", 1ull << 30},   {"T", 1ull << 40},
+    {"KB", 1000ull},  {"MB", 1000000ull}, {"GB", 1000000000ull}, {"TB", 1000000000000ull},
+};
+
+int warmcal_parse_bytes(const char *text, uint64_t *out, const char *what, warmcal_error *err)
+{
+    if (!text || !out)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, what, "no byte count given");
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!isdigit((unsigned char)*p))
+        goto bad;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long whole = strtoull(p, &end, 10);
+    if (errno == ERANGE)
+        goto overflow;
+    double frac = 0.0;
+    int has_frac = 0;
+    if (*end == '.') {
+        char *fend = NULL;
+        frac = strtod(end, &fend);
+        if (fend == end + 1)
+            goto bad;
+        has_frac = 1;
+        end = fend;
+    }
+    while (isspace((unsigned char)*end))
+        end++;
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        if (strcmp(end, suffixes[i].name) != 0 &&
+            !(suffixes[i].name[0] && strcasecmp(end, suffixes[i].name) == 0))
+            continue;
+        uint64_t scale = suffixes[i].scale;
+        if (has_frac && scale == 1)
+            goto bad; /* "1.5" bytes means nothing */
+        if (whole > UINT64_MAX / scale)
+            goto overflow;
+        uint64_t v = (uint64_t)whole * scale;
+        double extra = floor(frac * (double)scale);
+        if (extra >= (double)(UINT64_MAX - v))
+            goto overflow;
+        *out = v + (uint64_t)extra;
+        return WARMCAL_OK;
+    }
+bad:
+    return warmcal_error_set(err, WARMCAL_E_FIELD, NULL, what,
+                             "'%s' is not a byte count (expected an integer with an optional "
+                             "B/KiB/MiB/GiB/TiB suffix)",
+                             text ? text : "");
+overflow:
+    return warmcal_error_set(err, WARMCAL_E_FIELD, NULL, what,
+                             "'%s' does not fit in 64 bits", text);
+}
+
+char *warmcal_format_bytes(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, len, "%.2f %s", v, units[u]);
+    return buf;
+}
+
+uint64_t warmcal_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

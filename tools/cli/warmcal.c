@@ -1,0 +1,48 @@
+/* The `warmcal` command: looks the subcommand up in a table and hands it the
+ * rest of the command line. Subcommands parse their own options, print data
+ * on stdout and messages on stderr. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"inspect", warmcal_cmd_inspect, "show traces' run attributes and phase tables"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: warmcal SUBCOMMAND [ARGS...]\n"
+                 "       warmcal --help | --version\n\n"
+                 "subcommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'warmcal SUBCOMMAND --help' describes a subcommand.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return WARMCAL_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+        usage(stdout);
+        return WARMCAL_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("warmcal %s\n", WARMCAL_VERSION);
+        return WARMCAL_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "warmcal: unknown subcommand '%s'\n\n", name);
+    usage(stderr);
+    return WARMCAL_EXIT_USAGE;
+}

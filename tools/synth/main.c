@@ -1,0 +1,461 @@
+/* warmcal-synth: the synthetic multi-rank warmup. Each MPI rank runs a
+ * server-like warmup schedule on a simulated device, with a real collective
+ * per sub-layer, and records every pass through the recorder into
+ * DIR/rank-<R>.h5. --unsynchronized reproduces the original hang: a rank that
+ * hits OOM moves on while the others wait in the next collective, bounded by
+ * a timeout that names the rank that went missing. */
+#define _POSIX_C_SOURCE 200809L
+#include "warmcal/model.h"
+#include "warmcal/recorder.h"
+#include "warmcal/simdev.h"
+#include "warmcal/trace.h"
+#include "warmcal/units.h"
+#include "warmcal/workload.h"
+
+#include <errno.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_HUNG 1
+#define EXIT_USAGE 2
+
+static const char usage[] =
+    "usage: mpirun -np N warmcal-synth --model CONFIG.json --out DIR [options]\n"
+    "  --model FILE             Hugging Face config.json of the model\n"
+    "  --out DIR                folder for rank-<R>.h5 traces (created)\n"
+    "  --deployment FILE        deployment JSON (flags below win over it)\n"
+    "  --tp N                   tensor-parallel size (default: number of ranks)\n"
+    "  --max-num-tokens N       largest context pass\n"
+    "  --max-num-seqs N         sequences per context pass (logits rows)\n"
+    "  --gpu-memory BYTES       device memory (e.g. 80GiB)\n"
+    "  --gpu-name NAME          device name written to the traces\n"
+    "  --runtime-overhead BYTES memory per rank no allocation API reports\n"
+    "  --kv-cache-fraction F    share of the memory left after weights given to the KV cache\n"
+    "  --rank-overhead R:BYTES  extra memory taken on rank R (repeatable)\n"
+    "  --graph-batch-sizes L    comma-separated CUDA-graph batch sizes\n"
+    "  --moe-hot-rank R         rank that holds a hot expert (MoE models)\n"
+    "  --moe-hot-share F        share of routed tokens the hot rank receives\n"
+    "  --noise F                relative seeded noise on transient buffers\n"
+    "  --seed N                 noise seed\n"
+    "  --timeout SECONDS        how long a rank waits in one collective\n"
+    "  --unsynchronized         on OOM a rank moves on alone (reproduces the hang)\n"
+    "  --events                 also write the /events timeline\n";
+
+typedef struct {
+    const char *model_path, *out_dir, *deployment_path;
+    int unsynchronized, events;
+} options;
+
+static int rank_id;
+
+static int fail_usage(const char *fmt, const char *arg)
+{
+    if (rank_id == 0) {
+        fprintf(stderr, "warmcal-synth: ");
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, "\n%s", usage);
+    }
+    return EXIT_USAGE;
+}
+
+static int report(const warmcal_error *err, int status)
+{
+    char buf[600];
+    fprintf(stderr, "warmcal-synth: rank %d: %s\n", rank_id, warmcal_error_format(err, buf, sizeof buf));
+    return status;
+}
+
+static int parse_int(const char *flag, const char *v, long long lo, long long hi, long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi) {
+        if (rank_id == 0)
+            fprintf(stderr, "warmcal-synth: %s: expected an integer in [%lld, %lld], found '%s'\n",
+                    flag, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_double(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x >= lo && x <= hi)) {
+        if (rank_id == 0)
+            fprintf(stderr, "warmcal-synth: %s: expected a number in [%g, %g], found '%s'\n", flag,
+                    lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_bytes_flag(const char *flag, const char *v, uint64_t *out)
+{
+    warmcal_error err = {0};
+    if (warmcal_parse_bytes(v, out, flag, &err) != WARMCAL_OK) {
+        if (rank_id == 0)
+            report(&err, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* Deployment file first, then flags over it. Returns 0 or an exit status. */
+static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
+{
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--deployment") == 0)
+            o->deployment_path = argv[i + 1];
+    warmcal_deployment_defaults(d);
+    if (o->deployment_path) {
+        warmcal_error err = {0};
+        if (warmcal_deployment_load(o->deployment_path, d, &err) != WARMCAL_OK)
+            return rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--unsynchronized") == 0) {
+            o->unsynchronized = 1;
+            continue;
+        }
+        if (strcmp(a, "--events") == 0) {
+            o->events = 1;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            if (rank_id == 0)
+                fputs(usage, stdout);
+            return -1;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            return fail_usage("unexpected argument '%s'", a);
+        if (i + 1 >= argc)
+            return fail_usage("%s needs a value", a);
+        const char *v = argv[++i];
+        long long n = 0;
+        int bad = 0;
+        if (strcmp(a, "--model") == 0)
+            o->model_path = v;
+        else if (strcmp(a, "--out") == 0)
+            o->out_dir = v;
+        else if (strcmp(a, "--deployment") == 0)
+            ;
+        else if (strcmp(a, "--tp") == 0)
+            bad = parse_int(a, v, 1, 4096, &n), d->tp = (int)n;
+        else if (strcmp(a, "--max-num-tokens") == 0)
+            bad = parse_int(a, v, 1, 1ll << 32, &n), d->max_num_tokens = (uint64_t)n;
+        else if (strcmp(a, "--max-num-seqs") == 0)
+            bad = parse_int(a, v, 1, 1 << 20, &n), d->max_num_seqs = (uint32_t)n;
+        else if (strcmp(a, "--seed") == 0)
+            bad = parse_int(a, v, 0, INT64_MAX, &n), d->seed = (uint64_t)n;
+        else if (strcmp(a, "--moe-hot-rank") == 0)
+            bad = parse_int(a, v, -1, 4095, &n), d->moe_hot_rank = (int)n;
+        else if (strcmp(a, "--gpu-memory") == 0)
+            bad = parse_bytes_flag(a, v, &d->gpu_memory);
+        else if (strcmp(a, "--runtime-overhead") == 0)
+            bad = parse_bytes_flag(a, v, &d->runtime_overhead);
+        else if (strcmp(a, "--gpu-name") == 0)
+            snprintf(d->gpu_name, sizeof d->gpu_name, "%s", v);
+        else if (strcmp(a, "--kv-cache-fraction") == 0)
+            bad = parse_double(a, v, 0.0, 1.0, &d->kv_cache_fraction);
+        else if (strcmp(a, "--moe-hot-share") == 0)
+            bad = parse_double(a, v, 0.0, 1.0, &d->moe_hot_share);
+        else if (strcmp(a, "--noise") == 0)
+            bad = parse_double(a, v, 0.0, 0.5, &d->noise);
+        else if (strcmp(a, "--timeout") == 0)
+            bad = parse_double(a, v, 0.001, 86400.0, &d->collective_timeout_s);
+        else if (strcmp(a, "--rank-overhead") == 0) {
+            const char *colon = strchr(v, ':');
+            uint64_t bytes = 0;
+            warmcal_error err = {0};
+            if (!colon || colon == v)
+                return fail_usage("--rank-overhead: expected RANK:BYTES, found '%s'", v);
+            char rank_text[16];
+            snprintf(rank_text, sizeof rank_text, "%.*s", (int)(colon - v), v);
+            bad = parse_int(a, rank_text, 0, 4095, &n) || parse_bytes_flag(a, colon + 1, &bytes);
+            if (!bad && warmcal_deployment_set_rank_overhead(d, (int)n, bytes, &err) != WARMCAL_OK)
+                return rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
+        } else if (strcmp(a, "--graph-batch-sizes") == 0) {
+            d->n_graph_batch_sizes = 0;
+            char *copy = strdup(v), *save = NULL;
+            for (char *tok = strtok_r(copy, ",", &save); tok && !bad; tok = strtok_r(NULL, ",", &save)) {
+                if (d->n_graph_batch_sizes == WARMCAL_MAX_GRAPH_SIZES)
+                    bad = 1;
+                else
+                    bad = parse_int(a, tok, 1, 1 << 20, &n),
+                    d->graph_batch_sizes[d->n_graph_batch_sizes++] = (uint32_t)n;
+            }
+            free(copy);
+            if (!bad && d->n_graph_batch_sizes == 0)
+                return fail_usage("%s: expected a comma-separated list of batch sizes", a);
+        } else
+            return fail_usage("unknown option '%s'", a);
+        if (bad)
+            return EXIT_USAGE;
+    }
+    if (!o->model_path)
+        return fail_usage("%s", "--model is required");
+    if (!o->out_dir)
+        return fail_usage("%s", "--out is required");
+    return 0;
+}
+
+/* The per-sub-layer collective. Its payload carries each rank's position in
+ * the schedule so that a rank that left its pass is seen: NCCL would then
+ * hang (the collectives no longer match); the synth waits out the timeout as
+ * a hung rank would and reports who went missing. */
+typedef struct {
+    int rank, size;
+    double timeout_s;
+    const warmcal_pass *passes;
+    uint32_t per_pass;
+    int hung; /* a collective is still pending: MPI cannot be finalized */
+} collective_ctx;
+
+static double now_s(void)
+{
+    return (double)warmcal_now_ns() / 1e9;
+}
+
+static void describe_pass(const collective_ctx *c, int seq, char *buf, size_t len)
+{
+    size_t p = (size_t)seq / c->per_pass;
+    snprintf(buf, len, "pass %zu (%s, %llu tokens)", p, c->passes[p].label,
+             (unsigned long long)c->passes[p].tokens);
+}
+
+static int layer_collective(void *user, size_t pass_index, uint32_t index, warmcal_error *err)
+{
+    collective_ctx *c = user;
+    int seq = (int)(pass_index * c->per_pass + index);
+    int in[4] = {seq, c->rank, -seq, c->rank}, out[4];
+    double start = now_s(), deadline = start + c->timeout_s;
+    MPI_Request req;
+    MPI_Iallreduce(in, out, 2, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD, &req);
+    int done = 0;
+    struct timespec nap = {0, 20000};
+    for (;;) {
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            break;
+        if (now_s() > deadline) {
+            c->hung = 1;
+            char here[96];
+            describe_pass(c, seq, here, sizeof here);
+            return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
+                                     "collective %u of %s timed out after %.1f s: a rank never "
+                                     "arrived",
+                                     index, here, c->timeout_s);
+        }
+        nanosleep(&nap, NULL);
+    }
+    int min_seq = out[0], min_rank = out[1], max_seq = -out[2], max_rank = out[3];
+    if (min_seq == max_seq)
+        return WARMCAL_OK;
+    /* The ranks are in different passes: this collective would never
+     * complete on a real GPU. Hang as a real rank would, until the timeout. */
+    struct timespec rest = {0, 1000000};
+    while (now_s() < deadline)
+        nanosleep(&rest, NULL);
+    char here[96], there[96];
+    describe_pass(c, seq, here, sizeof here);
+    if (seq == min_seq) {
+        describe_pass(c, max_seq, there, sizeof there);
+        return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
+                                 "collective %u of %s timed out after %.1f s: rank %d never "
+                                 "joined; it left this pass and went on to %s",
+                                 index, here, c->timeout_s, max_rank, there);
+    }
+    describe_pass(c, min_seq, there, sizeof there);
+    return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
+                             "collective %u of %s timed out after %.1f s: rank %d and others "
+                             "are still waiting in %s, which this rank left",
+                             index, here, c->timeout_s, min_rank, there);
+}
+
+static int make_dir(const char *dir, warmcal_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot create folder: %s",
+                                     strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot create folder: %s",
+                                 strerror(errno));
+    return WARMCAL_OK;
+}
+
+/* Model weights and KV cache, as allocations the recorder sees; runtime and
+ * per-rank overheads as memory no allocation API reports. */
+static int start_up(const warmcal_workload *w, warmcal_error *err)
+{
+    const warmcal_deployment *d = w->deployment;
+    int rc = warmcal_simdev_reserve_hidden(w->device, d->runtime_overhead, err);
+    uint64_t weights = warmcal_model_weight_bytes_per_rank(w->model, w->tp);
+    uint64_t chunks = w->model->num_hidden_layers + 1, addr;
+    for (uint64_t i = 0; i < chunks && rc == WARMCAL_OK; i++)
+        rc = warmcal_simdev_alloc(w->device, weights / chunks + (i == 0 ? weights % chunks : 0),
+                                  WARMCAL_MEM_DEVICE, &addr, err);
+    if (rc == WARMCAL_E_OOM) {
+        char need[32], have[32];
+        warmcal_error_clear(err);
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, "gpu_memory",
+                                 "the model's weights (%s per rank at tp %d) do not fit in %s",
+                                 warmcal_format_bytes(weights, need, sizeof need), w->tp,
+                                 warmcal_format_bytes(d->gpu_memory, have, sizeof have));
+    }
+    uint64_t kv = warmcal_workload_kv_cache_bytes(w);
+    if (rc == WARMCAL_OK && kv)
+        rc = warmcal_simdev_alloc(w->device, kv, WARMCAL_MEM_DEVICE, &addr, err);
+    /* e.g. rank 0 of a disaggregated context server: buffers taken after
+     * the KV cache was sized the same on every rank */
+    uint64_t extra = warmcal_deployment_rank_overhead(d, w->rank);
+    if (rc == WARMCAL_OK && extra)
+        rc = warmcal_simdev_reserve_hidden(w->device, extra, err);
+    return rc;
+}
+
+static void iso_time(char *buf, size_t len)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Run the whole schedule on this rank. Returns an exit status. */
+static int run_rank(const options *o, const warmcal_model *m, const warmcal_deployment *d,
+                    collective_ctx *coll)
+{
+    warmcal_error err = {0};
+    char path[4096], host[256] = "", started[32];
+    snprintf(path, sizeof path, "%s/rank-%d.h5", o->out_dir, coll->rank);
+    gethostname(host, sizeof host - 1);
+    iso_time(started, sizeof started);
+    warmcal_trace_info info = {
+        .rank = coll->rank, .world_size = coll->size, .model = m->name, .source = "simulated",
+        .gpu_name = d->gpu_name, .gpu_total_bytes = d->gpu_memory, .tp = coll->size, .pp = 1,
+        .host = host, .start_time = started, .tool_version = WARMCAL_VERSION,
+    };
+    warmcal_trace_writer *writer = NULL;
+    warmcal_recorder *rec = NULL;
+    warmcal_simdev *dev = NULL;
+    warmcal_pass *passes = NULL;
+    size_t n_passes = 0, ooms = 0, done = 0;
+    int status = 0;
+    if (warmcal_trace_writer_open(&writer, path, &info, o->events, &err) != WARMCAL_OK)
+        return report(&err, EXIT_USAGE);
+    warmcal_recorder_options ro = {.on_phase = warmcal_trace_phase_sink,
+                                   .on_event = o->events ? warmcal_trace_event_sink : NULL,
+                                   .user = writer};
+    warmcal_simdev_options so = {.total_bytes = d->gpu_memory};
+    int rc = warmcal_recorder_open(&rec, &ro, &err);
+    rc = rc ? rc : warmcal_simdev_open(&dev, &so, rec, &err);
+    rc = rc ? rc : warmcal_schedule_build(d, &passes, &n_passes, &err);
+    warmcal_workload w = {.model = m, .deployment = d, .rank = coll->rank, .tp = coll->size,
+                          .device = dev, .collective = layer_collective, .collective_user = coll,
+                          .lockstep_after_oom = !o->unsynchronized};
+    coll->passes = passes;
+    coll->per_pass = warmcal_workload_collectives(&w);
+    if (rc == WARMCAL_OK && (rc = start_up(&w, &err)) != WARMCAL_OK)
+        status = report(&err, rc == WARMCAL_E_INVAL ? EXIT_USAGE : EXIT_HUNG);
+    /* every rank starts the schedule, or none does */
+    int start_status = status ? status : (rc ? EXIT_HUNG : 0);
+    MPI_Allreduce(MPI_IN_PLACE, &start_status, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (start_status && !status) {
+        status = start_status;
+        rc = WARMCAL_E_STATE;
+        fprintf(stderr, "warmcal-synth: rank %d: another rank could not start; stopping\n",
+                coll->rank);
+    }
+    if (rc == WARMCAL_OK) {
+        char wb[32], kb[32], fb[32];
+        fprintf(stderr, "warmcal-synth: rank %d: weights %s, KV cache %s, %s free before warmup\n",
+                coll->rank,
+                warmcal_format_bytes(warmcal_model_weight_bytes_per_rank(m, coll->size), wb, sizeof wb),
+                warmcal_format_bytes(warmcal_workload_kv_cache_bytes(&w), kb, sizeof kb),
+                warmcal_format_bytes(warmcal_simdev_free_bytes(dev), fb, sizeof fb));
+    }
+    for (size_t i = 0; rc == WARMCAL_OK && i < n_passes; i++) {
+        rc = warmcal_simdev_sample(dev, &err);
+        rc = rc ? rc : warmcal_recorder_phase_begin(rec, warmcal_now_ns(), passes[i].label,
+                                                    passes[i].tokens, passes[i].batch, &err);
+        if (rc)
+            break;
+        rc = warmcal_workload_forward(&w, &passes[i], i, &err);
+        if (rc == WARMCAL_E_OOM) { /* recorded in the phase; the run goes on */
+            ooms++;
+            warmcal_error_clear(&err);
+            rc = WARMCAL_OK;
+        }
+        if (rc)
+            break;
+        rc = warmcal_simdev_sample(dev, &err);
+        rc = rc ? rc : warmcal_recorder_phase_end(rec, warmcal_now_ns(), &err);
+        done++;
+    }
+    if (rc != WARMCAL_OK && status == 0)
+        status = report(&err, EXIT_HUNG);
+    warmcal_error closing = {0};
+    warmcal_recorder_abort_phase(rec, warmcal_now_ns(), &closing);
+    if (warmcal_trace_writer_close(writer, &closing) != WARMCAL_OK && status == 0)
+        status = report(&closing, EXIT_HUNG);
+    if (status == 0)
+        fprintf(stderr, "warmcal-synth: rank %d: %zu passes, %zu out of memory -> %s\n", coll->rank,
+                done, ooms, path);
+    free(passes);
+    warmcal_simdev_close(dev);
+    warmcal_recorder_close(rec);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_id);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    options o = {0};
+    warmcal_deployment d;
+    warmcal_model m;
+    warmcal_error err = {0};
+    int status = parse_args(argc, argv, &o, &d);
+    if (status == 0 && warmcal_model_load(o.model_path, &m, &err) != WARMCAL_OK)
+        status = rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
+    if (status == 0 && warmcal_deployment_check(&d, &m, size, &err) != WARMCAL_OK)
+        status = rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
+    if (status == 0 && rank_id == 0 && make_dir(o.out_dir, &err) != WARMCAL_OK)
+        status = report(&err, EXIT_USAGE);
+    MPI_Allreduce(MPI_IN_PLACE, &status, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (status != 0) {
+        MPI_Finalize();
+        return status < 0 ? 0 : status; /* -1: --help */
+    }
+    collective_ctx coll = {.rank = rank_id, .size = size, .timeout_s = d.collective_timeout_s};
+    status = run_rank(&o, &m, &d, &coll);
+    if (coll.hung) {
+        /* a collective is still pending on this rank: finalizing would hang */
+        MPI_Abort(MPI_COMM_WORLD, EXIT_HUNG);
+    }
+    int worst = status;
+    MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return worst;
+}
