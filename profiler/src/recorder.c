@@ -2,8 +2,9 @@
  *
  * Live bytes are the sum of every block known to be allocated; a phase keeps
  * the running maximum of that sum between its begin and end, in event order.
- * Freed blocks stay in the table as tombstones so that a double free can be
- * told apart from a free of an address allocated before recording began. */
+ * Only live blocks stay in the table, so memory follows the live set, not the
+ * length of the run; a ring of recently freed addresses tells a double free
+ * apart from a free of an address allocated before recording began. */
 #include "warmcal/recorder.h"
 
 #include <stdlib.h>
@@ -15,18 +16,25 @@
 #define uthash_nonfatal_oom(elt) ((elt)->hash_oom = 1)
 #include <uthash.h>
 
-typedef struct {
+typedef struct block {
     uint64_t address;
     uint64_t bytes;
     uint8_t kind;
-    uint8_t live;     /* 0: tombstone of a freed block */
-    uint8_t hash_oom; /* set by uthash when it could not grow the table */
+    uint8_t hash_oom;   /* set by uthash when it could not grow the table */
+    struct block *next; /* in the spare list once freed */
     UT_hash_handle hh;
 } block;
+
+/* Freed addresses remembered for double-free detection; older ones count as
+ * unknown frees, an anomaly all the same. */
+#define RECENT_FREES 1024
 
 struct warmcal_recorder {
     warmcal_recorder_options opts;
     block *blocks;
+    block *spare; /* freed blocks kept for reuse: no malloc per event */
+    uint64_t recent_frees[RECENT_FREES];
+    size_t recent_next, recent_count;
     warmcal_recorder_stats stats;
     uint64_t last_free_sample;
     int in_phase;
@@ -98,7 +106,22 @@ static void drop_live(warmcal_recorder *r, block *b)
     else
         r->stats.live_pinned -= b->bytes;
     r->stats.blocks_live--;
-    b->live = 0;
+}
+
+static void remember_free(warmcal_recorder *r, uint64_t address)
+{
+    r->recent_frees[r->recent_next] = address;
+    r->recent_next = (r->recent_next + 1) % RECENT_FREES;
+    if (r->recent_count < RECENT_FREES)
+        r->recent_count++;
+}
+
+static int freed_recently(const warmcal_recorder *r, uint64_t address)
+{
+    for (size_t i = 0; i < r->recent_count; i++)
+        if (r->recent_frees[i] == address)
+            return 1;
+    return 0;
 }
 
 int warmcal_recorder_alloc(warmcal_recorder *r, uint64_t t_ns, uint64_t address, uint64_t bytes,
@@ -109,16 +132,18 @@ int warmcal_recorder_alloc(warmcal_recorder *r, uint64_t t_ns, uint64_t address,
                                  "recorder_alloc: bad recorder or memory kind");
     block *b = NULL;
     HASH_FIND(hh, r->blocks, &address, sizeof address, b);
-    if (b && b->live) {
+    if (b) {
         /* the free was never reported: drop the old block so bytes are not counted twice */
         note_anomaly(r, &r->stats.reused_live);
         drop_live(r, b);
-    }
-    if (!b) {
-        b = calloc(1, sizeof *b);
-        if (!b)
+    } else {
+        b = r->spare;
+        if (b)
+            r->spare = b->next;
+        else if (!(b = calloc(1, sizeof *b)))
             return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "recorder: out of memory");
         b->address = address;
+        b->hash_oom = 0;
         HASH_ADD(hh, r->blocks, address, sizeof b->address, b);
         if (b->hash_oom) {
             free(b);
@@ -127,7 +152,6 @@ int warmcal_recorder_alloc(warmcal_recorder *r, uint64_t t_ns, uint64_t address,
     }
     b->bytes = bytes;
     b->kind = (uint8_t)kind;
-    b->live = 1;
     r->stats.blocks_live++;
     if (is_device(b->kind))
         r->stats.live_device += bytes;
@@ -146,13 +170,15 @@ int warmcal_recorder_free(warmcal_recorder *r, uint64_t t_ns, uint64_t address, 
     uint64_t bytes = 0;
     uint8_t kind = 0;
     if (!b) {
-        note_anomaly(r, &r->stats.unknown_frees);
-    } else if (!b->live) {
-        note_anomaly(r, &r->stats.double_frees);
+        note_anomaly(r, freed_recently(r, address) ? &r->stats.double_frees : &r->stats.unknown_frees);
     } else {
         bytes = b->bytes;
         kind = b->kind;
         drop_live(r, b);
+        HASH_DEL(r->blocks, b);
+        b->next = r->spare;
+        r->spare = b;
+        remember_free(r, address);
     }
     return emit(r, t_ns, WARMCAL_EV_FREE, kind, bytes, address, err);
 }
@@ -274,6 +300,10 @@ void warmcal_recorder_close(warmcal_recorder *r)
     HASH_ITER(hh, r->blocks, b, tmp)
     {
         HASH_DEL(r->blocks, b);
+        free(b);
+    }
+    while ((b = r->spare)) {
+        r->spare = b->next;
         free(b);
     }
     free(r->phases);
