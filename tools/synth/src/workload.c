@@ -100,30 +100,30 @@ static int attention(pass_state *s, const shape *p, int *hidden)
         /* MLA in the context (prefill) form: latents are expanded per head */
         uint64_t qk = m->qk_nope_head_dim + m->qk_rope_head_dim;
         if (m->q_lora_rank) {
-            TRY(take(s, p->t * m->q_lora_rank * p->s, 0, &qa));
-            TRY(take(s, p->t * p->heads * qk * p->s, 0, &q));
+            TRY(take(s, p->t * m->q_lora_rank * p->s, 1, &qa));
+            TRY(take(s, p->t * p->heads * qk * p->s, 1, &q));
             TRY(drop(s, &qa));
         } else {
-            TRY(take(s, p->t * p->heads * qk * p->s, 0, &q));
+            TRY(take(s, p->t * p->heads * qk * p->s, 1, &q));
         }
-        TRY(take(s, p->t * (m->kv_lora_rank + m->qk_rope_head_dim) * p->s, 0, &qa));
-        TRY(take(s, p->t * p->heads * (m->qk_nope_head_dim + m->v_head_dim) * p->s, 0, &kv));
-        TRY(take(s, p->t * p->heads * qk * p->s, 0, &k));
+        TRY(take(s, p->t * (m->kv_lora_rank + m->qk_rope_head_dim) * p->s, 1, &qa));
+        TRY(take(s, p->t * p->heads * (m->qk_nope_head_dim + m->v_head_dim) * p->s, 1, &kv));
+        TRY(take(s, p->t * p->heads * qk * p->s, 1, &k));
         TRY(drop(s, &qa));
         TRY(take(s, p->t * p->heads * 4, 1, &lse));
-        TRY(take(s, p->t * p->heads * m->v_head_dim * p->s, 0, &o));
+        TRY(take(s, p->t * p->heads * m->v_head_dim * p->s, 1, &o));
         TRY(drop(s, &lse));
         TRY(drop(s, &k));
         TRY(drop(s, &kv));
         TRY(drop(s, &q));
     } else {
-        TRY(take(s, p->t * (p->heads + 2 * p->kv_heads) * m->head_dim * p->s, 0, &q));
+        TRY(take(s, p->t * (p->heads + 2 * p->kv_heads) * m->head_dim * p->s, 1, &q));
         TRY(take(s, p->t * p->heads * 4, 1, &lse));
-        TRY(take(s, p->t * p->heads * m->head_dim * p->s, 0, &o));
+        TRY(take(s, p->t * p->heads * m->head_dim * p->s, 1, &o));
         TRY(drop(s, &lse));
         TRY(drop(s, &q));
     }
-    TRY(take(s, p->t * p->h * p->s, 0, &y));
+    TRY(take(s, p->t * p->h * p->s, 1, &y));
     TRY(drop(s, &o));
     TRY(drop(s, hidden));
     *hidden = y;
@@ -136,8 +136,8 @@ static int attention(pass_state *s, const shape *p, int *hidden)
 static int mlp(pass_state *s, uint64_t rows, uint64_t inter, const shape *p, int *out)
 {
     int gu = -1, act = -1;
-    TRY(take(s, rows * 2 * inter * p->s, 0, &gu));
-    TRY(take(s, rows * inter * p->s, 0, &act));
+    TRY(take(s, rows * 2 * inter * p->s, 1, &gu));
+    TRY(take(s, rows * inter * p->s, 1, &act));
     TRY(take(s, rows * p->h * p->s, 0, out));
     TRY(drop(s, &act));
     TRY(drop(s, &gu));
@@ -148,18 +148,18 @@ static int moe(pass_state *s, const shape *p, int *hidden)
 {
     const warmcal_model *m = s->w->model;
     int router = -1, topk = -1, perm = -1, eout = -1, shared = -1, comb = -1;
-    TRY(take(s, p->t * m->n_routed_experts * 4, 0, &router));
-    TRY(take(s, p->t * m->num_experts_per_tok * 8, 0, &topk));
+    TRY(take(s, p->t * m->n_routed_experts * 4, 1, &router));
+    TRY(take(s, p->t * m->num_experts_per_tok * 8, 1, &topk));
     TRY(drop(s, &router));
     if (m->n_shared_experts)
         TRY(mlp(s, p->t, div_up(m->n_shared_experts * m->moe_intermediate_size, (uint64_t)s->w->tp),
                 p, &shared));
     /* token copies routed to this rank's experts (expert parallelism = tp) */
     uint64_t rows = (uint64_t)((double)(p->t * m->num_experts_per_tok) * p->routed_share + 0.5);
-    TRY(take(s, rows * p->h * p->s, 0, &perm));
+    TRY(take(s, rows * p->h * p->s, 1, &perm));
     TRY(mlp(s, rows, m->moe_intermediate_size, p, &eout));
     TRY(drop(s, &perm));
-    TRY(take(s, p->t * p->h * p->s, 0, &comb));
+    TRY(take(s, p->t * p->h * p->s, 1, &comb));
     TRY(drop(s, &eout));
     TRY(drop(s, &topk));
     TRY(drop(s, &shared));
@@ -175,13 +175,13 @@ static int sample(pass_state *s, const shape *p)
     const warmcal_model *m = s->w->model;
     int local = -1, full = -1, f32 = -1, vals = -1, idx = -1;
     uint64_t v = m->vocab_size;
-    TRY(take(s, p->b * div_up(v, (uint64_t)s->w->tp) * p->s, 0, &local));
-    TRY(take(s, p->b * v * p->s, 0, &full));
+    TRY(take(s, p->b * div_up(v, (uint64_t)s->w->tp) * p->s, 1, &local));
+    TRY(take(s, p->b * v * p->s, 1, &full));
     TRY(drop(s, &local));
-    TRY(take(s, p->b * v * 4, 0, &f32));
+    TRY(take(s, p->b * v * 4, 1, &f32));
     TRY(drop(s, &full));
-    TRY(take(s, p->b * v * 4, 0, &vals));
-    TRY(take(s, p->b * v * 8, 0, &idx));
+    TRY(take(s, p->b * v * 4, 1, &vals));
+    TRY(take(s, p->b * v * 8, 1, &idx));
     TRY(drop(s, &idx));
     TRY(drop(s, &vals));
     TRY(drop(s, &f32));
