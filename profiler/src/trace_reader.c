@@ -36,13 +36,31 @@ static const char *class_name(H5T_class_t c)
     }
 }
 
+static void hdf5_quiet_at_exit(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* Some corrupt files make HDF5 leak internal objects; at exit its library
+ * shutdown then prints "HDF5: infinite loop closing library" unless error
+ * printing is off. Once HDF5 has failed on a file, switch printing off at
+ * exit. Registered after HDF5's own exit handler (HDF5 registers it when first
+ * called, and a failure means it was), this one runs before it. */
+static void hdf5_failed(void)
+{
+    static int registered;
+    if (!registered)
+        registered = atexit(hdf5_quiet_at_exit) == 0;
+}
+
 static int read_failed(const char *path, const char *where, warmcal_error *err)
 {
+    hdf5_failed();
     return warmcal_error_set(err, WARMCAL_E_IO, path, where, "cannot read (corrupt file?)");
 }
 
-/* A string value of `n` bytes laid out as ftype says (fixed length, with its
- * padding), as a NUL-terminated copy; NULL when out of memory. */
+/* A fixed-length string value of `n` bytes with padding `pad`, as a
+ * NUL-terminated copy; NULL when out of memory. */
 static char *copy_fixed(const char *bytes, size_t n, H5T_str_t pad)
 {
     size_t len = strnlen(bytes, n);
@@ -122,8 +140,7 @@ static value_status attr_string(hid_t attr, hid_t ftype, char **out)
     return st;
 }
 
-/* An integer of any width: exactly one of *u (unsigned types, and signed
- * values >= 0) or *s (negative values) is meaningful, as *negative says. */
+/* An integer of any width: u holds it unless it is negative, then s does. */
 typedef struct {
     int negative;
     uint64_t u;
@@ -175,8 +192,10 @@ static char *attr_text(hid_t attr)
     }
     if (st == VALUE_WRONG_SHAPE || (cls != H5T_STRING && cls != H5T_INTEGER && cls != H5T_FLOAT))
         snprintf(buf, sizeof buf, "<%s>", class_name(cls));
-    else if (st == VALUE_FAILED)
+    else if (st == VALUE_FAILED) {
+        hdf5_failed();
         snprintf(buf, sizeof buf, "<unreadable>");
+    }
     if (ftype >= 0)
         H5Tclose(ftype);
     if (!text && st != VALUE_NOMEM)
@@ -241,10 +260,14 @@ static int open_required(hid_t file, const char *path, const char *name, attr_wa
     }
     H5T_class_t cls = H5Tget_class(*ftype);
     H5T_class_t expect = want == WANT_INT ? H5T_INTEGER : H5T_STRING;
-    if (cls == expect && (want != WANT_INT || H5Tget_precision(*ftype) <= 64))
+    int too_wide = want == WANT_INT && cls == H5T_INTEGER && H5Tget_precision(*ftype) > 64;
+    if (cls == expect && !too_wide)
         return WARMCAL_OK;
     H5Tclose(*ftype);
     H5Aclose(*attr);
+    if (too_wide)
+        return warmcal_error_set(err, WARMCAL_E_FIELD, path, where,
+                                 "expected an integer of at most 64 bits");
     return warmcal_error_set(err, WARMCAL_E_FIELD, path, where, "expected %s, found %s",
                              want == WANT_INT ? "an integer" : "a string", class_name(cls));
 }
@@ -576,6 +599,23 @@ static int count_events(hid_t file, const char *path, warmcal_trace *t, warmcal_
     return WARMCAL_OK;
 }
 
+static herr_t find_lock_error(unsigned n, const H5E_error2_t *e, void *found)
+{
+    (void)n;
+    if (e->min_num == H5E_CANTLOCKFILE)
+        *(int *)found = 1;
+    return 0;
+}
+
+/* Whether H5Fopen failed only because a process has the file open for
+ * writing: HDF5 locks files it writes, and a live trace is one. */
+static int open_was_locked_out(void)
+{
+    int found = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, find_lock_error, &found);
+    return found;
+}
+
 /* Say why a file cannot even be opened in the words of the system ("No such
  * file or directory", "Permission denied") before HDF5's vaguer failure. */
 static int check_openable(const char *path, warmcal_error *err)
@@ -610,9 +650,16 @@ int warmcal_trace_read(const char *path, warmcal_trace **out, warmcal_error *err
     warmcal_h5_quiet q;
     warmcal__h5_quiet_begin(&q);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0)
-        rc = warmcal_error_set(err, WARMCAL_E_IO, path, NULL,
-                               "cannot open as HDF5 (missing, truncated or corrupt)");
+    if (file < 0) {
+        hdf5_failed();
+        if (open_was_locked_out())
+            rc = warmcal_error_set(err, WARMCAL_E_IO, path, NULL,
+                                   "cannot open: locked by a writer (still running?); "
+                                   "HDF5_USE_FILE_LOCKING=FALSE reads it anyway");
+        else
+            rc = warmcal_error_set(err, WARMCAL_E_IO, path, NULL,
+                                   "cannot open as HDF5 (missing, truncated or corrupt)");
+    }
     if (!rc)
         rc = read_run_attrs(file, path, t, err);
     if (!rc)

@@ -167,22 +167,13 @@ static hid_t col_type(warmcal_col_kind kind, int file)
     return H5I_INVALID_HID;
 }
 
-/* A compound of `cols`: packed in file order for the file, laid out like the
- * C struct of size mem_size for memory. */
-static hid_t compound_type(const warmcal_col *cols, size_t n, int file, size_t mem_size)
+/* A compound of `cols` laid out like their C struct of size struct_size; for
+ * the file, packed in order (H5Tpack drops the room left for the padding). */
+static hid_t compound_type(const warmcal_col *cols, size_t n, size_t struct_size, int file)
 {
-    size_t size = 0;
-    for (size_t i = 0; i < n; i++) {
-        hid_t t = col_type(cols[i].kind, 1);
-        size += H5Tget_size(t);
-        if (cols[i].kind == WARMCAL_COL_LABEL)
-            H5Tclose(t);
-    }
-    hid_t c = H5Tcreate(H5T_COMPOUND, file ? size : mem_size);
-    if (c < 0)
-        return c;
+    hid_t c = H5Tcreate(H5T_COMPOUND, struct_size);
     size_t offset = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; c >= 0 && i < n; i++) {
         hid_t t = col_type(cols[i].kind, file);
         herr_t rc = t < 0 ? -1 : H5Tinsert(c, cols[i].name, file ? offset : cols[i].offset, t);
         offset += t < 0 ? 0 : H5Tget_size(t);
@@ -190,8 +181,12 @@ static hid_t compound_type(const warmcal_col *cols, size_t n, int file, size_t m
             H5Tclose(t);
         if (rc < 0) {
             H5Tclose(c);
-            return H5I_INVALID_HID;
+            c = H5I_INVALID_HID;
         }
+    }
+    if (c >= 0 && file && H5Tpack(c) < 0) {
+        H5Tclose(c);
+        c = H5I_INVALID_HID;
     }
     return c;
 }
@@ -374,17 +369,18 @@ static int open_file(warmcal_trace_writer *w, const warmcal_trace_info *info, in
         snprintf(where, sizeof where, "attribute '%s'", failed);
         return io_error(w, where, "cannot write", err);
     }
-    w->phase_ftype = compound_type(warmcal__phase_cols, warmcal__n_phase_cols, 1, 0);
-    w->phase_mtype = compound_type(warmcal__phase_cols, warmcal__n_phase_cols, 0,
-                                   sizeof(warmcal_phase));
+    w->phase_ftype = compound_type(warmcal__phase_cols, warmcal__n_phase_cols,
+                                   sizeof(warmcal_phase), 1);
+    w->phase_mtype = compound_type(warmcal__phase_cols, warmcal__n_phase_cols,
+                                   sizeof(warmcal_phase), 0);
     if (w->phase_ftype < 0 || w->phase_mtype < 0)
         return io_error(w, "phases", "cannot build the row type", err);
     w->phases = create_table(w->file, "phases", w->phase_ftype, PHASE_CHUNK_ROWS, 0);
     if (w->phases < 0)
         return io_error(w, "phases", "cannot create the dataset", err);
     if (with_events) {
-        w->event_ftype = compound_type(event_cols, N_EVENT_COLS, 1, 0);
-        w->event_mtype = compound_type(event_cols, N_EVENT_COLS, 0, sizeof(warmcal_event));
+        w->event_ftype = compound_type(event_cols, N_EVENT_COLS, sizeof(warmcal_event), 1);
+        w->event_mtype = compound_type(event_cols, N_EVENT_COLS, sizeof(warmcal_event), 0);
         if (w->event_ftype < 0 || w->event_mtype < 0)
             return io_error(w, "events", "cannot build the row type", err);
         w->events = create_table(w->file, "events", w->event_ftype, EVENT_CHUNK_ROWS, 1);

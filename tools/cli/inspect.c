@@ -80,7 +80,7 @@ static void fill_row(row_cells row, size_t i, const warmcal_phase *p)
         snprintf(row[C_FAILED], CELL_LEN, "-");
 }
 
-static void print_row(const row_cells row, const int *width)
+static void print_row(row_cells row, const int *width)
 {
     fputs("  ", stdout);
     for (int c = 0; c < N_COLS; c++) {
@@ -111,7 +111,7 @@ static int print_table(const warmcal_trace *t)
         }
     }
     for (size_t i = 0; i <= t->n_phases; i++)
-        print_row((const char(*)[CELL_LEN])rows[i], width);
+        print_row(rows[i], width);
     free(rows);
     return 0;
 }
@@ -158,8 +158,11 @@ static int print_trace(const warmcal_trace *t)
         putchar('\n');
     }
     putchar('\n');
-    if (t->n_phases && print_table(t) < 0)
-        return -1;
+    if (t->n_phases) {
+        printf("phases (bytes in MiB; '-': free memory not sampled, or no failed allocation)\n");
+        if (print_table(t) < 0)
+            return -1;
+    }
     print_summary(t);
     return 0;
 }
