@@ -19,8 +19,19 @@ fail=0
 [ $elapsed -le $((timeout + 20)) ] || { echo "FAIL: took ${elapsed}s for a ${timeout}s timeout"; fail=1; }
 grep -q "timed out after $timeout.0 s: rank 0 never joined" "$out/log" ||
     { echo "FAIL: no rank names rank 0 as missing"; fail=1; }
-# every rank still wrote a readable trace, the stuck pass marked aborted
-for r in 0 1 2 3; do
-    test -s "$out/rank-$r.h5" || { echo "FAIL: no trace for rank $r"; fail=1; }
-done
+# every rank still wrote a readable trace: rank 0 with its OOM passes, the
+# others with the pass they were stuck in marked aborted
+/usr/bin/python3 - "$out" <<'PY' || fail=1
+import sys, h5py
+out = sys.argv[1]
+ph = [h5py.File(f"{out}/rank-{r}.h5", "r")["phases"][()] for r in range(4)]
+assert (ph[0]["outcome"] == 1).sum() >= 1, "rank 0 recorded no OOM pass"
+assert ph[0]["failed_alloc_bytes"].max() > 0
+for r in (1, 2, 3):
+    last = ph[r][-1]
+    assert last["outcome"] == 2, f"rank {r}: last phase outcome {last['outcome']}, expected aborted"
+    assert (ph[r]["outcome"][:-1] == 0).all(), f"rank {r}: earlier passes not all ok"
+    assert last["tokens"] == ph[0][ph[0]["outcome"] == 1][0]["tokens"], "stuck where rank 0 left"
+print("traces: rank 0 OOM, ranks 1-3 aborted in the pass rank 0 left")
+PY
 exit $fail

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,11 +45,15 @@ static const char usage[] =
     "  --seed N                 noise seed\n"
     "  --timeout SECONDS        how long a rank waits in one collective\n"
     "  --unsynchronized         on OOM a rank moves on alone (reproduces the hang)\n"
-    "  --events                 also write the /events timeline\n";
+    "  --events                 also write the /events timeline\n"
+    "fault injection (tests and demonstrations):\n"
+    "  --stall-rank R:P         rank R stops responding when pass P begins\n"
+    "  --kill-rank R:P          rank R kills itself (SIGKILL) when pass P begins\n";
 
 typedef struct {
     const char *model_path, *out_dir, *deployment_path;
     int unsynchronized, events;
+    long long stall_rank, stall_pass, kill_rank, kill_pass; /* -1: none */
 } options;
 
 static int rank_id;
@@ -185,6 +190,15 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
             bad = parse_int(a, rank_text, 0, 4095, &n) || parse_bytes_flag(a, colon + 1, &bytes);
             if (!bad && warmcal_deployment_set_rank_overhead(d, (int)n, bytes, &err) != WARMCAL_OK)
                 return rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
+        } else if (strcmp(a, "--stall-rank") == 0 || strcmp(a, "--kill-rank") == 0) {
+            long long r = 0, p = 0;
+            char tail = 0;
+            if (sscanf(v, "%lld:%lld%c", &r, &p, &tail) != 2 || r < 0 || p < 0)
+                return fail_usage("expected RANK:PASS, found '%s'", v);
+            if (a[2] == 's')
+                o->stall_rank = r, o->stall_pass = p;
+            else
+                o->kill_rank = r, o->kill_pass = p;
         } else if (strcmp(a, "--graph-batch-sizes") == 0) {
             d->n_graph_batch_sizes = 0;
             char *copy = strdup(v), *save = NULL;
@@ -227,6 +241,35 @@ static double now_s(void)
     return (double)warmcal_now_ns() / 1e9;
 }
 
+/* Poll a non-blocking collective until it completes (1) or the deadline
+ * passes (0, the request still pending). */
+static int wait_until(MPI_Request *req, double deadline)
+{
+    struct timespec nap = {0, 20000};
+    for (;;) {
+        int done = 0;
+        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            return 1;
+        if (now_s() > deadline)
+            return 0;
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* Every rank's status, maximum over ranks, bounded by the collective timeout. */
+static int agree_on_status(collective_ctx *c, int status, int *worst)
+{
+    MPI_Request req;
+    MPI_Iallreduce(&status, worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req);
+    if (wait_until(&req, now_s() + c->timeout_s))
+        return 1;
+    c->hung = 1;
+    fprintf(stderr, "warmcal-synth: rank %d: a rank did not report its status within %.1f s\n",
+            c->rank, c->timeout_s);
+    return 0;
+}
+
 static void describe_pass(const collective_ctx *c, int seq, char *buf, size_t len)
 {
     size_t p = (size_t)seq / c->per_pass;
@@ -239,25 +282,16 @@ static int layer_collective(void *user, size_t pass_index, uint32_t index, warmc
     collective_ctx *c = user;
     int seq = (int)(pass_index * c->per_pass + index);
     int in[4] = {seq, c->rank, -seq, c->rank}, out[4];
-    double start = now_s(), deadline = start + c->timeout_s;
+    double deadline = now_s() + c->timeout_s;
     MPI_Request req;
     MPI_Iallreduce(in, out, 2, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD, &req);
-    int done = 0;
-    struct timespec nap = {0, 20000};
-    for (;;) {
-        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-        if (done)
-            break;
-        if (now_s() > deadline) {
-            c->hung = 1;
-            char here[96];
-            describe_pass(c, seq, here, sizeof here);
-            return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
-                                     "collective %u of %s timed out after %.1f s: a rank never "
-                                     "arrived",
-                                     index, here, c->timeout_s);
-        }
-        nanosleep(&nap, NULL);
+    if (!wait_until(&req, deadline)) {
+        c->hung = 1;
+        char here[96];
+        describe_pass(c, seq, here, sizeof here);
+        return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
+                                 "collective %u of %s timed out after %.1f s: a rank never arrived",
+                                 index, here, c->timeout_s);
     }
     int min_seq = out[0], min_rank = out[1], max_seq = -out[2], max_rank = out[3];
     if (min_seq == max_seq)
@@ -377,9 +411,13 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
     if (rc == WARMCAL_OK && (rc = start_up(&w, &err)) != WARMCAL_OK)
         status = report(&err, rc == WARMCAL_E_INVAL ? EXIT_USAGE : EXIT_HUNG);
     /* every rank starts the schedule, or none does */
-    int start_status = status ? status : (rc ? EXIT_HUNG : 0);
-    MPI_Allreduce(MPI_IN_PLACE, &start_status, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (start_status && !status) {
+    int start_status = 0;
+    if (!agree_on_status(coll, status ? status : (rc ? EXIT_HUNG : 0), &start_status)) {
+        start_status = EXIT_HUNG;
+        if (!status)
+            status = EXIT_HUNG;
+        rc = WARMCAL_E_TIMEOUT;
+    } else if (start_status && !status) {
         status = start_status;
         rc = WARMCAL_E_STATE;
         fprintf(stderr, "warmcal-synth: rank %d: another rank could not start; stopping\n",
@@ -394,6 +432,11 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
                 warmcal_format_bytes(warmcal_simdev_free_bytes(dev), fb, sizeof fb));
     }
     for (size_t i = 0; rc == WARMCAL_OK && i < n_passes; i++) {
+        if (o->kill_rank == coll->rank && o->kill_pass == (long long)i)
+            raise(SIGKILL);
+        if (o->stall_rank == coll->rank && o->stall_pass == (long long)i)
+            for (;;)
+                pause(); /* until the job is aborted */
         rc = warmcal_simdev_sample(dev, &err);
         rc = rc ? rc : warmcal_recorder_phase_begin(rec, warmcal_now_ns(), passes[i].label,
                                                     passes[i].tokens, passes[i].batch, &err);
@@ -432,7 +475,7 @@ int main(int argc, char **argv)
     int size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_id);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    options o = {0};
+    options o = {.stall_rank = -1, .stall_pass = -1, .kill_rank = -1, .kill_pass = -1};
     warmcal_deployment d;
     warmcal_model m;
     warmcal_error err = {0};
@@ -450,12 +493,11 @@ int main(int argc, char **argv)
     }
     collective_ctx coll = {.rank = rank_id, .size = size, .timeout_s = d.collective_timeout_s};
     status = run_rank(&o, &m, &d, &coll);
-    if (coll.hung) {
-        /* a collective is still pending on this rank: finalizing would hang */
-        MPI_Abort(MPI_COMM_WORLD, EXIT_HUNG);
-    }
     int worst = status;
-    MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (!coll.hung && !agree_on_status(&coll, status, &worst))
+        worst = EXIT_HUNG;
+    if (coll.hung) /* a collective is still pending here: finalizing would hang */
+        MPI_Abort(MPI_COMM_WORLD, EXIT_HUNG);
     MPI_Finalize();
     return worst;
 }
