@@ -224,6 +224,33 @@ static void flags_and_files_agree_on_rank_overheads(void)
     CHECK_STR_CONTAINS(err.text, "does not divide num_attention_heads");
 }
 
+static void unset_gpu_is_the_smallest_known_one_that_fits(void)
+{
+    warmcal_model m;
+    warmcal_deployment d;
+    warmcal_error err = {0};
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/deepseek-v3/config.json", WARMCAL_DATA_DIR);
+    CHECK(warmcal_model_load(path, &m, &err) == WARMCAL_OK);
+    warmcal_deployment_defaults(&d);
+    CHECK(warmcal_deployment_resolve(&d, &m, 4, &err) == WARMCAL_OK);
+    CHECK_EQ_U64(d.tp, 4);
+    CHECK(strcmp(d.gpu_name, "NVIDIA B200") == 0); /* 157 GiB of fp8 weights per rank */
+    warmcal_deployment_defaults(&d);
+    CHECK(warmcal_deployment_resolve(&d, &m, 1, &err) == WARMCAL_E_INVAL);
+    CHECK_STR_CONTAINS(err.text, "more than any known GPU holds");
+    warmcal_error_clear(&err);
+    snprintf(path, sizeof path, "%s/models/llama-3.1-8b/config.json", WARMCAL_DATA_DIR);
+    CHECK(warmcal_model_load(path, &m, &err) == WARMCAL_OK);
+    warmcal_deployment_defaults(&d);
+    CHECK(warmcal_deployment_resolve(&d, &m, 1, &err) == WARMCAL_OK);
+    CHECK(strcmp(d.gpu_name, "NVIDIA H100 80GB HBM3") == 0);
+    warmcal_deployment_defaults(&d);
+    d.gpu_memory = 24ull << 30; /* a size without a name */
+    CHECK(warmcal_deployment_resolve(&d, &m, 1, &err) == WARMCAL_OK);
+    CHECK(strcmp(d.gpu_name, "simulated GPU") == 0);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/warmcal-model-XXXXXX");
@@ -236,6 +263,7 @@ int main(void)
     RUN(shipped_models_load_with_their_architecture);
     RUN(bad_deployment_fields_are_named);
     RUN(flags_and_files_agree_on_rank_overheads);
+    RUN(unset_gpu_is_the_smallest_known_one_that_fits);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

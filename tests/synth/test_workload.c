@@ -137,6 +137,7 @@ static void kv_cache_is_the_same_on_every_rank(void)
     warmcal_workload w3 = w0;
     w3.rank = 3;
     warmcal_deployment_set_rank_overhead(&deploy, 0, 3ull << 30, NULL);
+    deploy.gpu_memory = 80ull << 30;
     CHECK(warmcal_workload_kv_cache_bytes(&w0) > 0);
     CHECK_EQ_U64(warmcal_workload_kv_cache_bytes(&w0), warmcal_workload_kv_cache_bytes(&w3));
     deploy.gpu_memory = 1ull << 30; /* weights do not fit: no KV cache */

@@ -33,10 +33,12 @@ static const char usage[] =
     "  --tp N                   tensor-parallel size (default: number of ranks)\n"
     "  --max-num-tokens N       largest context pass\n"
     "  --max-num-seqs N         sequences per context pass (logits rows)\n"
-    "  --gpu-memory BYTES       device memory (e.g. 80GiB)\n"
+    "  --gpu-memory BYTES       device memory (e.g. 80GiB; default: the smallest of\n"
+    "                           H100 80GB, H200, B200 that holds the weights)\n"
     "  --gpu-name NAME          device name written to the traces\n"
     "  --runtime-overhead BYTES memory per rank no allocation API reports\n"
     "  --kv-cache-fraction F    share of the memory left after weights given to the KV cache\n"
+    "                           (default 0.75)\n"
     "  --rank-overhead R:BYTES  extra memory taken on rank R (repeatable)\n"
     "  --graph-batch-sizes L    comma-separated CUDA-graph batch sizes\n"
     "  --moe-hot-rank R         rank that holds a hot expert (MoE models)\n"
@@ -482,7 +484,7 @@ int main(int argc, char **argv)
     int status = parse_args(argc, argv, &o, &d);
     if (status == 0 && warmcal_model_load(o.model_path, &m, &err) != WARMCAL_OK)
         status = rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
-    if (status == 0 && warmcal_deployment_check(&d, &m, size, &err) != WARMCAL_OK)
+    if (status == 0 && warmcal_deployment_resolve(&d, &m, size, &err) != WARMCAL_OK)
         status = rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
     if (status == 0 && rank_id == 0 && make_dir(o.out_dir, &err) != WARMCAL_OK)
         status = report(&err, EXIT_USAGE);

@@ -271,10 +271,9 @@ void warmcal_deployment_defaults(warmcal_deployment *d)
 {
     memset(d, 0, sizeof *d);
     d->max_num_tokens = 8192;
-    snprintf(d->gpu_name, sizeof d->gpu_name, "simulated GPU");
-    d->gpu_memory = 80ull << 30;
+    d->gpu_memory = 0; /* chosen to fit the model: warmcal_deployment_resolve */
     d->runtime_overhead = 1ull << 30;
-    d->kv_cache_fraction = 0.9;
+    d->kv_cache_fraction = 0.75;
     static const uint32_t sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
     memcpy(d->graph_batch_sizes, sizes, sizeof sizes);
     d->n_graph_batch_sizes = sizeof sizes / sizeof sizes[0];
@@ -463,6 +462,48 @@ int warmcal_deployment_load(const char *path, warmcal_deployment *d, warmcal_err
     }
     json_decref(root);
     return rc;
+}
+
+/* Data-centre GPUs as the CUDA driver reports them (total memory in MiB). */
+static const struct {
+    const char *name;
+    uint64_t mib;
+} known_gpus[] = {
+    {"NVIDIA H100 80GB HBM3", 81559},
+    {"NVIDIA H200", 143771},
+    {"NVIDIA B200", 183359},
+};
+
+int warmcal_deployment_resolve(warmcal_deployment *d, const warmcal_model *m, int world_size,
+                               warmcal_error *err)
+{
+    if (d->tp == 0)
+        d->tp = world_size;
+    int rc = warmcal_deployment_check(d, m, world_size, err);
+    if (rc)
+        return rc;
+    if (d->gpu_memory) {
+        if (!d->gpu_name[0])
+            snprintf(d->gpu_name, sizeof d->gpu_name, "simulated GPU");
+        return WARMCAL_OK;
+    }
+    /* weights and runtime within 90% of the device: room left for KV cache and activations */
+    uint64_t need = warmcal_model_weight_bytes_per_rank(m, d->tp) + d->runtime_overhead;
+    for (size_t i = 0; i < sizeof known_gpus / sizeof known_gpus[0]; i++) {
+        uint64_t total = known_gpus[i].mib << 20;
+        if ((double)need <= 0.9 * (double)total) {
+            d->gpu_memory = total;
+            if (!d->gpu_name[0])
+                snprintf(d->gpu_name, sizeof d->gpu_name, "%s", known_gpus[i].name);
+            return WARMCAL_OK;
+        }
+    }
+    char need_text[32];
+    return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, "gpu_memory",
+                             "the model needs %s per rank at tp %d, more than any known GPU holds "
+                             "(largest: %s): give a GPU memory size or a larger tp",
+                             warmcal_format_bytes(need, need_text, sizeof need_text), d->tp,
+                             known_gpus[sizeof known_gpus / sizeof known_gpus[0] - 1].name);
 }
 
 int warmcal_deployment_check(const warmcal_deployment *d, const warmcal_model *m, int world_size,

@@ -50,7 +50,7 @@ typedef struct {
     int tp;                          /* tensor-parallel size; 0: the MPI world size */
     uint64_t max_num_tokens;         /* largest context pass */
     char gpu_name[64];
-    uint64_t gpu_memory;             /* device total bytes */
+    uint64_t gpu_memory;             /* device total bytes; 0: the smallest known GPU that fits */
     uint64_t runtime_overhead;       /* per rank, invisible to allocation APIs: context, NCCL, workspaces */
     double kv_cache_fraction;        /* share of memory left after weights and runtime given to the KV cache */
     uint32_t graph_batch_sizes[WARMCAL_MAX_GRAPH_SIZES]; /* generation passes (CUDA-graph sizes) */
@@ -68,9 +68,10 @@ typedef struct {
     double collective_timeout_s;     /* how long a rank waits in one collective */
 } warmcal_deployment;
 
-/* Defaults: tp 0, max_num_tokens 8192, 80 GiB "simulated GPU", 1 GiB runtime
- * overhead, KV fraction 0.9, graph sizes 1,2,4,8,16,32,64,128,256, 256
- * sequences, balanced routing, noise 0.02, seed 1, 60 s timeout. */
+/* Defaults: tp 0 (the world size), max_num_tokens 8192, GPU memory 0 (chosen
+ * by warmcal_deployment_resolve), 1 GiB runtime overhead, KV fraction 0.75,
+ * graph sizes 1,2,4,8,16,32,64,128,256, 256 sequences, balanced routing,
+ * noise 0.02, seed 1, 60 s timeout. */
 WARMCAL_API void warmcal_deployment_defaults(warmcal_deployment *d);
 
 /* Overlay a deployment JSON file on d. Every field is optional; unknown
@@ -86,9 +87,17 @@ WARMCAL_API int warmcal_deployment_set_rank_overhead(warmcal_deployment *d, int 
 WARMCAL_API uint64_t warmcal_deployment_rank_overhead(const warmcal_deployment *d, int rank);
 
 /* Check the deployment against the model and world size (tp divides heads
- * and experts, fractions in range, tp == world_size when set). */
+ * and experts, ranks named exist, tp == world_size when set). */
 WARMCAL_API int warmcal_deployment_check(const warmcal_deployment *d, const warmcal_model *m,
                                          int world_size, warmcal_error *err);
+
+/* Fill what was left to be chosen, then check: tp 0 becomes world_size; GPU
+ * memory 0 becomes the smallest of H100 80GB, H200 and B200 on which the
+ * weights and runtime overhead take at most 90% (its name too, unless one was
+ * given); a size given without a name is called "simulated GPU".
+ * WARMCAL_E_INVAL when no known GPU is large enough, or as the check fails. */
+WARMCAL_API int warmcal_deployment_resolve(warmcal_deployment *d, const warmcal_model *m,
+                                           int world_size, warmcal_error *err);
 
 #ifdef __cplusplus
 }
