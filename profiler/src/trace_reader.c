@@ -497,6 +497,34 @@ static int label_column(hid_t d, hid_t member, const char *path, warmcal_phase *
 }
 
 /* Open /name as a one-dimensional dataset and return its row count. */
+/* A damaged row type can describe fields outside the row, and HDF5 1.10
+ * then reads out of bounds while converting: check the layout first. */
+static int compound_layout_ok(hid_t ftype)
+{
+    size_t size = H5Tget_size(ftype);
+    int members = H5Tget_nmembers(ftype);
+    if (size == 0 || members < 0)
+        return 0;
+    for (int i = 0; i < members; i++) {
+        hid_t m = H5Tget_member_type(ftype, (unsigned)i);
+        size_t msize = m < 0 ? 0 : H5Tget_size(m);
+        size_t offset = H5Tget_member_offset(ftype, (unsigned)i);
+        if (m >= 0)
+            H5Tclose(m);
+        if (msize == 0 || offset > size || msize > size - offset)
+            return 0;
+    }
+    return 1;
+}
+
+/* Rows claimed by a dataset must be storable in the file: a damaged extent
+ * would otherwise ask for more memory than the machine has. */
+static int rows_fit_file(hid_t file, hsize_t rows)
+{
+    hsize_t bytes = 0;
+    return H5Fget_filesize(file, &bytes) >= 0 && rows <= bytes;
+}
+
 static int open_table(hid_t file, const char *path, const char *name, hid_t *d, hsize_t *rows,
                       warmcal_error *err)
 {
@@ -518,6 +546,10 @@ static int open_table(hid_t file, const char *path, const char *name, hid_t *d, 
                                "expected one dimension, found %d", ndims);
     else if (H5Sget_simple_extent_dims(space, rows, NULL) < 0)
         rc = read_failed(path, name, err);
+    else if (!rows_fit_file(file, *rows))
+        rc = warmcal_error_set(err, WARMCAL_E_FORMAT, path, name,
+                               "%llu rows cannot be stored in this file (corrupt?)",
+                               (unsigned long long)*rows);
     if (space >= 0)
         H5Sclose(space);
     if (rc && *d >= 0) {
@@ -546,6 +578,9 @@ static int read_phases(hid_t file, const char *path, warmcal_trace *t, warmcal_e
         rc = warmcal_error_set(err, WARMCAL_E_FORMAT, path, "phases",
                                "expected a compound (table), found %s",
                                class_name(H5Tget_class(ftype)));
+    else if (!compound_layout_ok(ftype))
+        rc = warmcal_error_set(err, WARMCAL_E_FORMAT, path, "phases",
+                               "row type has fields outside its row (corrupt?)");
     else if (rows > SIZE_MAX / sizeof(warmcal_phase) ||
              !(t->phases = calloc(rows ? (size_t)rows : 1, sizeof *t->phases)))
         rc = warmcal_error_set(err, WARMCAL_E_NOMEM, path, "phases",

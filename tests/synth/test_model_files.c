@@ -80,6 +80,12 @@ static void every_required_field_missing_or_malformed_is_named(void)
 
 static void optional_fields_are_checked_when_present(void)
 {
+    expect_model_error("llama-3.1-8b", "hidden_size", json_integer(1000000000000000ll), "hidden_size",
+                       "expected at most 1048576");
+    expect_model_error("llama-3.1-8b", "vocab_size", json_integer(1ll << 40), "vocab_size",
+                       "expected at most 16777216");
+    expect_model_error("deepseek-v3", "num_experts_per_tok", json_integer(257), "num_experts_per_tok",
+                       "expected at most 256");
     expect_model_error("llama-3.1-8b", "num_key_value_heads", json_integer(0), "num_key_value_heads",
                        "positive integer");
     expect_model_error("llama-3.1-8b", "num_key_value_heads", json_integer(64),
@@ -94,8 +100,8 @@ static void optional_fields_are_checked_when_present(void)
     expect_model_error("llama-3.1-8b", "tie_word_embeddings", json_string("yes"),
                        "tie_word_embeddings", "expected a boolean");
     expect_model_error("deepseek-v3", "num_experts_per_tok", NULL, "num_experts_per_tok", "missing");
-    expect_model_error("deepseek-v3", "num_experts_per_tok", json_integer(300), "num_experts_per_tok",
-                       "at most n_routed_experts");
+    expect_model_error("deepseek-v3", "num_experts_per_tok", json_integer(0), "num_experts_per_tok",
+                       "expected a positive integer");
     expect_model_error("deepseek-v3", "first_k_dense_replace", json_integer(99),
                        "first_k_dense_replace", "at most num_hidden_layers");
     expect_model_error("deepseek-v3", "moe_intermediate_size", json_integer(-1),

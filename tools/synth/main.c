@@ -160,7 +160,7 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
         else if (strcmp(a, "--tp") == 0)
             bad = parse_int(a, v, 1, 4096, &n), d->tp = (int)n;
         else if (strcmp(a, "--max-num-tokens") == 0)
-            bad = parse_int(a, v, 1, 1ll << 32, &n), d->max_num_tokens = (uint64_t)n;
+            bad = parse_int(a, v, 1, WARMCAL_MAX_TOKENS, &n), d->max_num_tokens = (uint64_t)n;
         else if (strcmp(a, "--max-num-seqs") == 0)
             bad = parse_int(a, v, 1, 1 << 20, &n), d->max_num_seqs = (uint32_t)n;
         else if (strcmp(a, "--seed") == 0)

@@ -43,6 +43,30 @@ static json_t *load_object(const char *path, warmcal_error *err)
     return root;
 }
 
+/* Upper bounds far above any published model, low enough that no byte count
+ * the workload derives from them can overflow 64 bits. */
+static uint64_t field_limit(const char *field)
+{
+    static const struct {
+        const char *name;
+        uint64_t max;
+    } limits[] = {
+        {"num_hidden_layers", 1u << 12},   {"num_attention_heads", 1u << 12},
+        {"num_key_value_heads", 1u << 12}, {"head_dim", 1u << 14},
+        {"q_lora_rank", 1u << 14},         {"kv_lora_rank", 1u << 14},
+        {"qk_nope_head_dim", 1u << 14},    {"qk_rope_head_dim", 1u << 14},
+        {"v_head_dim", 1u << 14},          {"vocab_size", 1u << 24},
+        {"n_routed_experts", 1u << 14},    {"num_local_experts", 1u << 14},
+        {"num_experts", 1u << 14},         {"num_experts_per_tok", 1u << 8},
+        {"n_shared_experts", 1u << 8},     {"first_k_dense_replace", 1u << 12},
+        {"moe_layer_freq", 1u << 12},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+        if (strcmp(limits[i].name, field) == 0)
+            return limits[i].max;
+    return 1u << 20; /* hidden and intermediate sizes */
+}
+
 /* A non-negative integer field. Absent (or null): *out untouched and
  * WARMCAL_OK unless required. */
 static int get_count(const char *path, json_t *obj, const char *field, int required, int positive,
@@ -63,6 +87,10 @@ static int get_count(const char *path, json_t *obj, const char *field, int requi
     if (i < 0 || (positive && i == 0))
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, field, "expected %s, found %lld",
                                  expect, (long long)i);
+    if ((uint64_t)i > field_limit(field))
+        return warmcal_error_set(err, WARMCAL_E_FIELD, path, field,
+                                 "expected at most %llu, found %lld",
+                                 (unsigned long long)field_limit(field), (long long)i);
     *out = (uint64_t)i;
     return WARMCAL_OK;
 }
@@ -252,19 +280,19 @@ uint64_t warmcal_model_weight_bytes_per_rank(const warmcal_model *m, int tp)
     } else {
         attn = h * (heads + 2 * kv_heads) * m->head_dim + heads * m->head_dim * h;
     }
-    uint64_t params = 0;
-    for (uint64_t l = 0; l < m->num_hidden_layers; l++) {
-        params += attn;
-        if (warmcal_model_layer_is_moe(m, l))
-            params += div_up(m->n_routed_experts, t) * 3 * h * m->moe_intermediate_size +
-                      div_up(m->n_shared_experts * m->moe_intermediate_size, t) * 3 * h +
-                      h * m->n_routed_experts;
-        else
-            params += 3 * h * div_up(m->intermediate_size, t);
-    }
-    uint64_t vocab = div_up(m->vocab_size, t) * h;
+    /* Per-layer terms fit 64 bits under the field limits; their sum over
+     * layers may not, so it is summed in floating point and saturated. */
+    uint64_t dense = 3 * h * div_up(m->intermediate_size, t);
+    uint64_t moe = div_up(m->n_routed_experts, t) * 3 * h * m->moe_intermediate_size +
+                   div_up(m->n_shared_experts * m->moe_intermediate_size, t) * 3 * h +
+                   h * m->n_routed_experts;
+    long double params = 0;
+    for (uint64_t l = 0; l < m->num_hidden_layers; l++)
+        params += (long double)attn + (long double)(warmcal_model_layer_is_moe(m, l) ? moe : dense);
+    long double vocab = (long double)(div_up(m->vocab_size, t) * h);
     params += m->tie_word_embeddings ? vocab : 2 * vocab;
-    return params * m->weight_bytes;
+    long double bytes = params * m->weight_bytes;
+    return bytes >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)bytes;
 }
 
 void warmcal_deployment_defaults(warmcal_deployment *d)
@@ -414,7 +442,7 @@ int warmcal_deployment_load(const char *path, warmcal_deployment *d, warmcal_err
             rc = get_int_in(path, v, key, 1, 4096, &i, err);
             d->tp = (int)i;
         } else if (strcmp(key, "max_num_tokens") == 0) {
-            rc = get_int_in(path, v, key, 1, 1ll << 32, &i, err);
+            rc = get_int_in(path, v, key, 1, WARMCAL_MAX_TOKENS, &i, err);
             d->max_num_tokens = (uint64_t)i;
         } else if (strcmp(key, "max_num_seqs") == 0) {
             rc = get_int_in(path, v, key, 1, 1 << 20, &i, err);

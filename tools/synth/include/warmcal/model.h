@@ -43,6 +43,7 @@ WARMCAL_API int warmcal_model_layer_is_moe(const warmcal_model *m, uint64_t laye
 WARMCAL_API uint64_t warmcal_model_weight_bytes_per_rank(const warmcal_model *m, int tp);
 
 #define WARMCAL_MAX_RANK_OVERHEADS 64
+#define WARMCAL_MAX_TOKENS (1ll << 24) /* keeps every derived byte count within 64 bits */
 #define WARMCAL_MAX_GRAPH_SIZES 64
 
 /* How the model is served. */

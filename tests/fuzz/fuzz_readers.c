@@ -1,0 +1,67 @@
+/* Fuzz targets for warmcal's readers: model configs, deployment files and
+ * HDF5 traces. Whatever the bytes, a reader returns 0 or an error with a
+ * message; it never crashes, leaks or prints. Built three ways: with
+ * -DWARMCAL_FUZZ_TARGET=model|deployment|trace and clang's -fsanitize=fuzzer
+ * for fuzzing (cmake -DWARMCAL_FUZZ=ON), and with replay.c as a ctest that
+ * runs every file of the corpus. */
+#define _DEFAULT_SOURCE /* mkstemp */
+#include "warmcal/model.h"
+#include "warmcal/trace.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The readers take paths: the input goes through one temporary file. */
+static const char *input_file(const uint8_t *data, size_t size)
+{
+    static char path[64];
+    if (!path[0]) {
+        snprintf(path, sizeof path, "/tmp/warmcal-fuzz-XXXXXX");
+        int fd = mkstemp(path);
+        if (fd < 0)
+            abort();
+        close(fd);
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
+        abort();
+    return path;
+}
+
+static void check_error(int rc, const warmcal_error *err)
+{
+    /* an error must say what went wrong */
+    if (rc != 0 && (err->code != rc || err->text[0] == '\0'))
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *path = input_file(data, size);
+    warmcal_error err = {0};
+#if WARMCAL_FUZZ_TARGET_MODEL
+    warmcal_model m;
+    int rc = warmcal_model_load(path, &m, &err);
+    check_error(rc, &err);
+    if (rc == 0)
+        (void)warmcal_model_weight_bytes_per_rank(&m, 4);
+#elif WARMCAL_FUZZ_TARGET_DEPLOYMENT
+    warmcal_deployment d;
+    warmcal_deployment_defaults(&d);
+    check_error(warmcal_deployment_load(path, &d, &err), &err);
+#elif WARMCAL_FUZZ_TARGET_TRACE
+    warmcal_trace *t = NULL;
+    int rc = warmcal_trace_read(path, &t, &err);
+    check_error(rc, &err);
+    if ((rc == 0) != (t != NULL))
+        abort();
+    warmcal_trace_free(t);
+#else
+#error "define WARMCAL_FUZZ_TARGET_MODEL, _DEPLOYMENT or _TRACE"
+#endif
+    return 0;
+}
