@@ -35,15 +35,16 @@ int warmcal_parse_bytes(const char *text, uint64_t *out, const char *what, warmc
     unsigned long long whole = strtoull(p, &end, 10);
     if (errno == ERANGE)
         goto overflow;
-    double frac = 0.0;
+    /* digits after a point only: strtod would also take exponents and hex */
+    double frac = 0.0, place = 0.1;
     int has_frac = 0;
     if (*end == '.') {
-        char *fend = NULL;
-        frac = strtod(end, &fend);
-        if (fend == end + 1)
+        end++;
+        if (!isdigit((unsigned char)*end))
             goto bad;
+        for (; isdigit((unsigned char)*end); end++, place /= 10)
+            frac += (*end - '0') * place;
         has_frac = 1;
-        end = fend;
     }
     while (isspace((unsigned char)*end))
         end++;
@@ -58,7 +59,7 @@ int warmcal_parse_bytes(const char *text, uint64_t *out, const char *what, warmc
             goto overflow;
         uint64_t v = (uint64_t)whole * scale;
         double extra = floor(frac * (double)scale);
-        if (extra >= (double)(UINT64_MAX - v))
+        if (extra > 0 && extra >= (double)(UINT64_MAX - v))
             goto overflow;
         *out = v + (uint64_t)extra;
         return WARMCAL_OK;

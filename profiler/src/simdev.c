@@ -52,7 +52,7 @@ static uint64_t round_up(uint64_t v, uint64_t g)
 int warmcal_simdev_alloc(warmcal_simdev *d, uint64_t bytes, warmcal_mem_kind kind, uint64_t *address,
                          warmcal_error *err)
 {
-    if (!d || !address)
+    if (!d || !address || (unsigned)kind > WARMCAL_MEM_PINNED_HOST)
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "simdev_alloc: bad argument");
     int device = kind != WARMCAL_MEM_PINNED_HOST;
     uint64_t size = bytes ? bytes : 1;
@@ -72,6 +72,11 @@ int warmcal_simdev_alloc(warmcal_simdev *d, uint64_t bytes, warmcal_mem_kind kin
                                      warmcal_format_bytes(d->total - d->used, avail, sizeof avail));
         }
     }
+    uint64_t span = round_up(size, 4096);
+    if (span < size || span > UINT64_MAX - d->next_address)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL,
+                                 "simdev_alloc: %llu bytes exceed the address space",
+                                 (unsigned long long)bytes);
     sim_block *b = calloc(1, sizeof *b);
     if (!b)
         return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "simdev: out of memory");
@@ -83,12 +88,18 @@ int warmcal_simdev_alloc(warmcal_simdev *d, uint64_t bytes, warmcal_mem_kind kin
         free(b);
         return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "simdev: out of memory");
     }
-    d->next_address += round_up(size, 4096);
+    int rc = d->rec ? warmcal_recorder_alloc(d->rec, warmcal_now_ns(), b->address, size, kind, err)
+                    : WARMCAL_OK;
+    if (rc != WARMCAL_OK) { /* the recorder never saw it: neither did the device */
+        HASH_DEL(d->blocks, b);
+        free(b);
+        return rc;
+    }
+    d->next_address += span;
     if (device)
         d->used += size;
     *address = b->address;
-    return d->rec ? warmcal_recorder_alloc(d->rec, warmcal_now_ns(), b->address, size, kind, err)
-                  : WARMCAL_OK;
+    return WARMCAL_OK;
 }
 
 int warmcal_simdev_free(warmcal_simdev *d, uint64_t address, warmcal_error *err)

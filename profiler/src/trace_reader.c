@@ -655,15 +655,18 @@ static int open_was_locked_out(void)
  * file or directory", "Permission denied") before HDF5's vaguer failure. */
 static int check_openable(const char *path, warmcal_error *err)
 {
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0)
         return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot open: %s",
                                  strerror(errno));
     struct stat st;
-    int is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    int ok = fstat(fd, &st) == 0;
     close(fd);
-    if (is_dir)
+    if (ok && S_ISDIR(st.st_mode))
         return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot open: is a directory");
+    if (!ok || !S_ISREG(st.st_mode))
+        return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot open: not a regular file");
     return WARMCAL_OK;
 }
 

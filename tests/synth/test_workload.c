@@ -130,18 +130,48 @@ static void schedule_spans_one_to_max_then_graph_sizes(void)
     free(p);
 }
 
-static void kv_cache_is_the_same_on_every_rank(void)
+/* Start up one rank on its own device; returns what start-up reported. */
+static int start_rank(int rank, warmcal_start_up *up, warmcal_error *err)
+{
+    warmcal_simdev *dev = NULL;
+    warmcal_simdev_options o = {.total_bytes = deploy.gpu_memory};
+    if (warmcal_simdev_open(&dev, &o, NULL, err) != WARMCAL_OK)
+        return -1;
+    warmcal_workload w = {.model = &model, .deployment = &deploy, .rank = rank, .tp = 4, .device = dev};
+    int rc = warmcal_workload_start_up(&w, up, err);
+    warmcal_simdev_close(dev);
+    return rc;
+}
+
+static void start_up_gives_every_rank_the_same_kv_cache_and_rank0_its_overhead(void)
 {
     load("llama-3.1-70b");
-    warmcal_workload w0 = {.model = &model, .deployment = &deploy, .rank = 0, .tp = 4};
-    warmcal_workload w3 = w0;
-    w3.rank = 3;
-    warmcal_deployment_set_rank_overhead(&deploy, 0, 3ull << 30, NULL);
     deploy.gpu_memory = 80ull << 30;
-    CHECK(warmcal_workload_kv_cache_bytes(&w0) > 0);
-    CHECK_EQ_U64(warmcal_workload_kv_cache_bytes(&w0), warmcal_workload_kv_cache_bytes(&w3));
-    deploy.gpu_memory = 1ull << 30; /* weights do not fit: no KV cache */
-    CHECK_EQ_U64(warmcal_workload_kv_cache_bytes(&w0), 0);
+    warmcal_deployment_set_rank_overhead(&deploy, 0, 3ull << 30, NULL);
+    warmcal_start_up r0, r3;
+    warmcal_error err = {0};
+    CHECK(start_rank(0, &r0, &err) == WARMCAL_OK);
+    CHECK(start_rank(3, &r3, &err) == WARMCAL_OK);
+    CHECK(r0.kv_cache > 0);
+    CHECK_EQ_U64(r0.kv_cache, r3.kv_cache);
+    CHECK_EQ_U64(r0.kv_cache % (2u << 20), 0);
+    CHECK_EQ_U64(r3.free_before_warmup - r0.free_before_warmup, 3ull << 30);
+    deploy.kv_cache_fraction = 1.0; /* everything left goes to the KV cache: still starts */
+    warmcal_deployment_set_rank_overhead(&deploy, 0, 0, NULL);
+    CHECK(start_rank(0, &r0, &err) == WARMCAL_OK);
+    CHECK(r0.free_before_warmup < (2u << 20));
+    warmcal_deployment_set_rank_overhead(&deploy, 0, 1ull << 30, NULL);
+    CHECK(start_rank(0, &r0, &err) == WARMCAL_E_INVAL);
+    CHECK(strcmp(err.where, "rank_overhead") == 0);
+    CHECK_STR_CONTAINS(err.text, "does not fit");
+    warmcal_error_clear(&err);
+    deploy.gpu_memory = 8ull << 30; /* 70B weights do not fit in 8 GiB at tp 4 */
+    CHECK(start_rank(1, &r0, &err) == WARMCAL_E_INVAL);
+    CHECK(strcmp(err.where, "gpu_memory") == 0);
+    warmcal_error_clear(&err);
+    deploy.runtime_overhead = 9ull << 30;
+    CHECK(start_rank(1, &r0, &err) == WARMCAL_E_INVAL);
+    CHECK(strcmp(err.where, "runtime_overhead") == 0);
 }
 
 int main(void)
@@ -150,6 +180,6 @@ int main(void)
     RUN(oom_keeps_lockstep_or_leaves_the_pass);
     RUN(hot_expert_rank_needs_more);
     RUN(schedule_spans_one_to_max_then_graph_sizes);
-    RUN(kv_cache_is_the_same_on_every_rank);
+    RUN(start_up_gives_every_rank_the_same_kv_cache_and_rank0_its_overhead);
     CHECK_DONE();
 }

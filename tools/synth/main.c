@@ -182,15 +182,16 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
         else if (strcmp(a, "--timeout") == 0)
             bad = parse_double(a, v, 0.001, 86400.0, &d->collective_timeout_s);
         else if (strcmp(a, "--rank-overhead") == 0) {
-            const char *colon = strchr(v, ':');
+            char *colon = NULL;
+            errno = 0;
+            long long rank = strtoll(v, &colon, 10);
             uint64_t bytes = 0;
             warmcal_error err = {0};
-            if (!colon || colon == v)
-                return fail_usage("--rank-overhead: expected RANK:BYTES, found '%s'", v);
-            char rank_text[16];
-            snprintf(rank_text, sizeof rank_text, "%.*s", (int)(colon - v), v);
-            bad = parse_int(a, rank_text, 0, 4095, &n) || parse_bytes_flag(a, colon + 1, &bytes);
-            if (!bad && warmcal_deployment_set_rank_overhead(d, (int)n, bytes, &err) != WARMCAL_OK)
+            if (colon == v || *colon != ':' || errno || rank < 0 || rank > 4095)
+                return fail_usage("--rank-overhead: expected RANK:BYTES with a rank in [0, 4095], "
+                                  "found '%s'", v);
+            bad = parse_bytes_flag(a, colon + 1, &bytes);
+            if (!bad && warmcal_deployment_set_rank_overhead(d, (int)rank, bytes, &err) != WARMCAL_OK)
                 return rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
         } else if (strcmp(a, "--stall-rank") == 0 || strcmp(a, "--kill-rank") == 0) {
             long long r = 0, p = 0;
@@ -203,17 +204,20 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
                 o->kill_rank = r, o->kill_pass = p;
         } else if (strcmp(a, "--graph-batch-sizes") == 0) {
             d->n_graph_batch_sizes = 0;
-            char *copy = strdup(v), *save = NULL;
-            for (char *tok = strtok_r(copy, ",", &save); tok && !bad; tok = strtok_r(NULL, ",", &save)) {
+            for (const char *p = v;; p++) {
+                char *end = NULL;
+                errno = 0;
+                long long size = strtoll(p, &end, 10);
+                if (end == p || errno || size < 1 || size > 1 << 20 || (*end && *end != ','))
+                    return fail_usage("--graph-batch-sizes: expected a comma-separated list of "
+                                      "batch sizes in [1, 1048576], found '%s'", v);
                 if (d->n_graph_batch_sizes == WARMCAL_MAX_GRAPH_SIZES)
-                    bad = 1;
-                else
-                    bad = parse_int(a, tok, 1, 1 << 20, &n),
-                    d->graph_batch_sizes[d->n_graph_batch_sizes++] = (uint32_t)n;
+                    return fail_usage("--graph-batch-sizes: at most 64 sizes, found '%s'", v);
+                d->graph_batch_sizes[d->n_graph_batch_sizes++] = (uint32_t)size;
+                if (!*end)
+                    break;
+                p = end;
             }
-            free(copy);
-            if (!bad && d->n_graph_batch_sizes == 0)
-                return fail_usage("%s: expected a comma-separated list of batch sizes", a);
         } else
             return fail_usage("unknown option '%s'", a);
         if (bad)
@@ -226,17 +230,31 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
     return 0;
 }
 
-/* The per-sub-layer collective. Its payload carries each rank's position in
- * the schedule so that a rank that left its pass is seen: NCCL would then
- * hang (the collectives no longer match); the synth waits out the timeout as
- * a hung rank would and reports who went missing. */
+/* Every collective of the run — the start-up agreement, two per layer and
+ * one per logits gather, the end-of-warmup agreement — is one
+ * MPI_Iallreduce of the same shape: each rank's position in the run and its
+ * status, reduced with MINLOC so that everyone learns the lowest and highest
+ * position (and who holds them) and the worst status. When positions differ,
+ * ranks are in different collectives: on a GPU those would never match and
+ * NCCL would hang; the synth waits out the timeout, as a hung rank would, and
+ * names who went missing. A collective that never completes at all (a rank
+ * stopped or died) also ends at the timeout. */
 typedef struct {
     int rank, size;
     double timeout_s;
     const warmcal_pass *passes;
+    size_t n_passes;
     uint32_t per_pass;
-    int hung; /* a collective is still pending: MPI cannot be finalized */
+    int hung;     /* a collective is still pending: MPI cannot be finalized */
+    int diverged; /* ranks were found in different collectives: no more collectives */
 } collective_ctx;
+
+#define SEQ_START 0 /* positions: 0 start-up, then 1 + pass * per_pass + index, then the end */
+
+static int seq_end(const collective_ctx *c)
+{
+    return (int)(c->n_passes * c->per_pass) + 1;
+}
 
 static double now_s(void)
 {
@@ -259,64 +277,73 @@ static int wait_until(MPI_Request *req, double deadline)
     }
 }
 
-/* Every rank's status, maximum over ranks, bounded by the collective timeout. */
-static int agree_on_status(collective_ctx *c, int status, int *worst)
+static void describe(const collective_ctx *c, int seq, char *buf, size_t len)
 {
-    MPI_Request req;
-    MPI_Iallreduce(&status, worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req);
-    if (wait_until(&req, now_s() + c->timeout_s))
-        return 1;
-    c->hung = 1;
-    fprintf(stderr, "warmcal-synth: rank %d: a rank did not report its status within %.1f s\n",
-            c->rank, c->timeout_s);
-    return 0;
+    if (seq == SEQ_START) {
+        snprintf(buf, len, "the start-up agreement");
+    } else if (seq == seq_end(c)) {
+        snprintf(buf, len, "the end-of-warmup agreement");
+    } else {
+        size_t p = (size_t)(seq - 1) / c->per_pass;
+        snprintf(buf, len, "collective %u of pass %zu (%s, %llu tokens)",
+                 (unsigned)((size_t)(seq - 1) % c->per_pass), p, c->passes[p].label,
+                 (unsigned long long)c->passes[p].tokens);
+    }
 }
 
-static void describe_pass(const collective_ctx *c, int seq, char *buf, size_t len)
+/* One collective at position seq carrying this rank's status. On success
+ * *worst (may be NULL) is the highest status of any rank. */
+static int exchange(collective_ctx *c, int seq, int status, int *worst, warmcal_error *err)
 {
-    size_t p = (size_t)seq / c->per_pass;
-    snprintf(buf, len, "pass %zu (%s, %llu tokens)", p, c->passes[p].label,
-             (unsigned long long)c->passes[p].tokens);
+    int in[6] = {seq, c->rank, -seq, c->rank, -status, c->rank}, out[6];
+    double deadline = now_s() + c->timeout_s;
+    char here[128], there[128];
+    describe(c, seq, here, sizeof here);
+    MPI_Request req;
+    MPI_Iallreduce(in, out, 3, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD, &req);
+    if (!wait_until(&req, deadline)) {
+        c->hung = 1;
+        return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
+                                 "%s timed out after %.1f s: a rank never arrived", here,
+                                 c->timeout_s);
+    }
+    int min_seq = out[0], min_rank = out[1], max_seq = -out[2], max_rank = out[3];
+    int max_status = -out[4], failed_rank = out[5];
+    if (worst)
+        *worst = max_status;
+    if (min_seq == max_seq)
+        return WARMCAL_OK;
+    c->diverged = 1;
+    if (max_status != 0 && seq != max_seq) {
+        describe(c, max_seq, there, sizeof there);
+        return warmcal_error_set(err, WARMCAL_E_MISMATCH, NULL, NULL,
+                                 "rank %d stopped with an error and went on to %s", failed_rank,
+                                 there);
+    }
+    if (max_status != 0)
+        return WARMCAL_E_MISMATCH; /* this rank failed: it reported why */
+    /* Nobody failed: a rank moved on alone. Hang as a real rank would. */
+    struct timespec rest = {0, 1000000};
+    while (now_s() < deadline)
+        nanosleep(&rest, NULL);
+    if (seq == min_seq) {
+        describe(c, max_seq, there, sizeof there);
+        return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
+                                 "%s timed out after %.1f s: rank %d never joined; it left and "
+                                 "went on to %s",
+                                 here, c->timeout_s, max_rank, there);
+    }
+    describe(c, min_seq, there, sizeof there);
+    return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
+                             "%s timed out after %.1f s: rank %d and others are still waiting "
+                             "in %s, which this rank left",
+                             here, c->timeout_s, min_rank, there);
 }
 
 static int layer_collective(void *user, size_t pass_index, uint32_t index, warmcal_error *err)
 {
     collective_ctx *c = user;
-    int seq = (int)(pass_index * c->per_pass + index);
-    int in[4] = {seq, c->rank, -seq, c->rank}, out[4];
-    double deadline = now_s() + c->timeout_s;
-    MPI_Request req;
-    MPI_Iallreduce(in, out, 2, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD, &req);
-    if (!wait_until(&req, deadline)) {
-        c->hung = 1;
-        char here[96];
-        describe_pass(c, seq, here, sizeof here);
-        return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
-                                 "collective %u of %s timed out after %.1f s: a rank never arrived",
-                                 index, here, c->timeout_s);
-    }
-    int min_seq = out[0], min_rank = out[1], max_seq = -out[2], max_rank = out[3];
-    if (min_seq == max_seq)
-        return WARMCAL_OK;
-    /* The ranks are in different passes: this collective would never
-     * complete on a real GPU. Hang as a real rank would, until the timeout. */
-    struct timespec rest = {0, 1000000};
-    while (now_s() < deadline)
-        nanosleep(&rest, NULL);
-    char here[96], there[96];
-    describe_pass(c, seq, here, sizeof here);
-    if (seq == min_seq) {
-        describe_pass(c, max_seq, there, sizeof there);
-        return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
-                                 "collective %u of %s timed out after %.1f s: rank %d never "
-                                 "joined; it left this pass and went on to %s",
-                                 index, here, c->timeout_s, max_rank, there);
-    }
-    describe_pass(c, min_seq, there, sizeof there);
-    return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
-                             "collective %u of %s timed out after %.1f s: rank %d and others "
-                             "are still waiting in %s, which this rank left",
-                             index, here, c->timeout_s, min_rank, there);
+    return exchange(c, (int)(1 + pass_index * c->per_pass + index), 0, NULL, err);
 }
 
 static int make_dir(const char *dir, warmcal_error *err)
@@ -338,36 +365,6 @@ static int make_dir(const char *dir, warmcal_error *err)
     return WARMCAL_OK;
 }
 
-/* Model weights and KV cache, as allocations the recorder sees; runtime and
- * per-rank overheads as memory no allocation API reports. */
-static int start_up(const warmcal_workload *w, warmcal_error *err)
-{
-    const warmcal_deployment *d = w->deployment;
-    int rc = warmcal_simdev_reserve_hidden(w->device, d->runtime_overhead, err);
-    uint64_t weights = warmcal_model_weight_bytes_per_rank(w->model, w->tp);
-    uint64_t chunks = w->model->num_hidden_layers + 1, addr;
-    for (uint64_t i = 0; i < chunks && rc == WARMCAL_OK; i++)
-        rc = warmcal_simdev_alloc(w->device, weights / chunks + (i == 0 ? weights % chunks : 0),
-                                  WARMCAL_MEM_DEVICE, &addr, err);
-    if (rc == WARMCAL_E_OOM) {
-        char need[32], have[32];
-        warmcal_error_clear(err);
-        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, "gpu_memory",
-                                 "the model's weights (%s per rank at tp %d) do not fit in %s",
-                                 warmcal_format_bytes(weights, need, sizeof need), w->tp,
-                                 warmcal_format_bytes(d->gpu_memory, have, sizeof have));
-    }
-    uint64_t kv = warmcal_workload_kv_cache_bytes(w);
-    if (rc == WARMCAL_OK && kv)
-        rc = warmcal_simdev_alloc(w->device, kv, WARMCAL_MEM_DEVICE, &addr, err);
-    /* e.g. rank 0 of a disaggregated context server: buffers taken after
-     * the KV cache was sized the same on every rank */
-    uint64_t extra = warmcal_deployment_rank_overhead(d, w->rank);
-    if (rc == WARMCAL_OK && extra)
-        rc = warmcal_simdev_reserve_hidden(w->device, extra, err);
-    return rc;
-}
-
 static void iso_time(char *buf, size_t len)
 {
     time_t t = time(NULL);
@@ -376,7 +373,9 @@ static void iso_time(char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Run the whole schedule on this rank. Returns an exit status. */
+/* Run the whole schedule on this rank, from the start-up agreement to the
+ * end-of-warmup agreement. Returns the exit status: the worst over ranks
+ * when the ranks stayed together, else this rank's. */
 static int run_rank(const options *o, const warmcal_model *m, const warmcal_deployment *d,
                     collective_ctx *coll)
 {
@@ -395,45 +394,42 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
     warmcal_simdev *dev = NULL;
     warmcal_pass *passes = NULL;
     size_t n_passes = 0, ooms = 0, done = 0;
+    warmcal_start_up up = {0};
     int status = 0;
-    if (warmcal_trace_writer_open(&writer, path, &info, o->events, &err) != WARMCAL_OK)
-        return report(&err, EXIT_USAGE);
+    /* every step up to the start-up agreement runs on every rank, so that a
+     * rank that cannot start still tells the others */
+    int rc = make_dir(o->out_dir, &err);
+    rc = rc ? rc : warmcal_trace_writer_open(&writer, path, &info, o->events, &err);
     warmcal_recorder_options ro = {.on_phase = warmcal_trace_phase_sink,
                                    .on_event = o->events ? warmcal_trace_event_sink : NULL,
                                    .user = writer};
     warmcal_simdev_options so = {.total_bytes = d->gpu_memory};
-    int rc = warmcal_recorder_open(&rec, &ro, &err);
+    rc = rc ? rc : warmcal_recorder_open(&rec, &ro, &err);
     rc = rc ? rc : warmcal_simdev_open(&dev, &so, rec, &err);
     rc = rc ? rc : warmcal_schedule_build(d, &passes, &n_passes, &err);
     warmcal_workload w = {.model = m, .deployment = d, .rank = coll->rank, .tp = coll->size,
                           .device = dev, .collective = layer_collective, .collective_user = coll,
                           .lockstep_after_oom = !o->unsynchronized};
     coll->passes = passes;
+    coll->n_passes = n_passes;
     coll->per_pass = warmcal_workload_collectives(&w);
-    if (rc == WARMCAL_OK && (rc = start_up(&w, &err)) != WARMCAL_OK)
-        status = report(&err, rc == WARMCAL_E_INVAL ? EXIT_USAGE : EXIT_HUNG);
-    /* every rank starts the schedule, or none does */
-    int start_status = 0;
-    if (!agree_on_status(coll, status ? status : (rc ? EXIT_HUNG : 0), &start_status)) {
-        start_status = EXIT_HUNG;
-        if (!status)
-            status = EXIT_HUNG;
-        rc = WARMCAL_E_TIMEOUT;
-    } else if (start_status && !status) {
-        status = start_status;
-        rc = WARMCAL_E_STATE;
+    rc = rc ? rc : warmcal_workload_start_up(&w, &up, &err);
+    if (rc)
+        status = report(&err, rc == WARMCAL_E_NOMEM || rc == WARMCAL_E_STATE ? EXIT_HUNG : EXIT_USAGE);
+    warmcal_error_clear(&err);
+    int worst = 0;
+    rc = exchange(coll, SEQ_START, status, &worst, &err);
+    if (rc == WARMCAL_OK && worst && !status)
         fprintf(stderr, "warmcal-synth: rank %d: another rank could not start; stopping\n",
                 coll->rank);
-    }
-    if (rc == WARMCAL_OK) {
+    if (rc == WARMCAL_OK && !worst) {
         char wb[32], kb[32], fb[32];
         fprintf(stderr, "warmcal-synth: rank %d: weights %s, KV cache %s, %s free before warmup\n",
-                coll->rank,
-                warmcal_format_bytes(warmcal_model_weight_bytes_per_rank(m, coll->size), wb, sizeof wb),
-                warmcal_format_bytes(warmcal_workload_kv_cache_bytes(&w), kb, sizeof kb),
-                warmcal_format_bytes(warmcal_simdev_free_bytes(dev), fb, sizeof fb));
+                coll->rank, warmcal_format_bytes(up.weights, wb, sizeof wb),
+                warmcal_format_bytes(up.kv_cache, kb, sizeof kb),
+                warmcal_format_bytes(up.free_before_warmup, fb, sizeof fb));
     }
-    for (size_t i = 0; rc == WARMCAL_OK && i < n_passes; i++) {
+    for (size_t i = 0; rc == WARMCAL_OK && !worst && i < n_passes; i++) {
         if (o->kill_rank == coll->rank && o->kill_pass == (long long)i)
             raise(SIGKILL);
         if (o->stall_rank == coll->rank && o->stall_pass == (long long)i)
@@ -442,33 +438,41 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
         rc = warmcal_simdev_sample(dev, &err);
         rc = rc ? rc : warmcal_recorder_phase_begin(rec, warmcal_now_ns(), passes[i].label,
                                                     passes[i].tokens, passes[i].batch, &err);
-        if (rc)
-            break;
-        rc = warmcal_workload_forward(&w, &passes[i], i, &err);
+        rc = rc ? rc : warmcal_workload_forward(&w, &passes[i], i, &err);
         if (rc == WARMCAL_E_OOM) { /* recorded in the phase; the run goes on */
             ooms++;
             warmcal_error_clear(&err);
             rc = WARMCAL_OK;
         }
-        if (rc)
-            break;
-        rc = warmcal_simdev_sample(dev, &err);
+        rc = rc ? rc : warmcal_simdev_sample(dev, &err);
         rc = rc ? rc : warmcal_recorder_phase_end(rec, warmcal_now_ns(), &err);
-        done++;
+        done += rc == WARMCAL_OK;
     }
-    if (rc != WARMCAL_OK && status == 0)
+    if (rc != WARMCAL_OK && !status)
         status = report(&err, EXIT_HUNG);
     warmcal_error closing = {0};
-    warmcal_recorder_abort_phase(rec, warmcal_now_ns(), &closing);
-    if (warmcal_trace_writer_close(writer, &closing) != WARMCAL_OK && status == 0)
+    if (rec)
+        warmcal_recorder_abort_phase(rec, warmcal_now_ns(), &closing);
+    if (warmcal_trace_writer_close(writer, &closing) != WARMCAL_OK && !status)
         status = report(&closing, EXIT_HUNG);
-    if (status == 0)
+    /* the end-of-warmup agreement, unless the ranks already parted ways */
+    if (!worst && !coll->hung && !coll->diverged) {
+        warmcal_error_clear(&err);
+        if (exchange(coll, seq_end(coll), status, &worst, &err) != WARMCAL_OK) {
+            if (err.code)
+                report(&err, 0);
+            worst = EXIT_HUNG;
+        }
+    }
+    if (worst < status)
+        worst = status;
+    if (worst == 0)
         fprintf(stderr, "warmcal-synth: rank %d: %zu passes, %zu out of memory -> %s\n", coll->rank,
                 done, ooms, path);
     free(passes);
     warmcal_simdev_close(dev);
     warmcal_recorder_close(rec);
-    return status;
+    return worst;
 }
 
 int main(int argc, char **argv)
@@ -486,8 +490,10 @@ int main(int argc, char **argv)
         status = rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
     if (status == 0 && warmcal_deployment_resolve(&d, &m, size, &err) != WARMCAL_OK)
         status = rank_id == 0 ? report(&err, EXIT_USAGE) : EXIT_USAGE;
-    if (status == 0 && rank_id == 0 && make_dir(o.out_dir, &err) != WARMCAL_OK)
-        status = report(&err, EXIT_USAGE);
+    if (status == 0 && (o.stall_rank >= size || o.kill_rank >= size || (o.stall_rank >= 0 && size < 2)))
+        status = fail_usage("%s", "--stall-rank/--kill-rank: the rank must exist, and a stalled "
+                                  "rank needs another rank to notice");
+    /* every rank parsed the same arguments: they agree without a deadline */
     MPI_Allreduce(MPI_IN_PLACE, &status, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (status != 0) {
         MPI_Finalize();
@@ -495,11 +501,8 @@ int main(int argc, char **argv)
     }
     collective_ctx coll = {.rank = rank_id, .size = size, .timeout_s = d.collective_timeout_s};
     status = run_rank(&o, &m, &d, &coll);
-    int worst = status;
-    if (!coll.hung && !agree_on_status(&coll, status, &worst))
-        worst = EXIT_HUNG;
     if (coll.hung) /* a collective is still pending here: finalizing would hang */
         MPI_Abort(MPI_COMM_WORLD, EXIT_HUNG);
     MPI_Finalize();
-    return worst;
+    return status;
 }

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,20 +24,27 @@ static const char *json_kind(const json_t *v)
     }
 }
 
-static json_t *load_object(const char *path, warmcal_error *err)
+/* Parse a JSON object file; on failure returns NULL with *code set. */
+static json_t *load_object(const char *path, int *code, warmcal_error *err)
 {
+    struct stat st;
+    /* a FIFO or device would block the read, a folder gives a confusing parse error */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        *code = warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "not a regular file");
+        return NULL;
+    }
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         char where[48];
         snprintf(where, sizeof where, "line %d, column %d", jerr.line, jerr.column);
-        warmcal_error_set(err, jerr.line < 0 ? WARMCAL_E_IO : WARMCAL_E_FORMAT, path,
-                          jerr.line < 0 ? NULL : where, "%s", jerr.text);
+        *code = jerr.line < 0 ? WARMCAL_E_IO : WARMCAL_E_FORMAT;
+        warmcal_error_set(err, *code, path, jerr.line < 0 ? NULL : where, "%s", jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
-        warmcal_error_set(err, WARMCAL_E_FORMAT, path, NULL, "expected a JSON object, found %s",
-                          json_kind(root));
+        *code = warmcal_error_set(err, WARMCAL_E_FORMAT, path, NULL,
+                                  "expected a JSON object, found %s", json_kind(root));
         json_decref(root);
         return NULL;
     }
@@ -203,9 +211,10 @@ int warmcal_model_load(const char *path, warmcal_model *out, warmcal_error *err)
     if (!path || !out)
         return warmcal_error_set(err, WARMCAL_E_INVAL, path, NULL, "model_load: bad argument");
     memset(out, 0, sizeof *out);
-    json_t *root = load_object(path, err);
+    int code = WARMCAL_OK;
+    json_t *root = load_object(path, &code, err);
     if (!root)
-        return err ? err->code : WARMCAL_E_FORMAT;
+        return code;
     warmcal_model *m = out;
     int rc = get_count(path, root, "hidden_size", 1, 1, &m->hidden_size, err);
     rc = rc ? rc : get_count(path, root, "intermediate_size", 1, 1, &m->intermediate_size, err);
@@ -429,9 +438,10 @@ static int load_rank_overheads(const char *path, json_t *v, warmcal_deployment *
 
 int warmcal_deployment_load(const char *path, warmcal_deployment *d, warmcal_error *err)
 {
-    json_t *root = load_object(path, err);
+    int code = WARMCAL_OK;
+    json_t *root = load_object(path, &code, err);
     if (!root)
-        return err ? err->code : WARMCAL_E_FORMAT;
+        return code;
     int rc = WARMCAL_OK;
     const char *key;
     json_t *v;
@@ -516,7 +526,9 @@ int warmcal_deployment_resolve(warmcal_deployment *d, const warmcal_model *m, in
         return WARMCAL_OK;
     }
     /* weights and runtime within 90% of the device: room left for KV cache and activations */
-    uint64_t need = warmcal_model_weight_bytes_per_rank(m, d->tp) + d->runtime_overhead;
+    uint64_t weights = warmcal_model_weight_bytes_per_rank(m, d->tp);
+    uint64_t need = weights > UINT64_MAX - d->runtime_overhead ? UINT64_MAX
+                                                                : weights + d->runtime_overhead;
     for (size_t i = 0; i < sizeof known_gpus / sizeof known_gpus[0]; i++) {
         uint64_t total = known_gpus[i].mib << 20;
         if ((double)need <= 0.9 * (double)total) {

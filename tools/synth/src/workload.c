@@ -6,6 +6,8 @@
 #define _DEFAULT_SOURCE /* erand48 */
 #include "warmcal/workload.h"
 
+#include "warmcal/units.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +40,16 @@ static int take(pass_state *s, uint64_t bytes, int noisy, int *slot)
     if (i == MAX_LIVE)
         return warmcal_error_set(s->err, WARMCAL_E_STATE, NULL, NULL, "workload: too many live buffers");
     uint64_t addr = 0;
-    int rc = warmcal_simdev_alloc(s->w->device, bytes, WARMCAL_MEM_DEVICE, &addr, s->err);
+    /* an OOM is an outcome of the pass, not an error: keep it out of s->err,
+     * where it would hide the cause of a later failure */
+    warmcal_error local = {0};
+    int rc = warmcal_simdev_alloc(s->w->device, bytes, WARMCAL_MEM_DEVICE, &addr, &local);
     if (rc == WARMCAL_E_OOM) {
         s->failed = 1;
         return WARMCAL_OK;
     }
     if (rc)
-        return rc;
+        return warmcal_error_set(s->err, rc, local.source, local.where, "%s", local.text);
     s->live[i] = addr;
     *slot = i;
     return WARMCAL_OK;
@@ -230,11 +235,10 @@ int warmcal_workload_forward(const warmcal_workload *w, const warmcal_pass *pass
     p.routed_share = routed_share(w, &st);
 
     int ids = -1, residual = -1, hidden = -1;
-    TRY(take(&st, p.t * 16, 0, &ids)); /* input ids and positions, int64 */
-    TRY(take(&st, p.t * p.h * p.s, 0, &hidden));
-    TRY(take(&st, p.t * p.h * p.s, 0, &residual));
+    int rc = take(&st, p.t * 16, 0, &ids); /* input ids and positions, int64 */
+    rc = rc ? rc : take(&st, p.t * p.h * p.s, 0, &hidden);
+    rc = rc ? rc : take(&st, p.t * p.h * p.s, 0, &residual);
     uint32_t coll = 0;
-    int rc = WARMCAL_OK;
     for (uint64_t layer = 0; layer < m->num_hidden_layers && rc == WARMCAL_OK; layer++) {
         rc = attention(&st, &p, &hidden);
         if (!rc && st.failed && !w->lockstep_after_oom)
@@ -277,13 +281,56 @@ int warmcal_workload_forward(const warmcal_workload *w, const warmcal_pass *pass
     return WARMCAL_OK;
 }
 
-uint64_t warmcal_workload_kv_cache_bytes(const warmcal_workload *w)
+int warmcal_workload_start_up(const warmcal_workload *w, warmcal_start_up *out, warmcal_error *err)
 {
-    uint64_t weights = warmcal_model_weight_bytes_per_rank(w->model, w->tp);
-    uint64_t taken = weights + w->deployment->runtime_overhead;
-    if (taken >= w->deployment->gpu_memory)
-        return 0;
-    return (uint64_t)((double)(w->deployment->gpu_memory - taken) * w->deployment->kv_cache_fraction);
+    if (!w || !out || !w->model || !w->deployment || !w->device || w->tp < 1)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "workload_start_up: bad argument");
+    const warmcal_deployment *d = w->deployment;
+    memset(out, 0, sizeof *out);
+    char need[32], have[32];
+    uint64_t total = warmcal_simdev_total_bytes(w->device);
+    warmcal_error local = {0};
+    if (warmcal_simdev_reserve_hidden(w->device, d->runtime_overhead, &local) != WARMCAL_OK)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, "runtime_overhead",
+                                 "a runtime overhead of %s does not fit in %s",
+                                 warmcal_format_bytes(d->runtime_overhead, need, sizeof need),
+                                 warmcal_format_bytes(total, have, sizeof have));
+    /* one block per layer and one for embeddings and LM head, as checkpoints load */
+    out->weights = warmcal_model_weight_bytes_per_rank(w->model, w->tp);
+    uint64_t chunks = w->model->num_hidden_layers + 1, addr = 0;
+    for (uint64_t i = 0; i < chunks; i++) {
+        uint64_t bytes = out->weights / chunks + (i == 0 ? out->weights % chunks : 0);
+        int rc = warmcal_simdev_alloc(w->device, bytes, WARMCAL_MEM_DEVICE, &addr, &local);
+        if (rc == WARMCAL_E_OOM)
+            return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, "gpu_memory",
+                                     "the model's weights (%s per rank at tp %d) do not fit in %s",
+                                     warmcal_format_bytes(out->weights, need, sizeof need), w->tp,
+                                     warmcal_format_bytes(total, have, sizeof have));
+        if (rc)
+            return warmcal_error_set(err, rc, NULL, NULL, "%s", local.text);
+    }
+    /* Free memory is the same on every rank here, so every rank gets the
+     * same KV cache, as servers agree on one block count. */
+    uint64_t granularity = WARMCAL_SIMDEV_DEFAULT_GRANULARITY;
+    out->kv_cache = (uint64_t)((double)warmcal_simdev_free_bytes(w->device) * d->kv_cache_fraction);
+    out->kv_cache -= out->kv_cache % granularity;
+    if (out->kv_cache) {
+        int rc = warmcal_simdev_alloc(w->device, out->kv_cache, WARMCAL_MEM_DEVICE, &addr, &local);
+        if (rc)
+            return warmcal_error_set(err, rc, NULL, NULL, "%s", local.text);
+    }
+    /* e.g. rank 0 of a disaggregated context server: buffers taken after
+     * the KV cache was sized the same on every rank */
+    uint64_t extra = warmcal_deployment_rank_overhead(d, w->rank);
+    if (warmcal_simdev_reserve_hidden(w->device, extra, &local) != WARMCAL_OK)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, "rank_overhead",
+                                 "rank %d's extra %s does not fit in the %s left after the KV "
+                                 "cache",
+                                 w->rank, warmcal_format_bytes(extra, need, sizeof need),
+                                 warmcal_format_bytes(warmcal_simdev_free_bytes(w->device), have,
+                                                      sizeof have));
+    out->free_before_warmup = warmcal_simdev_free_bytes(w->device);
+    return WARMCAL_OK;
 }
 
 int warmcal_schedule_build(const warmcal_deployment *d, warmcal_pass **out, size_t *count,
@@ -316,6 +363,9 @@ int warmcal_schedule_build(const warmcal_deployment *d, warmcal_pass **out, size
         n++;
     }
     for (size_t i = 0; i < d->n_graph_batch_sizes; i++) {
+        /* servers capture no graph for a batch they can never schedule */
+        if (d->graph_batch_sizes[i] > d->max_num_seqs || d->graph_batch_sizes[i] > d->max_num_tokens)
+            continue;
         snprintf(p[n].label, sizeof p[n].label, "generation");
         p[n].tokens = d->graph_batch_sizes[i];
         p[n].batch = d->graph_batch_sizes[i];

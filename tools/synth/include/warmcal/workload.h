@@ -24,7 +24,8 @@ typedef struct {
 
 /* The warmup schedule: context passes at 1, 2, 3, 4, 6, 8, 12, ... (powers of
  * two and three times powers of two) up to and including max_num_tokens,
- * then generation passes at every CUDA-graph batch size. *out is malloc'd,
+ * then generation passes at every CUDA-graph batch size that max_num_seqs and
+ * max_num_tokens allow. *out is malloc'd,
  * owned by the caller (free()). */
 WARMCAL_API int warmcal_schedule_build(const warmcal_deployment *d, warmcal_pass **out, size_t *count,
                                        warmcal_error *err);
@@ -56,10 +57,22 @@ WARMCAL_API uint32_t warmcal_workload_collectives(const warmcal_workload *w);
 WARMCAL_API int warmcal_workload_forward(const warmcal_workload *w, const warmcal_pass *pass,
                                          size_t pass_index, warmcal_error *err);
 
-/* Bytes of KV cache every rank allocates: the deployment's fraction of what
- * is left after weights and runtime overhead, the same on every rank (servers
- * agree on one block count). 0 when nothing is left. */
-WARMCAL_API uint64_t warmcal_workload_kv_cache_bytes(const warmcal_workload *w);
+/* What start-up left on the device. */
+typedef struct {
+    uint64_t weights;            /* bytes of weights on this rank */
+    uint64_t kv_cache;           /* bytes of KV cache, the same on every rank */
+    uint64_t free_before_warmup; /* device free memory when the warmup begins */
+} warmcal_start_up;
+
+/* Bring a rank's device to where a server's warmup begins: the runtime
+ * overhead (memory no allocation API reports), the weights (one allocation
+ * per layer plus one for embeddings and LM head), the KV cache (the
+ * deployment's fraction of what is then free, rounded down to 2 MiB: the same
+ * on every rank), then this rank's extra overhead, taken after the KV cache
+ * was sized. out is caller-owned. WARMCAL_E_INVAL with err naming
+ * runtime_overhead, gpu_memory or rank_overhead when that part does not fit. */
+WARMCAL_API int warmcal_workload_start_up(const warmcal_workload *w, warmcal_start_up *out,
+                                          warmcal_error *err);
 
 #ifdef __cplusplus
 }

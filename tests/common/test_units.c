@@ -1,0 +1,89 @@
+/* Byte counts as users type them, and the error record's contract: first
+ * error wins, long file names keep their end, formatting leaves out what is empty. */
+#include "../check.h"
+#include "warmcal/error.h"
+#include "warmcal/units.h"
+
+static void expect_bytes(const char *text, uint64_t want)
+{
+    uint64_t got = 0;
+    warmcal_error err = {0};
+    int rc = warmcal_parse_bytes(text, &got, "gpu_memory", &err);
+    if (rc != WARMCAL_OK || got != want) {
+        fprintf(stderr, "  '%s': rc %d, got %llu, want %llu (%s)\n", text, rc,
+                (unsigned long long)got, (unsigned long long)want, err.text);
+        check_failures++;
+    }
+}
+
+static void expect_rejected(const char *text, const char *why)
+{
+    uint64_t got = 0;
+    warmcal_error err = {0};
+    int rc = warmcal_parse_bytes(text, &got, "gpu_memory", &err);
+    if (rc != WARMCAL_E_FIELD || strcmp(err.where, "gpu_memory") != 0 || !strstr(err.text, why)) {
+        fprintf(stderr, "  '%s': rc %d, where '%s', text '%s'\n", text, rc, err.where, err.text);
+        check_failures++;
+    }
+}
+
+static void byte_counts_take_binary_and_decimal_units(void)
+{
+    expect_bytes("0", 0);
+    expect_bytes("1048576", 1048576);
+    expect_bytes("3GiB", 3ull << 30);
+    expect_bytes("3 GiB", 3ull << 30);
+    expect_bytes("3gib", 3ull << 30);
+    expect_bytes("512MiB", 512ull << 20);
+    expect_bytes("1.5GiB", 3ull << 29);
+    expect_bytes("0.5KiB", 512);
+    expect_bytes("2TiB", 2ull << 40);
+    expect_bytes("80GB", 80000000000ull);
+    expect_bytes("1K", 1024);
+    expect_bytes("18446744073709551615", UINT64_MAX);
+}
+
+static void malformed_byte_counts_are_rejected(void)
+{
+    expect_rejected("", "not a byte count");
+    expect_rejected("GiB", "not a byte count");
+    expect_rejected("-1", "not a byte count");
+    expect_rejected("1.5", "not a byte count");      /* a fraction of a byte */
+    expect_rejected("1.5e3GiB", "not a byte count"); /* no exponents */
+    expect_rejected("1.GiB", "not a byte count");
+    expect_rejected("3 parsecs", "not a byte count");
+    expect_rejected("18446744073709551616", "does not fit in 64 bits");
+    expect_rejected("17179869184GiB", "does not fit in 64 bits");
+}
+
+static void first_error_wins_and_names_stay_readable(void)
+{
+    warmcal_error err = {0};
+    CHECK(warmcal_error_set(&err, WARMCAL_E_FIELD, "a.json", "tp", "first %d", 1) == WARMCAL_E_FIELD);
+    CHECK(warmcal_error_set(&err, WARMCAL_E_IO, "b.json", NULL, "second") == WARMCAL_E_IO);
+    CHECK_EQ_U64(err.code, (uint64_t)(int64_t)WARMCAL_E_FIELD);
+    char buf[512];
+    CHECK(strcmp(warmcal_error_format(&err, buf, sizeof buf), "a.json: tp: first 1") == 0);
+    warmcal_error_clear(&err);
+    char long_path[400];
+    memset(long_path, 'x', sizeof long_path);
+    memcpy(long_path + sizeof long_path - 12, "/rank-3.h5", 11);
+    warmcal_error_set(&err, WARMCAL_E_IO, long_path, NULL, "cannot open");
+    CHECK(strncmp(err.source, "...", 3) == 0);
+    CHECK_STR_CONTAINS(err.source, "/rank-3.h5");
+    CHECK(strlen(err.source) == WARMCAL_ERROR_SOURCE_LEN - 1);
+    CHECK_STR_CONTAINS(warmcal_error_format(&err, buf, sizeof buf), "/rank-3.h5: cannot open");
+    warmcal_error_clear(&err);
+    err.code = WARMCAL_E_TIMEOUT; /* a code with no text formats as its name */
+    CHECK(strcmp(warmcal_error_format(&err, buf, sizeof buf), "deadline passed") == 0);
+    CHECK(warmcal_error_set(NULL, WARMCAL_E_INVAL, NULL, NULL, "ignored") == WARMCAL_E_INVAL);
+    CHECK(strcmp(warmcal_strerror(12345), "unknown error") == 0);
+}
+
+int main(void)
+{
+    RUN(byte_counts_take_binary_and_decimal_units);
+    RUN(malformed_byte_counts_are_rejected);
+    RUN(first_error_wins_and_names_stay_readable);
+    CHECK_DONE();
+}
