@@ -20,6 +20,7 @@ const char *warmcal_strerror(int code)
     case WARMCAL_E_TIMEOUT: return "deadline passed";
     case WARMCAL_E_MISMATCH: return "ranks disagree";
     case WARMCAL_E_UNSUPPORTED: return "not supported";
+    case WARMCAL_E_RANGE: return "outside the calibrated range";
     default: return "unknown error";
     }
 }

@@ -11,5 +11,9 @@ enum {
 };
 
 int warmcal_cmd_inspect(int argc, char **argv);
+int warmcal_cmd_fit(int argc, char **argv);
+int warmcal_cmd_check(int argc, char **argv);
+int warmcal_cmd_estimate(int argc, char **argv);
+int warmcal_cmd_validate(int argc, char **argv);
 
 #endif

@@ -12,6 +12,10 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"inspect", warmcal_cmd_inspect, "show traces' run attributes and phase tables"},
+    {"fit", warmcal_cmd_fit, "fit per-rank estimates from traces into a table"},
+    {"check", warmcal_cmd_check, "validate an estimate table"},
+    {"estimate", warmcal_cmd_estimate, "print the estimated bytes for a pass"},
+    {"validate", warmcal_cmd_validate, "compare a table with measured phases"},
 };
 
 static void usage(FILE *out)

@@ -32,7 +32,8 @@ typedef enum {
     WARMCAL_E_OOM = -7,      /* the (simulated) device is out of memory */
     WARMCAL_E_TIMEOUT = -8,  /* a deadline passed */
     WARMCAL_E_MISMATCH = -9, /* ranks disagree (different tables, passes or shapes) */
-    WARMCAL_E_UNSUPPORTED = -10 /* a feature this build or machine lacks */
+    WARMCAL_E_UNSUPPORTED = -10, /* a feature this build or machine lacks */
+    WARMCAL_E_RANGE = -11       /* outside the range an estimate was calibrated on */
 } warmcal_code;
 
 #define WARMCAL_ERROR_SOURCE_LEN 160

@@ -1,0 +1,154 @@
+/* warmcal/table.h — the estimate table: per (rank, label), a calibrated
+ * bytes-versus-tokens estimate with its margin and range. Defined once here,
+ * in the gate, because the gate evaluates it in production; the estimator
+ * writes tables through it and the CLI reads them through it. The format and
+ * the evaluation rule are in docs/formats.md ("Estimate table"). */
+#ifndef WARMCAL_TABLE_H
+#define WARMCAL_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "warmcal/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WARMCAL_TABLE_FORMAT "warmcal-table"
+#define WARMCAL_TABLE_VERSION 1
+#define WARMCAL_TABLE_ANY_RANK (-1)
+#define WARMCAL_TABLE_LABEL_LEN 32
+#define WARMCAL_TABLE_MAX_KNOTS 4096
+
+/* Model forms, named in the file "linear", "quadratic", "envelope". */
+typedef enum {
+    WARMCAL_FORM_LINEAR = 0,    /* bytes = c0 + c1*t */
+    WARMCAL_FORM_QUADRATIC = 1, /* bytes = c0 + c1*t + c2*t^2 */
+    WARMCAL_FORM_ENVELOPE = 2   /* monotone piecewise-linear through knots (t, bytes) */
+} warmcal_form;
+
+/* What evaluation does above tokens_max, named "refuse" and "extrapolate".
+ * Below tokens_min the estimate at tokens_min is used (needs grow with tokens). */
+typedef enum {
+    WARMCAL_ABOVE_REFUSE = 0,      /* default: no estimate outside what was measured */
+    WARMCAL_ABOVE_EXTRAPOLATE = 1  /* evaluate the model (an envelope continues its last slope) */
+} warmcal_above_policy;
+
+/* One estimate. The published bytes for t tokens are
+ * ceil(max(0, model(t)) + margin.total), with the range rule above. */
+typedef struct {
+    int rank;                            /* >= 0, or WARMCAL_TABLE_ANY_RANK */
+    char label[WARMCAL_TABLE_LABEL_LEN]; /* "context", "generation", ... */
+    uint64_t tokens_min, tokens_max;     /* calibrated range, min <= max */
+    warmcal_form form;
+    double coef[3];                      /* linear: c0, c1; quadratic: c0, c1, c2 (bytes, t in tokens) */
+    size_t n_knots;                      /* envelope: 2..WARMCAL_TABLE_MAX_KNOTS */
+    uint64_t *knot_tokens;               /* envelope: strictly increasing; owned by the table */
+    double *knot_bytes;                  /* envelope: non-decreasing; owned by the table */
+    struct {
+        double total;       /* bytes added to the model: the sum of the parts below */
+        double residual;    /* largest amount a measured point exceeds the model */
+        double loo;         /* largest amount a point exceeds its leave-one-out prediction, beyond `residual` */
+        double granularity; /* allocator rounding (2 MiB) */
+    } margin;
+    struct {
+        size_t points;      /* fitted phases */
+        double rmse;        /* root mean square residual, bytes */
+        double max_residual;/* largest |residual|, bytes */
+        double loo_rmse;    /* leave-one-out root mean square error, bytes */
+    } fit;
+    struct {
+        size_t oom;         /* phases that ran out of memory (not fitted) */
+        uint64_t oom_tokens_min; /* smallest token count that ran out of memory, 0 if none */
+        size_t aborted;     /* phases that never ended (not fitted) */
+    } failures;
+} warmcal_estimate;
+
+typedef struct {
+    char name[256];   /* file name as given to the fitter */
+    char sha256[65];  /* lowercase hex */
+} warmcal_table_source;
+
+/* A table in memory. Every pointer is owned by the table; release it with
+ * warmcal_table_free. */
+typedef struct {
+    int version;
+    struct {
+        char model[128];
+        int tp;                    /* world size of the calibration run */
+        char gpu_name[64];
+        uint64_t gpu_total_bytes;
+    } config;
+    char tool_version[32];
+    char created[32];              /* ISO 8601 UTC */
+    warmcal_above_policy above_range;
+    warmcal_table_source *sources;
+    size_t n_sources;
+    warmcal_estimate *estimates;
+    size_t n_estimates;
+} warmcal_table;
+
+/* A new empty table (version 1, policy refuse). *out is owned by the caller.
+ * Errors: WARMCAL_E_NOMEM. */
+WARMCAL_API int warmcal_table_new(warmcal_table **out, warmcal_error *err);
+
+/* Append an estimate (copied, knots included) or a source. The table keeps
+ * its own copies. Errors: WARMCAL_E_NOMEM, WARMCAL_E_INVAL for an estimate
+ * that warmcal_table_validate would reject. */
+WARMCAL_API int warmcal_table_add_estimate(warmcal_table *t, const warmcal_estimate *e, warmcal_error *err);
+WARMCAL_API int warmcal_table_add_source(warmcal_table *t, const char *name, const char *sha256_hex,
+                                         warmcal_error *err);
+
+/* Check every rule of docs/formats.md: format and version, configuration,
+ * ranks >= -1, labels, ranges with min <= max, known forms and finite
+ * coefficients, knots increasing and non-decreasing, non-negative finite
+ * margins, no duplicate (rank, label). err names `path` (may be NULL) and the
+ * field path, e.g. "estimates[3].tokens_max". Errors: WARMCAL_E_FIELD. */
+WARMCAL_API int warmcal_table_validate(const warmcal_table *t, const char *path, warmcal_error *err);
+
+/* Read and validate a table file. *out is owned by the caller (NULL on
+ * error). Errors: WARMCAL_E_IO (missing, unreadable, not a regular file),
+ * WARMCAL_E_FORMAT (not JSON, truncated, wrong format or version: err.where
+ * holds line and column for syntax errors), WARMCAL_E_FIELD (a field missing,
+ * of the wrong type, NaN, negative, overflowing or out of range; err.where is
+ * its path). */
+WARMCAL_API int warmcal_table_read(const char *path, warmcal_table **out, warmcal_error *err);
+
+/* Validate, then write the table to a temporary file beside path, flush it
+ * to disk and rename it over path, so path holds the old table or the new
+ * one, never a mix. Errors: WARMCAL_E_FIELD (validation), WARMCAL_E_IO (the
+ * temporary file is removed). */
+WARMCAL_API int warmcal_table_write(const warmcal_table *t, const char *path, warmcal_error *err);
+
+/* The entry that serves (rank, label): the exact one, else the rank -1 one
+ * for that label, else NULL. The pointer is owned by the table. */
+WARMCAL_API const warmcal_estimate *warmcal_table_find(const warmcal_table *t, int rank, const char *label);
+
+/* Estimated bytes for a pass of `tokens` tokens and `batch` sequences on
+ * `rank` (version 1 estimates depend on tokens only; batch is accepted for
+ * later versions). Errors: WARMCAL_E_FIELD when no entry serves (rank, label)
+ * (err.where "rank R, label L"), WARMCAL_E_RANGE above tokens_max under the
+ * refuse policy, WARMCAL_E_INVAL for tokens == 0. */
+WARMCAL_API int warmcal_table_estimate(const warmcal_table *t, int rank, const char *label,
+                                       uint64_t tokens, uint32_t batch, uint64_t *bytes,
+                                       warmcal_error *err);
+
+/* Evaluate one estimate (same rule, without lookup). */
+WARMCAL_API int warmcal_estimate_eval(const warmcal_estimate *e, warmcal_above_policy above,
+                                      uint64_t tokens, uint64_t *bytes, warmcal_error *err);
+
+/* SHA-256 of a file's bytes as 64 lowercase hex digits plus NUL in hex.
+ * Errors: WARMCAL_E_IO. */
+WARMCAL_API int warmcal_sha256_file(const char *path, char hex[65], warmcal_error *err);
+
+/* Names: "linear"/"quadratic"/"envelope", "refuse"/"extrapolate". */
+WARMCAL_API const char *warmcal_form_name(warmcal_form f);
+WARMCAL_API const char *warmcal_above_policy_name(warmcal_above_policy p);
+
+/* Free a table and everything it owns. NULL is allowed. */
+WARMCAL_API void warmcal_table_free(warmcal_table *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
