@@ -423,30 +423,48 @@ int warmcal_trace_writer_open(warmcal_trace_writer **out, const char *path,
     return WARMCAL_OK;
 }
 
-int warmcal_trace_writer_add_phase(warmcal_trace_writer *w, const warmcal_phase *phase,
-                                   warmcal_error *err)
+int warmcal_trace_writer_add_phases(warmcal_trace_writer *w, const warmcal_phase *phases,
+                                    size_t count, warmcal_error *err)
 {
-    if (!w || !phase)
+    if (!w || (!phases && count))
         return warmcal_error_set(err, WARMCAL_E_INVAL, w ? w->path : NULL, NULL,
-                                 "no writer or phase given");
-    int rc = warmcal__check_phase(phase, (size_t)w->n_phases, w->path, WARMCAL_E_INVAL, err);
-    if (rc)
-        return rc;
+                                 "no writer or phases given");
+    for (size_t i = 0; i < count; i++) {
+        int rc = warmcal__check_phase(&phases[i], (size_t)w->n_phases + i, w->path, WARMCAL_E_INVAL, err);
+        if (rc)
+            return rc;
+    }
+    warmcal_phase one, *rows = count == 1 ? &one : malloc(count * sizeof *rows);
+    if (!rows && count)
+        return warmcal_error_set(err, WARMCAL_E_NOMEM, w->path, NULL, "out of memory");
     /* The label goes to disk as all 32 bytes: clear whatever follows its NUL. */
-    warmcal_phase row = *phase;
-    memset(row.label, 0, sizeof row.label);
-    memcpy(row.label, phase->label, strnlen(phase->label, WARMCAL_LABEL_LEN - 1));
-
+    for (size_t i = 0; i < count; i++) {
+        rows[i] = phases[i];
+        memset(rows[i].label, 0, sizeof rows[i].label);
+        memcpy(rows[i].label, phases[i].label, strnlen(phases[i].label, WARMCAL_LABEL_LEN - 1));
+    }
+    int rc = WARMCAL_OK;
     warmcal_h5_quiet q;
     warmcal__h5_quiet_begin(&q);
-    if (append_rows(w->phases, w->phase_mtype, &row, 1, &w->n_phases) < 0)
-        rc = io_error(w, "phases", "cannot append the row", err);
+    if (count && append_rows(w->phases, w->phase_mtype, rows, count, &w->n_phases) < 0)
+        rc = io_error(w, "phases", "cannot append the rows", err);
     if (!rc)
         rc = write_pending_events(w, err);
     if (!rc && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
         rc = io_error(w, NULL, "cannot flush", err);
     warmcal__h5_quiet_end(&q);
+    if (rows != &one)
+        free(rows);
     return rc;
+}
+
+int warmcal_trace_writer_add_phase(warmcal_trace_writer *w, const warmcal_phase *phase,
+                                   warmcal_error *err)
+{
+    if (!phase)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, w ? w->path : NULL, NULL,
+                                 "no writer or phase given");
+    return warmcal_trace_writer_add_phases(w, phase, 1, err);
 }
 
 int warmcal_trace_writer_add_event(warmcal_trace_writer *w, const warmcal_event *event,

@@ -1,11 +1,12 @@
-/* Fuzz targets for warmcal's readers: model configs, deployment files and
- * HDF5 traces. Whatever the bytes, a reader returns 0 or an error with a
+/* Fuzz targets for warmcal's readers: model configs, deployment files,
+ * estimate tables and HDF5 traces. Whatever the bytes, a reader returns 0 or an error with a
  * message; it never crashes, leaks or prints. Built three ways: with
- * -DWARMCAL_FUZZ_TARGET=model|deployment|trace and clang's -fsanitize=fuzzer
+ * -DWARMCAL_FUZZ_TARGET_<MODEL|DEPLOYMENT|TABLE|TRACE> and clang's -fsanitize=fuzzer
  * for fuzzing (cmake -DWARMCAL_FUZZ=ON), and with replay.c as a ctest that
  * runs every file of the corpus. */
 #define _DEFAULT_SOURCE /* mkstemp */
 #include "warmcal/model.h"
+#include "warmcal/table.h"
 #include "warmcal/trace.h"
 
 #include <stdint.h>
@@ -53,6 +54,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     warmcal_deployment d;
     warmcal_deployment_defaults(&d);
     check_error(warmcal_deployment_load(path, &d, &err), &err);
+#elif WARMCAL_FUZZ_TARGET_TABLE
+    warmcal_table *t = NULL;
+    int rc = warmcal_table_read(path, &t, &err);
+    check_error(rc, &err);
+    if ((rc == 0) != (t != NULL))
+        abort();
+    if (t) { /* a table that reads evaluates without crashing */
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < t->n_estimates; i++)
+            warmcal_table_estimate(t, t->estimates[i].rank, t->estimates[i].label,
+                                   t->estimates[i].tokens_max, 1, &bytes, NULL);
+    }
+    warmcal_table_free(t);
 #elif WARMCAL_FUZZ_TARGET_TRACE
     warmcal_trace *t = NULL;
     int rc = warmcal_trace_read(path, &t, &err);
@@ -61,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     warmcal_trace_free(t);
 #else
-#error "define WARMCAL_FUZZ_TARGET_MODEL, _DEPLOYMENT or _TRACE"
+#error "define WARMCAL_FUZZ_TARGET_MODEL, _DEPLOYMENT, _TABLE or _TRACE"
 #endif
     return 0;
 }

@@ -61,12 +61,17 @@ static void same_seed_same_peak_other_seed_other_peak(void)
     deploy.seed = 11;
     uint64_t a = run_pass(big, 1, 8192, 1, &rc).live_peak;
     uint64_t b = run_pass(big, 1, 8192, 1, &rc).live_peak;
-    deploy.seed = 12;
-    uint64_t c = run_pass(big, 1, 8192, 1, &rc).live_peak;
     CHECK_EQ_U64(a, b);
-    CHECK(a != c);
-    /* noise is a few percent, not a different workload */
-    CHECK(c > a * 0.9 && c < a * 1.1);
+    /* peaks are rounded to 2 MiB, so two seeds may still agree: over six,
+     * some must differ, each by a few percent, not a different workload */
+    int differ = 0;
+    for (uint64_t seed = 12; seed < 18; seed++) {
+        deploy.seed = seed;
+        uint64_t c = run_pass(big, 1, 8192, 1, &rc).live_peak;
+        differ += c != a;
+        CHECK(c > a * 0.95 && c < a * 1.05);
+    }
+    CHECK(differ > 0);
 }
 
 static void oom_keeps_lockstep_or_leaves_the_pass(void)

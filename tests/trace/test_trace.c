@@ -257,6 +257,35 @@ static void sinks_feed_the_writer(void)
     CHECK(strcmp(warmcal_outcome_name(7), "?") == 0);
 }
 
+static void bulk_rows_round_trip_and_a_bad_row_writes_none(void)
+{
+    const char *path = tmp_path("bulk.h5");
+    warmcal_trace_info info = full_info();
+    warmcal_error err;
+    warmcal_error_clear(&err);
+    warmcal_trace_writer *w = NULL;
+    CHECK(warmcal_trace_writer_open(&w, path, &info, 0, &err) == WARMCAL_OK);
+    warmcal_phase rows[100], bad[100];
+    for (int i = 0; i < 100; i++)
+        rows[i] = make_phase(i % 2 ? "generation" : "context", (uint64_t)i + 1, WARMCAL_OUTCOME_OK);
+    CHECK(warmcal_trace_writer_add_phases(w, rows, 100, &err) == WARMCAL_OK);
+    memcpy(bad, rows, sizeof bad);
+    bad[50].live_peak = 0; /* below live_begin: the whole batch is refused */
+    CHECK(warmcal_trace_writer_add_phases(w, bad, 100, &err) == WARMCAL_E_INVAL);
+    CHECK_STR_CONTAINS(err.where, "phases[150]");
+    warmcal_error_clear(&err);
+    CHECK(warmcal_trace_writer_add_phases(w, rows, 0, &err) == WARMCAL_OK);
+    CHECK(warmcal_trace_writer_close(w, &err) == WARMCAL_OK);
+    warmcal_trace *t = NULL;
+    CHECK(warmcal_trace_read(path, &t, &err) == WARMCAL_OK);
+    if (t) {
+        CHECK_EQ_U64(t->n_phases, 100);
+        for (int i = 0; i < 100 && t->n_phases == 100; i++)
+            check_same_phase(&t->phases[i], &rows[i]);
+    }
+    warmcal_trace_free(t);
+}
+
 static void bad_info_is_rejected_before_creating_a_file(void)
 {
     static const struct {
@@ -397,6 +426,7 @@ static const struct {
     {"bad_info_is_rejected_before_creating_a_file", bad_info_is_rejected_before_creating_a_file},
     {"writer_refuses_rows_the_reader_would_reject", writer_refuses_rows_the_reader_would_reject},
     {"failures_print_nothing_and_name_the_file", failures_print_nothing_and_name_the_file},
+    {"bulk_rows_round_trip_and_a_bad_row_writes_none", bulk_rows_round_trip_and_a_bad_row_writes_none},
 };
 
 static void remove_tmp_dir(void)

@@ -52,6 +52,13 @@ WARMCAL_API int warmcal_trace_writer_open(warmcal_trace_writer **out, const char
 WARMCAL_API int warmcal_trace_writer_add_phase(warmcal_trace_writer *w, const warmcal_phase *phase,
                                                warmcal_error *err);
 
+/* Append count phase rows at once (and the buffered events), then flush:
+ * for programs that convert measurements from other tools, where one flush
+ * per row would cost more than the data. All rows are checked before any is
+ * written. Errors as warmcal_trace_writer_add_phase, and WARMCAL_E_NOMEM. */
+WARMCAL_API int warmcal_trace_writer_add_phases(warmcal_trace_writer *w, const warmcal_phase *phases,
+                                                size_t count, warmcal_error *err);
+
 /* Buffer one timeline event; written at the next phase or at close. A no-op
  * success when the writer has no timeline. */
 WARMCAL_API int warmcal_trace_writer_add_event(warmcal_trace_writer *w, const warmcal_event *event,

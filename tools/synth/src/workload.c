@@ -8,6 +8,7 @@
 
 #include "warmcal/units.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,16 +199,21 @@ uint32_t warmcal_workload_collectives(const warmcal_workload *w)
     return (uint32_t)(2 * w->model->num_hidden_layers + 1);
 }
 
-static double routed_share(const warmcal_workload *w, pass_state *s)
+static double routed_share(const warmcal_workload *w, uint64_t tokens, pass_state *s)
 {
     const warmcal_deployment *d = w->deployment;
     double share = 1.0 / w->tp;
     if (d->moe_hot_rank >= 0 && w->tp > 1)
         share = w->rank == d->moe_hot_rank ? d->moe_hot_share
                                            : (1.0 - d->moe_hot_share) / (w->tp - 1);
-    /* routing differs from batch to batch */
-    if (d->noise > 0)
-        share *= 1.0 + 2.0 * d->noise * (2.0 * erand48(s->rng) - 1.0);
+    /* Routing differs from batch to batch, less so in large batches: the
+     * share of T*k routed copies a rank receives has a relative spread of
+     * about sqrt((1 - share) / (T * k * share)), as a binomial count does. */
+    if (d->noise > 0 && w->tp > 1 && share > 0 && share < 1) {
+        double copies = (double)tokens * (double)w->model->num_experts_per_tok;
+        double spread = sqrt((1.0 - share) / (copies * share));
+        share *= 1.0 + fmin(1.0, 2.0 * spread) * (2.0 * erand48(s->rng) - 1.0);
+    }
     return share;
 }
 
@@ -232,7 +238,7 @@ int warmcal_workload_forward(const warmcal_workload *w, const warmcal_pass *pass
         .kv_heads = div_up(m->num_key_value_heads, tp),
         .inter = div_up(m->intermediate_size, tp),
     };
-    p.routed_share = routed_share(w, &st);
+    p.routed_share = routed_share(w, pass->tokens, &st);
 
     int ids = -1, residual = -1, hidden = -1;
     int rc = take(&st, p.t * 16, 0, &ids); /* input ids and positions, int64 */

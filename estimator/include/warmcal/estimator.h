@@ -1,0 +1,73 @@
+/* warmcal/estimator.h — from measured phases to calibrated estimates.
+ *
+ * Per (rank, label) the points are (tokens, need), need being a phase's peak
+ * delta plus any device-level growth its allocation events do not explain.
+ * Three candidate models are fitted (linear and quadratic by QR least squares
+ * on a scaled token axis, and a monotone piecewise-linear upper envelope),
+ * the simplest one whose leave-one-out error is within the parsimony factor
+ * of the best is chosen, and a margin makes the estimate an upper bound on
+ * every measured point and every leave-one-out prediction, plus allocator
+ * granularity. Method and rationale: docs/methodology.md. */
+#ifndef WARMCAL_ESTIMATOR_H
+#define WARMCAL_ESTIMATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "warmcal/error.h"
+#include "warmcal/table.h"
+#include "warmcal/trace.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    uint64_t granularity;          /* allocator rounding added to every margin; 0: 2 MiB */
+    double parsimony;              /* a more complex model must cut the LOO RMSE below
+                                      (1 - parsimony) x the simpler one's; 0: 0.10 */
+    warmcal_above_policy above_range;
+} warmcal_fit_options;
+
+/* Candidate statistics of one fit, for reports. */
+typedef struct {
+    int usable;        /* enough points for this form */
+    double loo_rmse;   /* bytes */
+    double margin;     /* total margin the form would need, bytes */
+} warmcal_candidate;
+
+/* Fit one point set. t[i] > 0 tokens, y[i] >= 0 bytes, finite. Needs at least
+ * 3 points over at least 3 distinct token counts. On success *out is filled
+ * (rank -1, label "" and failures zero: the caller sets them); its knots, if
+ * any, are malloc'd and released by warmcal_estimate_clear. cand (may be
+ * NULL) receives the three candidates, indexed by warmcal_form. Errors:
+ * WARMCAL_E_INVAL with the reason (too few points, all token counts equal, a
+ * negative or non-finite value, every need zero), WARMCAL_E_NOMEM. */
+WARMCAL_API int warmcal_fit_points(const double *t, const double *y, size_t n,
+                                   const warmcal_fit_options *opts, warmcal_estimate *out,
+                                   warmcal_candidate cand[3], warmcal_error *err);
+
+/* Release what warmcal_fit_points allocated in e (knots) and zero them. */
+WARMCAL_API void warmcal_estimate_clear(warmcal_estimate *e);
+
+/* Need of a phase in bytes: live_peak - live_begin, plus the drop in device
+ * free memory over the phase that allocation events do not explain, when both
+ * edges were sampled. */
+WARMCAL_API uint64_t warmcal_phase_need(const warmcal_phase *p);
+
+/* Fit every (rank, label) of the traces, plus a rank -1 entry per label (at
+ * each token count, the largest need over ranks), into a new table with the
+ * traces' configuration and their sources (name and SHA-256 of each file).
+ * Only phases with outcome ok are fitted; oom and aborted ones are counted
+ * in each entry's failures. Traces must share model, world size and GPU.
+ * *out is owned by the caller. Errors: WARMCAL_E_MISMATCH (traces of
+ * different configurations), WARMCAL_E_INVAL (no phases, or a group that
+ * cannot be fitted: err.where names "rank R, label L"), WARMCAL_E_IO
+ * (hashing a source), WARMCAL_E_NOMEM. */
+WARMCAL_API int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n,
+                                   const warmcal_fit_options *opts, warmcal_table **out,
+                                   warmcal_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
