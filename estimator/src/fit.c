@@ -374,6 +374,7 @@ typedef struct {
     size_t n, cap;
     size_t oom, aborted;
     uint64_t oom_tokens_min;
+    uint64_t free_min; /* lowest device free memory at a phase begin, 0: never sampled */
 } group;
 
 typedef struct {
@@ -489,6 +490,8 @@ static int add_any_rank_groups(groups *gs, warmcal_error *err)
             any->aborted += src->aborted;
             if (src->oom_tokens_min && (!any->oom_tokens_min || src->oom_tokens_min < any->oom_tokens_min))
                 any->oom_tokens_min = src->oom_tokens_min;
+            if (src->free_min && (!any->free_min || src->free_min < any->free_min))
+                any->free_min = src->free_min;
         }
         qsort(p, m, sizeof *p, by_t);
         int rc = WARMCAL_OK;
@@ -533,6 +536,9 @@ int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmc
         for (size_t k = 0; rc == WARMCAL_OK && k < traces[i]->n_phases; k++) {
             const warmcal_phase *p = &traces[i]->phases[k];
             group *g = find_group(&gs, traces[i]->rank, p->label);
+            if (g && p->device_free_begin != WARMCAL_FREE_UNKNOWN &&
+                (!g->free_min || p->device_free_begin < g->free_min))
+                g->free_min = p->device_free_begin;
             if (!g)
                 rc = WARMCAL_E_NOMEM;
             else if (p->outcome != WARMCAL_OUTCOME_OK)
@@ -585,6 +591,7 @@ int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmc
         e.failures.oom = g->oom;
         e.failures.oom_tokens_min = g->oom_tokens_min;
         e.failures.aborted = g->aborted;
+        e.calibration.device_free_min = g->free_min;
         rc = warmcal_table_add_estimate(t, &e, err);
         warmcal_estimate_clear(&e);
     }

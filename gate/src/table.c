@@ -209,7 +209,9 @@ static int check_estimate(const warmcal_estimate *e, size_t i, const char *file,
         (rc = check_amount(e->fit.loo_rmse, file, base, "fit.loo_rmse", err)) ||
         (rc = check_count(e->failures.oom, file, base, "failures.oom", err)) ||
         (rc = check_count(e->failures.oom_tokens_min, file, base, "failures.oom_tokens_min", err)) ||
-        (rc = check_count(e->failures.aborted, file, base, "failures.aborted", err)))
+        (rc = check_count(e->failures.aborted, file, base, "failures.aborted", err)) ||
+        (rc = check_count(e->calibration.device_free_min, file, base,
+                          "calibration.device_free_min", err)))
         return rc;
     if (e->failures.oom == 0 && e->failures.oom_tokens_min != 0)
         return warmcal_error_set(err, WARMCAL_E_FIELD, file, AT("failures.oom_tokens_min"),
@@ -721,6 +723,14 @@ static int read_estimate(reader *r, json_t *entry, size_t i, warmcal_estimate *e
         (rc = get_u64(r, o, sub, "oom_tokens_min", 0, &e->failures.oom_tokens_min)) ||
         (rc = get_size(r, o, sub, "aborted", &e->failures.aborted)))
         return rc;
+    /* optional: tables written before it existed read as "not sampled" */
+    if (json_object_get(entry, "calibration")) {
+        if ((rc = member(r, entry, base, "calibration", JSON_OBJECT, "an object", &o)))
+            return rc;
+        join(sub, base, "calibration");
+        if ((rc = get_u64(r, o, sub, "device_free_min", 0, &e->calibration.device_free_min)))
+            return rc;
+    }
     return WARMCAL_OK;
 }
 
@@ -1003,6 +1013,9 @@ static json_t *estimate_json(builder *b, const warmcal_estimate *e)
     put(b, failures, "oom_tokens_min", int_json(e->failures.oom_tokens_min));
     put(b, failures, "aborted", int_json(e->failures.aborted));
     put(b, o, "failures", failures);
+    json_t *calibration = json_object();
+    put(b, calibration, "device_free_min", int_json(e->calibration.device_free_min));
+    put(b, o, "calibration", calibration);
     return o;
 }
 

@@ -55,8 +55,9 @@ static void summary_parts(const warmcal_estimate *e, double *fixed, double *per_
 
 static void print_estimates(const warmcal_table *t)
 {
-    printf("%-5s %-11s %-9s %10s %10s %10s %10s %6s  %-15s %s\n", "rank", "label", "model",
-           "fixed MiB", "KiB/token", "resid MiB", "margin MiB", "points", "tokens", "failures");
+    printf("%-5s %-11s %-9s %10s %10s %10s %10s %6s  %-15s %9s  %s\n", "rank", "label", "model",
+           "fixed MiB", "KiB/token", "resid MiB", "margin MiB", "points", "tokens", "free GiB",
+           "failures");
     for (size_t i = 0; i < t->n_estimates; i++) {
         const warmcal_estimate *e = &t->estimates[i];
         char rank[16], range[48], fail[64] = "-";
@@ -73,9 +74,14 @@ static void print_estimates(const warmcal_table *t)
             snprintf(fail, sizeof fail, "%zu aborted", e->failures.aborted);
         double fixed, per_token;
         summary_parts(e, &fixed, &per_token);
-        printf("%-5s %-11s %-9s %10.1f %10.2f %10.1f %10.1f %6zu  %-15s %s\n", rank, e->label,
+        char free_text[32] = "-";
+        if (e->calibration.device_free_min)
+            snprintf(free_text, sizeof free_text, "%.2f",
+                     (double)e->calibration.device_free_min / (1024.0 * MiB));
+        printf("%-5s %-11s %-9s %10.1f %10.2f %10.1f %10.1f %6zu  %-15s %9s  %s\n", rank, e->label,
                warmcal_form_name(e->form), fixed / MiB, per_token / 1024.0,
-               e->fit.max_residual / MiB, e->margin.total / MiB, e->fit.points, range, fail);
+               e->fit.max_residual / MiB, e->margin.total / MiB, e->fit.points, range, free_text,
+               fail);
     }
 }
 

@@ -58,6 +58,13 @@ typedef struct {
         double loo_rmse;    /* leave-one-out root mean square error, bytes */
     } fit;
     struct {
+        /* lowest device free memory at a phase's begin on this rank (for rank
+         * -1: on any rank) during calibration, 0 if not sampled: what the
+         * rank had left when it was measured, so a rank with extra resident
+         * memory shows it in its own entry */
+        uint64_t device_free_min;
+    } calibration;
+    struct {
         size_t oom;         /* phases that ran out of memory (not fitted) */
         uint64_t oom_tokens_min; /* smallest token count that ran out of memory, 0 if none */
         size_t aborted;     /* phases that never ended (not fitted) */
