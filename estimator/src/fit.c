@@ -16,11 +16,6 @@
 
 #define DEFAULT_GRANULARITY (2ull << 20)
 #define DEFAULT_PARSIMONY 0.10
-/* The largest leave-one-out excess is what one run shows of how wrong the
- * model can be about a pass it has not seen; another run's noise can exceed
- * it. The margin also covers this many leave-one-out RMSEs (3: 99.7% of a
- * normal error). */
-#define LOO_SIGMAS 3.0
 
 static void resolve_options(const warmcal_fit_options *in, warmcal_fit_options *o)
 {
@@ -44,6 +39,16 @@ uint64_t warmcal_phase_need(const warmcal_phase *p)
             need += device_growth - api_growth;
     }
     return need;
+}
+
+typedef struct {
+    double t, y;
+} point;
+
+static int by_t(const void *a, const void *b)
+{
+    double x = ((const point *)a)->t, z = ((const point *)b)->t;
+    return (x > z) - (x < z);
 }
 
 /* --- regressions ------------------------------------------------------------ */
@@ -87,11 +92,12 @@ static int leverages(const double *x, size_t n, size_t p, double *h)
     return rc;
 }
 
-/* Polynomial fit of degree p-1 on s = t / tmax. Fills the candidate, the
- * coefficients in bytes per token^k, and returns 0, or non-zero when the form
- * cannot be fitted here (too few points, singular). */
+/* Polynomial fit of degree p-1 on s = t / tmax. Fills the coefficients in
+ * bytes per token^k, the candidate and each point's leave-one-out prediction
+ * y_i - r_i / (1 - h_ii); returns non-zero when the form cannot be fitted
+ * here (too few points, singular). */
 static int fit_polynomial(const double *t, const double *y, size_t n, size_t p, double tmax,
-                          uint64_t granularity, double coef[3], warmcal_candidate *cand)
+                          double coef[3], warmcal_candidate *cand, double *loo_pred)
 {
     memset(cand, 0, sizeof *cand);
     double *x = malloc(n * p * sizeof *x), *h = malloc(n * sizeof *h);
@@ -107,19 +113,17 @@ static int fit_polynomial(const double *t, const double *y, size_t n, size_t p, 
         rc = warmcal_lstsq(x, y, n, p, beta, NULL, &sub);
     if (rc == WARMCAL_OK)
         rc = leverages(x, n, p, h);
-    double worst = 0, worst_loo = 0, sum_loo = 0;
+    double sum_loo = 0;
     for (size_t i = 0; rc == WARMCAL_OK && i < n; i++) {
         double f = 0;
         for (size_t j = 0; j < p; j++)
             f += beta[j] * x[i * p + j];
-        double r = y[i] - f;
         if (h[i] > 1.0 - 1e-9) { /* the fit passes through this point whatever it is */
             rc = WARMCAL_E_INVAL;
             break;
         }
-        double loo = r / (1.0 - h[i]);
-        worst = fmax(worst, r);
-        worst_loo = fmax(worst_loo, loo);
+        double loo = (y[i] - f) / (1.0 - h[i]);
+        loo_pred[i] = y[i] - loo;
         sum_loo += loo * loo;
     }
     free(x);
@@ -130,66 +134,69 @@ static int fit_polynomial(const double *t, const double *y, size_t n, size_t p, 
         coef[j] = j < p ? beta[j] / pow(tmax, (double)j) : 0;
     cand->usable = 1;
     cand->loo_rmse = sqrt(sum_loo / (double)n);
-    worst_loo = fmax(worst_loo, LOO_SIGMAS * cand->loo_rmse);
-    cand->margin = worst + fmax(0, worst_loo - worst) + (double)granularity;
     return WARMCAL_OK;
 }
 
 /* --- the envelope ------------------------------------------------------------ */
-
-typedef struct {
-    double t, y;
-} point;
-
-static int by_t(const void *a, const void *b)
-{
-    double x = ((const point *)a)->t, z = ((const point *)b)->t;
-    return (x > z) - (x < z);
-}
-
 
 static double interpolate(double t, double t0, double y0, double t1, double y1)
 {
     return t1 == t0 ? fmax(y0, y1) : y0 + (y1 - y0) * (t - t0) / (t1 - t0);
 }
 
-/* Running maximum over the distinct token counts (each at its largest
- * need): a monotone upper envelope through every point. Leave-one-out: the
- * point's value predicted from its neighbours' envelope without it. */
+/* The running maximum over the distinct token counts (each at its largest
+ * need): a monotone upper envelope through every point. Leave-one-out: each
+ * distinct point's value predicted from the envelope of the others. pts gets
+ * the distinct points (t, largest y) and loo their predictions; knots the
+ * envelope, thinned to at most WARMCAL_TABLE_MAX_KNOTS. All malloc'd. */
 typedef struct {
-    point *knots; /* distinct t, running max */
-    size_t n;
+    point *pts;   /* distinct t, largest y */
+    double *loo;  /* leave-one-out prediction at each */
+    size_t m;
+    point *knots;
+    size_t n_knots;
 } envelope;
 
-static int fit_envelope(const double *t, const double *y, size_t n, uint64_t granularity,
-                        envelope *env, warmcal_candidate *cand)
+static void envelope_free(envelope *env)
+{
+    free(env->pts);
+    free(env->loo);
+    free(env->knots);
+    memset(env, 0, sizeof *env);
+}
+
+static int fit_envelope(const double *t, const double *y, size_t n, envelope *env,
+                        warmcal_candidate *cand)
 {
     memset(cand, 0, sizeof *cand);
+    memset(env, 0, sizeof *env);
     point *p = malloc(n * sizeof *p);
     if (!p)
         return WARMCAL_E_NOMEM;
     for (size_t i = 0; i < n; i++)
         p[i] = (point){t[i], y[i]};
     qsort(p, n, sizeof *p, by_t);
-    size_t m = 0; /* distinct t, each with its largest y */
+    size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (m && p[m - 1].t == p[i].t)
             p[m - 1].y = fmax(p[m - 1].y, p[i].y);
         else
             p[m++] = p[i];
     }
-    if (m < 3) {
-        free(p);
+    env->pts = p;
+    env->m = m;
+    if (m < 3)
         return WARMCAL_E_INVAL;
-    }
     double *prefix = malloc(m * sizeof *prefix);
-    if (!prefix) {
-        free(p);
+    env->loo = malloc(m * sizeof *env->loo);
+    env->knots = malloc(m * sizeof *env->knots);
+    if (!prefix || !env->loo || !env->knots) {
+        free(prefix);
         return WARMCAL_E_NOMEM;
     }
     for (size_t k = 0; k < m; k++)
         prefix[k] = k ? fmax(prefix[k - 1], p[k].y) : p[k].y;
-    double worst_loo = 0, sum_loo = 0;
+    double sum_loo = 0;
     for (size_t k = 0; k < m; k++) {
         double pred;
         if (k == 0)
@@ -199,35 +206,118 @@ static int fit_envelope(const double *t, const double *y, size_t n, uint64_t gra
         else
             pred = interpolate(p[k].t, p[k - 1].t, prefix[k - 1], p[k + 1].t,
                                fmax(prefix[k - 1], p[k + 1].y));
-        double loo = p[k].y - pred;
-        worst_loo = fmax(worst_loo, loo);
-        sum_loo += loo * loo;
+        env->loo[k] = pred;
+        sum_loo += (p[k].y - pred) * (p[k].y - pred);
     }
     /* knots: the running maximum, without interior knots on a flat run */
     size_t kept = 0;
     for (size_t k = 0; k < m; k++) {
         int flat = k > 0 && k + 1 < m && prefix[k - 1] == prefix[k] && prefix[k] == prefix[k + 1];
         if (!flat)
-            p[kept++] = (point){p[k].t, prefix[k]};
+            env->knots[kept++] = (point){p[k].t, prefix[k]};
     }
     free(prefix);
-    /* too many knots for a table: keep every stride-th and the last, each
-     * raised to the largest value it stands for, which keeps an upper bound */
+    /* too many knots for a table: keep the last of every stride, which holds
+     * the largest value of its stride (the envelope is non-decreasing); the
+     * points between may then sit above the line, and the margin's residual
+     * part covers them */
     if (kept > WARMCAL_TABLE_MAX_KNOTS) {
         size_t stride = (kept + WARMCAL_TABLE_MAX_KNOTS - 2) / (WARMCAL_TABLE_MAX_KNOTS - 1), out = 0;
         for (size_t k = 0; k < kept; k += stride) {
             size_t last = k + stride - 1 < kept ? k + stride - 1 : kept - 1;
-            p[out++] = (point){p[last].t, p[last].y};
+            env->knots[out++] = env->knots[last];
         }
-        if (p[out - 1].t != p[kept - 1].t)
-            p[out++] = p[kept - 1];
+        if (env->knots[out - 1].t != env->knots[kept - 1].t)
+            env->knots[out++] = env->knots[kept - 1];
         kept = out;
     }
-    env->knots = p;
-    env->n = kept;
+    env->n_knots = kept;
     cand->usable = 1;
     cand->loo_rmse = sqrt(sum_loo / (double)m);
-    cand->margin = fmax(worst_loo, LOO_SIGMAS * cand->loo_rmse) + (double)granularity;
+    return WARMCAL_OK;
+}
+
+/* --- the margin ------------------------------------------------------------ */
+
+/* The model alone at t, as warmcal_estimate_eval evaluates it (clamped below
+ * tokens_min, an envelope continuing its last slope). */
+static double model_at(const warmcal_estimate *e, double t)
+{
+    if (t < (double)e->tokens_min)
+        t = (double)e->tokens_min;
+    if (e->form != WARMCAL_FORM_ENVELOPE)
+        return e->coef[0] + t * (e->coef[1] + t * e->coef[2]);
+    const uint64_t *kt = e->knot_tokens;
+    const double *kb = e->knot_bytes;
+    size_t last = e->n_knots - 1;
+    if (t <= (double)kt[0])
+        return kb[0];
+    if (t >= (double)kt[last])
+        return interpolate(t, (double)kt[last - 1], kb[last - 1], (double)kt[last], kb[last]);
+    size_t lo = 0, hi = last; /* kt[lo] < t <= kt[hi] */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if ((double)kt[mid] < t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return interpolate(t, (double)kt[lo], kb[lo], (double)kt[hi], kb[hi]);
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, z = *(const double *)b;
+    return (x > z) - (x < z);
+}
+
+/* Run-to-run noise grows with the pass (it rides on every buffer), so part
+ * of the margin is relative: RELATIVE_SIGMAS robust standard deviations
+ * (1.4826 x the median absolute relative leave-one-out error, which a bend
+ * the model misses at one or two points cannot inflate) of how far a point
+ * falls from its leave-one-out prediction, below which passes count as
+ * RELATIVE_FLOOR_GRANULES granules so tiny passes do not dominate. The
+ * absolute parts then make the estimate cover every point and every
+ * leave-one-out prediction, and ABSOLUTE_SIGMAS leave-one-out RMSEs. */
+#define RELATIVE_SIGMAS 3.0
+#define RELATIVE_FLOOR_GRANULES 16.0
+#define ABSOLUTE_SIGMAS 3.0
+
+static int set_margin(warmcal_estimate *e, const double *t, const double *y, size_t n,
+                      const double *lt, const double *ly, const double *lp, size_t m, double granularity)
+{
+    double *rel = malloc(m * sizeof *rel), floor_bytes = RELATIVE_FLOOR_GRANULES * granularity;
+    if (!rel)
+        return WARMCAL_E_NOMEM;
+    for (size_t j = 0; j < m; j++)
+        rel[j] = fabs(ly[j] - lp[j]) / fmax(lp[j], floor_bytes);
+    qsort(rel, m, sizeof *rel, by_value);
+    double mad = m % 2 ? rel[m / 2] : 0.5 * (rel[m / 2 - 1] + rel[m / 2]);
+    free(rel);
+    double scale = 1.0 + RELATIVE_SIGMAS * 1.4826 * mad;
+    double worst = 0, worst_loo = 0, sum2 = 0, max_abs = 0;
+    for (size_t i = 0; i < n; i++) {
+        double f = model_at(e, t[i]), r = y[i] - f;
+        worst = fmax(worst, y[i] - fmax(0, f) * scale);
+        max_abs = fmax(max_abs, fabs(r));
+        sum2 += r * r;
+    }
+    double sum_loo = 0;
+    for (size_t j = 0; j < m; j++) {
+        worst_loo = fmax(worst_loo, ly[j] - fmax(0, lp[j]) * scale);
+        sum_loo += (ly[j] - lp[j]) * (ly[j] - lp[j]);
+    }
+    /* and noise that does not grow with the pass (allocator granules that
+     * round either way): ABSOLUTE_SIGMAS leave-one-out RMSEs */
+    worst_loo = fmax(worst_loo, ABSOLUTE_SIGMAS * sqrt(sum_loo / (double)m));
+    (void)lt;
+    e->fit.rmse = sqrt(sum2 / (double)n);
+    e->fit.max_residual = max_abs;
+    e->margin.relative = scale - 1.0;
+    e->margin.residual = worst;
+    e->margin.loo = fmax(0, worst_loo - worst);
+    e->margin.granularity = granularity;
+    e->margin.total = e->margin.residual + e->margin.loo + e->margin.granularity;
     return WARMCAL_OK;
 }
 
@@ -236,21 +326,19 @@ static int fit_envelope(const double *t, const double *y, size_t n, uint64_t gra
 int warmcal_fit_points(const double *t, const double *y, size_t n, const warmcal_fit_options *opts,
                        warmcal_estimate *out, warmcal_candidate cand_out[3], warmcal_error *err)
 {
-    if (!t || !y || !out)
+    if (!out || (n && (!t || !y)))
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "fit_points: bad argument");
     warmcal_fit_options o;
     resolve_options(opts, &o);
     memset(out, 0, sizeof *out);
     out->rank = WARMCAL_TABLE_ANY_RANK;
     double tmin = INFINITY, tmax = 0, ymax = 0;
-    size_t distinct_hint = 0;
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(t[i]) || !isfinite(y[i]) || t[i] <= 0 || y[i] < 0)
             return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL,
                                      "point %zu (%g tokens, %g bytes): tokens must be > 0 and "
                                      "bytes >= 0, both finite",
                                      i, t[i], y[i]);
-        distinct_hint += i == 0 || t[i] != t[0];
         tmin = fmin(tmin, t[i]);
         tmax = fmax(tmax, t[i]);
         ymax = fmax(ymax, y[i]);
@@ -267,87 +355,79 @@ int warmcal_fit_points(const double *t, const double *y, size_t n, const warmcal
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL,
                                  "every phase needed 0 bytes: no allocation was recorded (was the "
                                  "profiler attached?)");
-    (void)distinct_hint;
 
     warmcal_candidate cand[3];
-    double lin[3] = {0}, quad[3] = {0};
-    envelope env = {0};
-    int rc_env = fit_envelope(t, y, n, o.granularity, &env, &cand[WARMCAL_FORM_ENVELOPE]);
-    if (rc_env == WARMCAL_E_NOMEM)
-        return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "fit: out of memory");
-    if (rc_env != WARMCAL_OK)
-        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL,
-                                 "phases ran at only 2 different token counts: at least 3 are "
-                                 "needed");
-    int rc = fit_polynomial(t, y, n, 2, tmax, o.granularity, lin, &cand[WARMCAL_FORM_LINEAR]);
-    if (rc != WARMCAL_E_NOMEM)
-        rc = fit_polynomial(t, y, n, 3, tmax, o.granularity, quad, &cand[WARMCAL_FORM_QUADRATIC]);
-    if (rc == WARMCAL_E_NOMEM) {
-        free(env.knots);
-        return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "fit: out of memory");
+    double coef[2][3] = {{0}};
+    double *loo[2] = {malloc(n * sizeof(double)), malloc(n * sizeof(double))};
+    envelope env;
+    int rc = loo[0] && loo[1] ? fit_envelope(t, y, n, &env, &cand[WARMCAL_FORM_ENVELOPE]) : WARMCAL_E_NOMEM;
+    if (rc == WARMCAL_E_INVAL)
+        rc = warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL,
+                               "phases ran at only 2 different token counts: at least 3 are needed");
+    for (size_t p = 2; rc == WARMCAL_OK && p <= 3; p++) {
+        warmcal_candidate *c = &cand[p == 2 ? WARMCAL_FORM_LINEAR : WARMCAL_FORM_QUADRATIC];
+        if (fit_polynomial(t, y, n, p, tmax, coef[p - 2], c, loo[p - 2]) == WARMCAL_E_NOMEM)
+            rc = WARMCAL_E_NOMEM;
     }
+    if (rc == WARMCAL_E_NOMEM)
+        warmcal_error_set(err, rc, NULL, NULL, "fit: out of memory");
 
     /* simplest first; a more complex form must earn its place */
     static const warmcal_form order[3] = {WARMCAL_FORM_LINEAR, WARMCAL_FORM_QUADRATIC,
                                           WARMCAL_FORM_ENVELOPE};
     int chosen = -1;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; rc == WARMCAL_OK && k < 3; k++) {
         warmcal_form f = order[k];
-        if (!cand[f].usable)
-            continue;
-        if (chosen < 0 || cand[f].loo_rmse < (1.0 - o.parsimony) * cand[chosen].loo_rmse)
+        if (cand[f].usable &&
+            (chosen < 0 || cand[f].loo_rmse < (1.0 - o.parsimony) * cand[chosen].loo_rmse))
             chosen = (int)f;
     }
-    out->form = (warmcal_form)chosen;
-    out->tokens_min = (uint64_t)tmin;
-    out->tokens_max = (uint64_t)tmax;
-    out->fit.points = n;
-    const warmcal_candidate *c = &cand[chosen];
-    out->fit.loo_rmse = c->loo_rmse;
-    if (chosen == WARMCAL_FORM_ENVELOPE) {
-        out->n_knots = env.n;
-        out->knot_tokens = malloc(env.n * sizeof *out->knot_tokens);
-        out->knot_bytes = malloc(env.n * sizeof *out->knot_bytes);
-        if (!out->knot_tokens || !out->knot_bytes) {
-            free(env.knots);
-            warmcal_estimate_clear(out);
-            return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "fit: out of memory");
-        }
-        for (size_t k = 0; k < env.n; k++) {
-            out->knot_tokens[k] = (uint64_t)env.knots[k].t;
-            out->knot_bytes[k] = env.knots[k].y;
-        }
-    } else {
-        memcpy(out->coef, chosen == WARMCAL_FORM_LINEAR ? lin : quad, sizeof out->coef);
-    }
-    free(env.knots);
-
-    /* residuals of the chosen model at every point, for the margin and statistics */
-    double worst = 0, sum2 = 0, max_abs = 0;
-    for (size_t i = 0; i < n; i++) {
-        double f;
-        if (out->form == WARMCAL_FORM_ENVELOPE) {
-            size_t k = 0;
-            while (k + 1 < out->n_knots && (double)out->knot_tokens[k + 1] < t[i])
-                k++;
-            f = k + 1 < out->n_knots && t[i] > (double)out->knot_tokens[k]
-                    ? interpolate(t[i], (double)out->knot_tokens[k], out->knot_bytes[k],
-                                  (double)out->knot_tokens[k + 1], out->knot_bytes[k + 1])
-                    : out->knot_bytes[k];
+    if (rc == WARMCAL_OK) {
+        out->form = (warmcal_form)chosen;
+        out->tokens_min = (uint64_t)tmin;
+        out->tokens_max = (uint64_t)tmax;
+        out->fit.points = n;
+        out->fit.loo_rmse = cand[chosen].loo_rmse;
+        if (chosen == WARMCAL_FORM_ENVELOPE) {
+            out->n_knots = env.n_knots;
+            out->knot_tokens = malloc(env.n_knots * sizeof *out->knot_tokens);
+            out->knot_bytes = malloc(env.n_knots * sizeof *out->knot_bytes);
+            if (!out->knot_tokens || !out->knot_bytes)
+                rc = warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "fit: out of memory");
+            for (size_t k = 0; rc == WARMCAL_OK && k < env.n_knots; k++) {
+                out->knot_tokens[k] = (uint64_t)env.knots[k].t;
+                out->knot_bytes[k] = env.knots[k].y;
+            }
         } else {
-            f = out->coef[0] + out->coef[1] * t[i] + out->coef[2] * t[i] * t[i];
+            memcpy(out->coef, coef[chosen == WARMCAL_FORM_LINEAR ? 0 : 1], sizeof out->coef);
         }
-        double r = y[i] - f;
-        worst = fmax(worst, r);
-        max_abs = fmax(max_abs, fabs(r));
-        sum2 += r * r;
     }
-    out->fit.rmse = sqrt(sum2 / (double)n);
-    out->fit.max_residual = max_abs;
-    out->margin.residual = worst;
-    out->margin.granularity = (double)o.granularity;
-    out->margin.loo = fmax(0, c->margin - (double)o.granularity - worst);
-    out->margin.total = out->margin.residual + out->margin.loo + out->margin.granularity;
+    if (rc == WARMCAL_OK) {
+        if (chosen == WARMCAL_FORM_ENVELOPE) {
+            double *lt = malloc(env.m * sizeof *lt), *ly = malloc(env.m * sizeof *ly);
+            rc = lt && ly ? WARMCAL_OK : WARMCAL_E_NOMEM;
+            for (size_t j = 0; rc == WARMCAL_OK && j < env.m; j++) {
+                lt[j] = env.pts[j].t;
+                ly[j] = env.pts[j].y;
+            }
+            if (rc == WARMCAL_OK)
+                rc = set_margin(out, t, y, n, lt, ly, env.loo, env.m, (double)o.granularity);
+            free(lt);
+            free(ly);
+        } else {
+            rc = set_margin(out, t, y, n, t, y, loo[chosen == WARMCAL_FORM_LINEAR ? 0 : 1], n,
+                            (double)o.granularity);
+        }
+        if (rc)
+            warmcal_error_set(err, rc, NULL, NULL, "fit: out of memory");
+    }
+    envelope_free(&env);
+    free(loo[0]);
+    free(loo[1]);
+    if (rc != WARMCAL_OK) {
+        warmcal_estimate_clear(out);
+        return rc;
+    }
     if (cand_out)
         memcpy(cand_out, cand, sizeof cand);
     return WARMCAL_OK;

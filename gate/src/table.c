@@ -23,6 +23,8 @@
 #define WHERE_LEN WARMCAL_ERROR_WHERE_LEN
 #define TWO_POW_63 9223372036854775808.0
 #define TWO_POW_64 18446744073709551616.0
+/* A relative margin above this (the model scaled by 1 + 10) means a broken fit. */
+#define MAX_RELATIVE_MARGIN 10.0
 /* margin.bytes must equal the sum of its parts within this relative error */
 #define MARGIN_SUM_TOLERANCE 1e-6
 
@@ -192,6 +194,10 @@ static int check_estimate(const warmcal_estimate *e, size_t i, const char *file,
                                          "expected a finite number, found %g", e->coef[k]);
             }
     }
+    if (!(e->margin.relative >= 0 && e->margin.relative <= MAX_RELATIVE_MARGIN))
+        return warmcal_error_set(err, WARMCAL_E_FIELD, file, AT("margin.relative"),
+                                 "expected a fraction in [0, %g], found %g", MAX_RELATIVE_MARGIN,
+                                 e->margin.relative);
     if ((rc = check_amount(e->margin.total, file, base, "margin.bytes", err)) ||
         (rc = check_amount(e->margin.residual, file, base, "margin.residual", err)) ||
         (rc = check_amount(e->margin.loo, file, base, "margin.loo", err)) ||
@@ -709,6 +715,8 @@ static int read_estimate(reader *r, json_t *entry, size_t i, warmcal_estimate *e
         (rc = get_number(r, o, sub, "residual", 1, &e->margin.residual)) ||
         (rc = get_number(r, o, sub, "loo", 1, &e->margin.loo)) ||
         (rc = get_number(r, o, sub, "granularity", 1, &e->margin.granularity)) ||
+        (json_object_get(o, "relative") &&
+         (rc = get_number(r, o, sub, "relative", 1, &e->margin.relative))) ||
         (rc = member(r, entry, base, "fit", JSON_OBJECT, "an object", &o)))
         return rc;
     join(sub, base, "fit");
@@ -1003,6 +1011,7 @@ static json_t *estimate_json(builder *b, const warmcal_estimate *e)
     put(b, margin, "residual", json_real(e->margin.residual));
     put(b, margin, "loo", json_real(e->margin.loo));
     put(b, margin, "granularity", json_real(e->margin.granularity));
+    put(b, margin, "relative", json_real(e->margin.relative));
     put(b, o, "margin", margin);
     put(b, fit, "points", int_json(e->fit.points));
     put(b, fit, "rmse", json_real(e->fit.rmse));
@@ -1200,7 +1209,7 @@ static int eval_at(const warmcal_estimate *e, warmcal_above_policy above, uint64
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "unknown model form %d",
                                  (int)e->form);
     }
-    double v = ceil((m > 0 ? m : 0) + e->margin.total);
+    double v = ceil((m > 0 ? m : 0) * (1.0 + e->margin.relative) + e->margin.total);
     if (!(v < TWO_POW_64)) /* NaN too */
         return warmcal_error_set(err, WARMCAL_E_RANGE, NULL, where,
                                  "the estimate at %" PRIu64 " tokens (%g bytes) does not fit in "

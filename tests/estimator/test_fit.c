@@ -222,6 +222,40 @@ static void rank_specific_needs_stay_in_their_own_entry(void)
     rmdir(dir);
 }
 
+static void relative_margin_scales_the_model_and_survives_a_round_trip(void)
+{
+    warmcal_estimate e = {.rank = 0, .label = "context", .tokens_min = 1, .tokens_max = 100,
+                          .form = WARMCAL_FORM_LINEAR, .coef = {100, 2, 0}};
+    e.margin.relative = 0.5;
+    e.margin.residual = 4;
+    e.margin.granularity = 6;
+    e.margin.total = 10;
+    e.fit.points = 3;
+    uint64_t bytes = 0;
+    warmcal_error err = {0};
+    CHECK(warmcal_estimate_eval(&e, WARMCAL_ABOVE_REFUSE, 50, &bytes, &err) == WARMCAL_OK);
+    CHECK_EQ_U64(bytes, 310); /* (100 + 2*50) * 1.5 + 10 */
+    warmcal_table *t = NULL, *back = NULL;
+    char dir[] = "/tmp/warmcal-rel-XXXXXX", path[64];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/t.json", dir);
+    CHECK(warmcal_table_new(&t, &err) == WARMCAL_OK);
+    CHECK(warmcal_table_add_estimate(t, &e, &err) == WARMCAL_OK);
+    CHECK(warmcal_table_write(t, path, &err) == WARMCAL_OK);
+    CHECK(warmcal_table_read(path, &back, &err) == WARMCAL_OK);
+    if (back) {
+        CHECK(back->estimates[0].margin.relative == 0.5);
+        CHECK(warmcal_table_estimate(back, 0, "context", 50, 1, &bytes, &err) == WARMCAL_OK);
+        CHECK_EQ_U64(bytes, 310);
+    }
+    e.margin.relative = -0.1;
+    CHECK(warmcal_table_add_estimate(t, &e, &err) != WARMCAL_OK);
+    warmcal_table_free(t);
+    warmcal_table_free(back);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN(linear_needs_get_a_linear_model);
@@ -230,5 +264,6 @@ int main(void)
     RUN(margin_covers_a_held_out_point);
     RUN(degenerate_inputs_get_clear_errors);
     RUN(rank_specific_needs_stay_in_their_own_entry);
+    RUN(relative_margin_scales_the_model_and_survives_a_round_trip);
     CHECK_DONE();
 }

@@ -5,7 +5,8 @@
  * Three candidate models are fitted (linear and quadratic by QR least squares
  * on a scaled token axis, and a monotone piecewise-linear upper envelope),
  * the simplest one whose leave-one-out error is within the parsimony factor
- * of the best is chosen, and a margin makes the estimate an upper bound on
+ * of the best is chosen, and a margin — relative, for run-to-run noise that
+ * grows with the pass, and absolute — makes the estimate an upper bound on
  * every measured point and every leave-one-out prediction, plus allocator
  * granularity. Method and rationale: docs/methodology.md. */
 #ifndef WARMCAL_ESTIMATOR_H
@@ -31,8 +32,7 @@ typedef struct {
 /* Candidate statistics of one fit, for reports. */
 typedef struct {
     int usable;        /* enough points for this form */
-    double loo_rmse;   /* bytes */
-    double margin;     /* total margin the form would need, bytes */
+    double loo_rmse;   /* leave-one-out root mean square error, bytes */
 } warmcal_candidate;
 
 /* Fit one point set. t[i] > 0 tokens, y[i] >= 0 bytes, finite. Needs at least

@@ -35,7 +35,8 @@ typedef enum {
 } warmcal_above_policy;
 
 /* One estimate. The published bytes for t tokens are
- * ceil(max(0, model(t)) + margin.total), with the range rule above. */
+ * ceil(max(0, model(t)) * (1 + margin.relative) + margin.total), with the
+ * range rule above. */
 typedef struct {
     int rank;                            /* >= 0, or WARMCAL_TABLE_ANY_RANK */
     char label[WARMCAL_TABLE_LABEL_LEN]; /* "context", "generation", ... */
@@ -46,9 +47,10 @@ typedef struct {
     uint64_t *knot_tokens;               /* envelope: strictly increasing; owned by the table */
     double *knot_bytes;                  /* envelope: non-decreasing; owned by the table */
     struct {
-        double total;       /* bytes added to the model: the sum of the parts below */
-        double residual;    /* largest amount a measured point exceeds the model */
-        double loo;         /* largest amount a point exceeds its leave-one-out prediction, beyond `residual` */
+        double relative;    /* fraction the model is scaled up by: noise that grows with the pass */
+        double total;       /* bytes added to the scaled model: the sum of the parts below */
+        double residual;    /* largest amount a measured point exceeds the scaled model */
+        double loo;         /* largest amount a point exceeds its scaled leave-one-out prediction, beyond `residual` */
         double granularity; /* allocator rounding (2 MiB) */
     } margin;
     struct {
