@@ -1,0 +1,164 @@
+/* warmcal/gate.h — the start-up gate a server calls before its warmup passes.
+ *
+ * Per warmup shape every rank computes need = estimate(tokens) + reserve
+ * from the estimate table and headroom = free - need (minus infinity when
+ * its own batch is invalid); then all ranks take ONE collective for the
+ * whole list, so every rank gets the same decisions: run, or skip with the
+ * blocking rank, the bytes it lacks and the reason. The collective runs on
+ * host memory, is bounded by a deadline, and also checks that every rank
+ * loaded the same table and asked about the same shapes.
+ *
+ * Handles follow SQLite's rule: warmcal_gate_open always gives a handle
+ * (unless out of memory), failed or not; read warmcal_gate_last_error on it,
+ * then release it with warmcal_gate_close. The library never prints.
+ * Link: -lwarmcal-gate (pkg-config warmcal-gate); it needs MPI, jansson and
+ * nettle, never HDF5 or CUPTI. */
+#ifndef WARMCAL_GATE_H
+#define WARMCAL_GATE_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "warmcal/error.h"
+#include "warmcal/table.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where free device memory comes from. */
+typedef enum {
+    WARMCAL_PROBE_CUDA = 0,      /* cuMemGetInfo on the current context; libcuda loaded at run time */
+    WARMCAL_PROBE_VALUE = 1,     /* the caller's number (options.free_bytes) */
+    WARMCAL_PROBE_CALLBACK = 2,  /* the caller's function (a PyTorch server: torch.cuda.mem_get_info) */
+    WARMCAL_PROBE_SIMULATED = 3  /* WARMCAL_SIM_FREE_BYTES from the environment, for tests and dry runs */
+} warmcal_probe_kind;
+
+/* Return 0 and set *free_bytes, or non-zero when memory cannot be probed. */
+typedef int (*warmcal_free_fn)(void *user, uint64_t *free_bytes);
+
+/* How the need of a shape is computed. */
+typedef enum {
+    WARMCAL_NEED_TABLE = 0,    /* the estimate table (the point of warmcal) */
+    WARMCAL_NEED_CONSTANT = 1  /* the original fix: tokens x a constant, optionally only above a token count */
+} warmcal_need_policy;
+
+typedef struct {
+    uint64_t reserve_bytes;          /* added to every need */
+    double deadline_s;               /* bound on one decision's collective; <= 0: 60 s */
+    warmcal_probe_kind probe;
+    uint64_t free_bytes;             /* WARMCAL_PROBE_VALUE */
+    warmcal_free_fn free_fn;         /* WARMCAL_PROBE_CALLBACK */
+    void *free_user;
+    int above_range;                 /* -1: the table's policy; else a warmcal_above_policy */
+    int allow_config_mismatch;       /* accept a table calibrated for another TP size or GPU */
+    warmcal_need_policy need_policy;
+    uint64_t constant_bytes_per_token; /* WARMCAL_NEED_CONSTANT */
+    uint64_t constant_min_tokens;      /* WARMCAL_NEED_CONSTANT: shapes at or below run unchecked (the original fix used 256) */
+} warmcal_gate_options;
+
+/* Defaults: no reserve, 60 s deadline, CUDA probe, the table's range policy,
+ * configuration checked, table need. */
+WARMCAL_API void warmcal_gate_options_init(warmcal_gate_options *o);
+
+/* One warmup shape as this rank sees it. label may be NULL for "context". */
+typedef struct {
+    uint64_t tokens;
+    uint32_t batch;
+    const char *label;
+    int batch_valid;   /* 0: this rank cannot run this batch (the shape skips on every rank) */
+} warmcal_shape;
+
+/* Why a shape is skipped. */
+typedef enum {
+    WARMCAL_REASON_RUN = 0,           /* not skipped */
+    WARMCAL_REASON_LOW_MEMORY = 1,    /* blocking_rank lacks short_bytes */
+    WARMCAL_REASON_INVALID_BATCH = 2, /* blocking_rank marked the batch invalid */
+    WARMCAL_REASON_OUT_OF_RANGE = 3,  /* above the calibrated range, policy refuse */
+    WARMCAL_REASON_NO_ESTIMATE = 4    /* no table entry serves blocking_rank and this label */
+} warmcal_reason;
+
+/* The same on every rank after a decision. */
+typedef struct {
+    int run;                /* 1: run this shape on every rank */
+    int reason;             /* a warmcal_reason */
+    int blocking_rank;      /* the rank with the least headroom that blocked, -1 when run */
+    uint64_t short_bytes;   /* LOW_MEMORY: bytes blocking_rank lacks, else 0 */
+    int64_t min_headroom;   /* lowest headroom over ranks (INT64_MIN for the non-memory reasons) */
+    char text[192];         /* the reason in words */
+} warmcal_decision;
+
+typedef struct warmcal_gate warmcal_gate;
+
+/* Open a gate on comm (duplicated: the gate's collectives never mix with the
+ * caller's) over the table at table_path (NULL allowed only with
+ * WARMCAL_NEED_CONSTANT). Collective over comm. Checks the table's TP size
+ * against comm's size and, with the CUDA probe, its GPU name against the
+ * device's, unless opts->allow_config_mismatch. opts may be NULL for the
+ * defaults. *out is set whenever memory allows, on failure too. Errors:
+ * WARMCAL_E_INVAL (options), the table reader's errors, WARMCAL_E_MISMATCH
+ * (configuration), WARMCAL_E_UNSUPPORTED (no CUDA driver for the CUDA probe),
+ * WARMCAL_E_NOMEM (then *out is NULL). */
+WARMCAL_API int warmcal_gate_open(warmcal_gate **out, const char *table_path, MPI_Comm comm,
+                                  const warmcal_gate_options *opts);
+
+/* The same from a Fortran communicator handle (MPI_Comm_c2f), for bindings
+ * (mpi4py's comm.py2f()). */
+WARMCAL_API int warmcal_gate_open_f(warmcal_gate **out, const char *table_path, MPI_Fint comm,
+                                    const warmcal_gate_options *opts);
+
+/* Open a gate without MPI, for servers with their own collectives
+ * (torch.distributed): the caller runs the reduction, see
+ * warmcal_gate_encode. Not collective. Errors as warmcal_gate_open. */
+WARMCAL_API int warmcal_gate_open_local(warmcal_gate **out, const char *table_path, int rank,
+                                        int world_size, const warmcal_gate_options *opts);
+
+/* Decide n shapes in one collective (a gate opened on a communicator).
+ * out[n] is caller-owned and, on success, the same on every rank. Every rank
+ * must pass the same shapes in the same order (labels, tokens, batches; the
+ * batch_valid flags may differ). Errors, each on every rank when the ranks
+ * disagree: WARMCAL_E_MISMATCH (different tables or shape lists),
+ * WARMCAL_E_TIMEOUT (a rank did not join before the deadline: the
+ * communicator is unusable afterwards and the job should end, e.g.
+ * MPI_Abort), WARMCAL_E_UNSUPPORTED (the probe failed), WARMCAL_E_STATE (a
+ * gate that timed out before, or a local gate). */
+WARMCAL_API int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n,
+                                    warmcal_decision *out);
+
+/* For a local gate: the values to reduce with MIN over all ranks for n
+ * shapes. count receives how many (n + 4); vals must hold that many signed
+ * 64-bit integers. Probes free memory. One MIN of these on every rank yields
+ * the lowest headroom and its rank per shape, and the table and shape-list
+ * checks. */
+WARMCAL_API size_t warmcal_gate_encoded_count(size_t n);
+WARMCAL_API int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n,
+                                    int64_t *vals);
+
+/* Turn the MIN-reduced values into decisions (the same on every rank).
+ * Errors: WARMCAL_E_MISMATCH as warmcal_gate_decide. */
+WARMCAL_API int warmcal_gate_decode(warmcal_gate *g, const int64_t *reduced, size_t n,
+                                    warmcal_decision *out);
+
+/* Text of the last failure on this handle ("" when none); valid until the
+ * next call on the handle. NULL handle: a static text. */
+WARMCAL_API const char *warmcal_gate_last_error(const warmcal_gate *g);
+
+/* The code of the last failure (0 when none). */
+WARMCAL_API int warmcal_gate_last_code(const warmcal_gate *g);
+
+/* Release the gate (not collective). A gate whose collective timed out keeps
+ * that collective's buffers alive (MPI may still write them); everything
+ * else is freed. NULL is allowed. */
+WARMCAL_API void warmcal_gate_close(warmcal_gate *g);
+
+/* This rank's free device memory as the gate's probe sees it. */
+WARMCAL_API int warmcal_gate_probe_free(warmcal_gate *g, uint64_t *free_bytes);
+
+/* Name of a reason ("run", "low memory", "invalid batch", "outside the
+ * calibrated range", "no estimate"). */
+WARMCAL_API const char *warmcal_reason_name(int reason);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
