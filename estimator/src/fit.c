@@ -16,6 +16,8 @@
 
 #define DEFAULT_GRANULARITY (2ull << 20)
 #define DEFAULT_PARSIMONY 0.10
+/* token counts are fitted as doubles: far below 2^53, exact */
+#define MAX_TOKENS 1099511627776.0
 
 static void resolve_options(const warmcal_fit_options *in, warmcal_fit_options *o)
 {
@@ -282,6 +284,7 @@ static int by_value(const void *a, const void *b)
 #define RELATIVE_SIGMAS 3.0
 #define RELATIVE_FLOOR_GRANULES 16.0
 #define ABSOLUTE_SIGMAS 3.0
+#define MAX_RELATIVE 1.0
 
 static int set_margin(warmcal_estimate *e, const double *t, const double *y, size_t n,
                       const double *lt, const double *ly, const double *lp, size_t m, double granularity)
@@ -294,7 +297,9 @@ static int set_margin(warmcal_estimate *e, const double *t, const double *y, siz
     qsort(rel, m, sizeof *rel, by_value);
     double mad = m % 2 ? rel[m / 2] : 0.5 * (rel[m / 2 - 1] + rel[m / 2]);
     free(rel);
-    double scale = 1.0 + RELATIVE_SIGMAS * 1.4826 * mad;
+    /* capped: beyond it the fit is poor at small passes, and the absolute
+     * parts below cover the points anyway */
+    double scale = 1.0 + fmin(MAX_RELATIVE, RELATIVE_SIGMAS * 1.4826 * mad);
     double worst = 0, worst_loo = 0, sum2 = 0, max_abs = 0;
     for (size_t i = 0; i < n; i++) {
         double f = model_at(e, t[i]), r = y[i] - f;
@@ -334,10 +339,10 @@ int warmcal_fit_points(const double *t, const double *y, size_t n, const warmcal
     out->rank = WARMCAL_TABLE_ANY_RANK;
     double tmin = INFINITY, tmax = 0, ymax = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!isfinite(t[i]) || !isfinite(y[i]) || t[i] <= 0 || y[i] < 0)
+        if (!isfinite(t[i]) || !isfinite(y[i]) || t[i] <= 0 || y[i] < 0 || t[i] > MAX_TOKENS)
             return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL,
-                                     "point %zu (%g tokens, %g bytes): tokens must be > 0 and "
-                                     "bytes >= 0, both finite",
+                                     "point %zu (%g tokens, %g bytes): tokens must be in 1..2^40 "
+                                     "and bytes >= 0, both finite",
                                      i, t[i], y[i]);
         tmin = fmin(tmin, t[i]);
         tmax = fmax(tmax, t[i]);
@@ -359,7 +364,7 @@ int warmcal_fit_points(const double *t, const double *y, size_t n, const warmcal
     warmcal_candidate cand[3];
     double coef[2][3] = {{0}};
     double *loo[2] = {malloc(n * sizeof(double)), malloc(n * sizeof(double))};
-    envelope env;
+    envelope env = {0};
     int rc = loo[0] && loo[1] ? fit_envelope(t, y, n, &env, &cand[WARMCAL_FORM_ENVELOPE]) : WARMCAL_E_NOMEM;
     if (rc == WARMCAL_E_INVAL)
         rc = warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL,
@@ -547,7 +552,9 @@ static int add_any_rank_groups(groups *gs, warmcal_error *err)
 {
     size_t per_rank = gs->n;
     for (size_t i = 0; i < per_rank; i++) {
-        if (find_group(gs, WARMCAL_TABLE_ANY_RANK, gs->g[i].label) == NULL)
+        char label[WARMCAL_TABLE_LABEL_LEN]; /* find_group may move the array it points into */
+        snprintf(label, sizeof label, "%s", gs->g[i].label);
+        if (find_group(gs, WARMCAL_TABLE_ANY_RANK, label) == NULL)
             return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "fit: out of memory");
     }
     for (size_t a = per_rank; a < gs->n; a++) {
@@ -596,12 +603,58 @@ static void iso_now(char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmcal_fit_options *opts,
-                       warmcal_table **out, warmcal_error *err)
+static int add_note(warmcal_fit_note **notes, size_t *n, int rank, const char *label,
+                    const char *reason)
 {
-    if (!out || (n && !traces))
+    warmcal_fit_note *grown = realloc(*notes, (*n + 1) * sizeof *grown);
+    if (!grown)
+        return WARMCAL_E_NOMEM;
+    *notes = grown;
+    warmcal_fit_note *note = &grown[(*n)++];
+    note->rank = rank;
+    snprintf(note->label, sizeof note->label, "%s", label);
+    snprintf(note->reason, sizeof note->reason, "%s", reason);
+    return WARMCAL_OK;
+}
+
+/* The rank -1 entry must serve any rank: at every token count a rank
+ * measured, it may not publish less than that rank's own entry. Its fit of
+ * the per-token maxima usually does; where not, the margin is raised. */
+static void cover_every_rank(const warmcal_table *t, const groups *gs, warmcal_estimate *any)
+{
+    double raise = 0;
+    for (size_t i = 0; i < t->n_estimates; i++) {
+        const warmcal_estimate *own = &t->estimates[i];
+        if (own->rank == WARMCAL_TABLE_ANY_RANK || strcmp(own->label, any->label) != 0)
+            continue;
+        const group *g = NULL;
+        for (size_t k = 0; k < gs->n && !g; k++)
+            if (gs->g[k].rank == own->rank && strcmp(gs->g[k].label, own->label) == 0)
+                g = &gs->g[k];
+        for (size_t k = 0; g && k < g->n; k++) {
+            uint64_t mine = 0, theirs = 0;
+            uint64_t tok = (uint64_t)g->t[k];
+            if (warmcal_estimate_eval(own, WARMCAL_ABOVE_EXTRAPOLATE, tok, &mine, NULL) == WARMCAL_OK &&
+                warmcal_estimate_eval(any, WARMCAL_ABOVE_EXTRAPOLATE, tok, &theirs, NULL) == WARMCAL_OK &&
+                mine > theirs)
+                raise = fmax(raise, (double)(mine - theirs));
+        }
+    }
+    any->margin.residual += raise;
+    any->margin.total += raise;
+}
+
+int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmcal_fit_options *opts,
+                       warmcal_table **out, warmcal_fit_note **notes, size_t *n_notes,
+                       warmcal_error *err)
+{
+    if (!out || (n && !traces) || (notes && !n_notes))
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "fit_traces: bad argument");
     *out = NULL;
+    if (notes) {
+        *notes = NULL;
+        *n_notes = 0;
+    }
     if (n == 0)
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "no traces to fit");
     for (size_t i = 1; i < n; i++)
@@ -652,20 +705,36 @@ int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmc
         rc = warmcal_sha256_file(traces[i]->path, hex, err);
         rc = rc ? rc : warmcal_table_add_source(t, traces[i]->path, hex, err);
     }
+    warmcal_error first_skip = {0};
     for (size_t i = 0; rc == WARMCAL_OK && i < gs.n; i++) {
         group *g = &gs.g[i];
         warmcal_estimate e;
         warmcal_error sub = {0};
-        rc = warmcal_fit_points(g->t, g->y, g->n, &o, &e, NULL, &sub);
-        if (rc != WARMCAL_OK) {
+        int fit_rc = warmcal_fit_points(g->t, g->y, g->n, &o, &e, NULL, &sub);
+        if (fit_rc == WARMCAL_E_NOMEM) {
+            rc = warmcal_error_set(err, fit_rc, NULL, NULL, "fit: out of memory");
+            break;
+        }
+        if (fit_rc != WARMCAL_OK) {
+            /* this (rank, label) cannot be estimated: noted, and the gate
+             * falls back to the rank -1 entry for it */
             char where[64];
             if (g->rank == WARMCAL_TABLE_ANY_RANK)
                 snprintf(where, sizeof where, "any rank, label %s", g->label);
             else
                 snprintf(where, sizeof where, "rank %d, label %s", g->rank, g->label);
-            warmcal_error_set(err, rc, n == 1 ? traces[0]->path : NULL, where, "%s", sub.text);
-            break;
+            char reason[WARMCAL_ERROR_TEXT_LEN + 40];
+            snprintf(reason, sizeof reason, "%s%s", sub.text,
+                     g->oom ? " (the others ran out of memory)" : "");
+            warmcal_error_set(&first_skip, fit_rc, n == 1 ? traces[0]->path : NULL, where, "%s", reason);
+            if (notes && add_note(notes, n_notes, g->rank, g->label, reason) != WARMCAL_OK) {
+                rc = warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "fit: out of memory");
+                break;
+            }
+            continue;
         }
+        if (g->rank == WARMCAL_TABLE_ANY_RANK)
+            cover_every_rank(t, &gs, &e);
         e.rank = g->rank;
         snprintf(e.label, sizeof e.label, "%s", g->label);
         e.failures.oom = g->oom;
@@ -676,8 +745,19 @@ int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmc
         warmcal_estimate_clear(&e);
     }
     free_groups(&gs);
+    if (rc == WARMCAL_OK && t->n_estimates == 0) {
+        /* nothing could be fitted: the first reason is the error */
+        rc = first_skip.code ? first_skip.code : WARMCAL_E_INVAL;
+        if (err && !err->code)
+            *err = first_skip;
+    }
     if (rc != WARMCAL_OK) {
         warmcal_table_free(t);
+        if (notes) {
+            free(*notes);
+            *notes = NULL;
+            *n_notes = 0;
+        }
         return rc;
     }
     *out = t;

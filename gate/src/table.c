@@ -715,8 +715,7 @@ static int read_estimate(reader *r, json_t *entry, size_t i, warmcal_estimate *e
         (rc = get_number(r, o, sub, "residual", 1, &e->margin.residual)) ||
         (rc = get_number(r, o, sub, "loo", 1, &e->margin.loo)) ||
         (rc = get_number(r, o, sub, "granularity", 1, &e->margin.granularity)) ||
-        (json_object_get(o, "relative") &&
-         (rc = get_number(r, o, sub, "relative", 1, &e->margin.relative))) ||
+        (rc = get_number(r, o, sub, "relative", 1, &e->margin.relative)) ||
         (rc = member(r, entry, base, "fit", JSON_OBJECT, "an object", &o)))
         return rc;
     join(sub, base, "fit");
@@ -1196,18 +1195,25 @@ static int eval_at(const warmcal_estimate *e, warmcal_above_policy above, uint64
                                  "%" PRIu64 " tokens is above the calibrated range %" PRIu64
                                  "..%" PRIu64 " tokens (policy: refuse)",
                                  tokens, e->tokens_min, e->tokens_max);
-    double x = (double)t, m;
-    switch (e->form) {
-    case WARMCAL_FORM_LINEAR: m = e->coef[0] + e->coef[1] * x; break;
-    case WARMCAL_FORM_QUADRATIC: m = e->coef[0] + x * (e->coef[1] + x * e->coef[2]); break;
-    case WARMCAL_FORM_ENVELOPE:
-        if (e->n_knots < 2 || !e->knot_tokens || !e->knot_bytes)
-            return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "envelope without knots");
-        m = envelope_at(e, t);
-        break;
-    default:
-        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "unknown model form %d",
-                                 (int)e->form);
+    double m = 0;
+    /* extrapolating, a form that bends down may not publish less than it
+     * does at the top of the range: needs do not shrink with tokens */
+    uint64_t at[2] = {t, e->tokens_max};
+    for (int k = 0; k < (t > e->tokens_max ? 2 : 1); k++) {
+        double x = (double)at[k], v;
+        switch (e->form) {
+        case WARMCAL_FORM_LINEAR: v = e->coef[0] + e->coef[1] * x; break;
+        case WARMCAL_FORM_QUADRATIC: v = e->coef[0] + x * (e->coef[1] + x * e->coef[2]); break;
+        case WARMCAL_FORM_ENVELOPE:
+            if (e->n_knots < 2 || !e->knot_tokens || !e->knot_bytes)
+                return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "envelope without knots");
+            v = envelope_at(e, at[k]);
+            break;
+        default:
+            return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "unknown model form %d",
+                                     (int)e->form);
+        }
+        m = k == 0 ? v : fmax(m, v);
     }
     double v = ceil((m > 0 ? m : 0) * (1.0 + e->margin.relative) + e->margin.total);
     if (!(v < TWO_POW_64)) /* NaN too */

@@ -73,7 +73,7 @@ int main(int argc, char **argv)
     uint64_t t1 = warmcal_now_ns();
     warmcal_table *table = NULL;
     if (status == 0 && warmcal_fit_traces((const warmcal_trace *const *)traces, (size_t)ranks, NULL,
-                                          &table, &err) != WARMCAL_OK) {
+                                          &table, NULL, NULL, &err) != WARMCAL_OK) {
         fprintf(stderr, "bench-fit: %s\n", err.text);
         status = 1;
     }

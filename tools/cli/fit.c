@@ -222,11 +222,24 @@ int warmcal_cmd_fit(int argc, char **argv)
     }
     if (!traces)
         status = WARMCAL_EXIT_USAGE;
+    warmcal_fit_note *notes = NULL;
+    size_t n_notes = 0;
     if (status == WARMCAL_EXIT_OK &&
-        warmcal_fit_traces((const warmcal_trace *const *)traces, n_paths, &opts, &table, &err) != WARMCAL_OK) {
+        warmcal_fit_traces((const warmcal_trace *const *)traces, n_paths, &opts, &table, &notes,
+                           &n_notes, &err) != WARMCAL_OK) {
         fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
         status = WARMCAL_EXIT_USAGE;
     }
+    for (size_t i = 0; i < n_notes; i++) {
+        if (notes[i].rank == WARMCAL_TABLE_ANY_RANK)
+            fprintf(stderr, "warning: any rank, label %s: not estimated: %s\n", notes[i].label,
+                    notes[i].reason);
+        else
+            fprintf(stderr, "warning: rank %d, label %s: not estimated (the any-rank entry serves "
+                            "it): %s\n",
+                    notes[i].rank, notes[i].label, notes[i].reason);
+    }
+    free(notes);
     if (status == WARMCAL_EXIT_OK && warmcal_table_write(table, output, &err) != WARMCAL_OK) {
         fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
         status = WARMCAL_EXIT_USAGE;

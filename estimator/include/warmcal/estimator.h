@@ -54,18 +54,30 @@ WARMCAL_API void warmcal_estimate_clear(warmcal_estimate *e);
  * edges were sampled. */
 WARMCAL_API uint64_t warmcal_phase_need(const warmcal_phase *p);
 
+/* A (rank, label) that could not be estimated, and why. */
+typedef struct {
+    int rank; /* -1: the any-rank entry */
+    char label[WARMCAL_TABLE_LABEL_LEN];
+    char reason[WARMCAL_ERROR_TEXT_LEN + 40];
+} warmcal_fit_note;
+
 /* Fit every (rank, label) of the traces, plus a rank -1 entry per label (at
- * each token count, the largest need over ranks), into a new table with the
- * traces' configuration and their sources (name and SHA-256 of each file).
- * Only phases with outcome ok are fitted; oom and aborted ones are counted
- * in each entry's failures. Traces must share model, world size and GPU.
- * *out is owned by the caller. Errors: WARMCAL_E_MISMATCH (traces of
- * different configurations), WARMCAL_E_INVAL (no phases, or a group that
- * cannot be fitted: err.where names "rank R, label L"), WARMCAL_E_IO
- * (hashing a source), WARMCAL_E_NOMEM. */
+ * each token count, the largest need over ranks, with its margin raised so it
+ * never publishes less than a rank's own entry where that rank measured),
+ * into a new table with the traces' configuration and their sources (name
+ * and SHA-256 of each file). Only phases with outcome ok are fitted; oom and
+ * aborted ones are counted in each entry's failures. A (rank, label) that
+ * cannot be fitted (fewer than 3 completed phases, say, because the others
+ * ran out of memory) is left out of the table — the gate then uses the
+ * rank -1 entry for it — and described in *notes (n_notes of them; malloc'd,
+ * free() them; notes may be NULL). Traces must share model, world size and
+ * GPU. *out is owned by the caller. Errors: WARMCAL_E_MISMATCH (traces of
+ * different configurations), WARMCAL_E_INVAL (no phases, or nothing at all
+ * could be fitted: err.where names the first "rank R, label L"),
+ * WARMCAL_E_IO (hashing a source), WARMCAL_E_NOMEM. */
 WARMCAL_API int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n,
                                    const warmcal_fit_options *opts, warmcal_table **out,
-                                   warmcal_error *err);
+                                   warmcal_fit_note **notes, size_t *n_notes, warmcal_error *err);
 
 #ifdef __cplusplus
 }
