@@ -1,0 +1,618 @@
+/* The gate (see warmcal/gate.h): local need and headroom per shape, then one
+ * reduction for the whole list — MPI_MINLOC over (headroom, rank) pairs on a
+ * private duplicate of the caller's communicator, or one MIN over packed
+ * integers in the caller's own collective — polled against a deadline.
+ *
+ * Severity is ordered through the values themselves: an invalid batch is the
+ * lowest possible headroom, then "outside the calibrated range", then "no
+ * estimate", then real byte headrooms, so the minimum is both the blocking
+ * rank and its reason. Five extra pairs carry the checks that every rank
+ * agrees: table digest (min and max), shape-list digest (min and max), and
+ * whether any rank failed to probe its free memory. */
+#define _POSIX_C_SOURCE 200809L
+#include "warmcal/gate.h"
+#include "warmcal/units.h"
+#include "probe.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+_Static_assert(sizeof(long) == 8, "MPI_LONG_INT pairs carry 64-bit headrooms");
+
+#define EXTRA 5
+#define DEFAULT_DEADLINE_S 60.0
+#define DIGEST_BITS 46
+
+/* Sentinel headrooms, below every real one. */
+#define H_INVALID INT64_MIN
+#define H_OUT_OF_RANGE (INT64_MIN + 1)
+#define H_NO_ESTIMATE (INT64_MIN + 2)
+#define H_FLOOR (INT64_MIN + 16)
+
+/* Packed form for a caller's MIN: value * 2^16 + rank, real headrooms
+ * clamped to +-2^46 bytes (64 TiB). */
+#define RANK_BITS 16
+#define PACK_LIMIT (INT64_C(1) << 46)
+#define PACK_SENTINEL_BASE INT64_MIN
+
+struct warmcal_gate {
+    int code;
+    char text[512];
+    warmcal_table *table;
+    warmcal_gate_options opts;
+    int local, rank, size;
+    MPI_Comm comm;
+    int broken;
+    int64_t table_digest;
+    char probe_text[512]; /* this rank's probe failure, for the decision error */
+};
+
+typedef struct {
+    long value;
+    int rank;
+} long_int;
+
+static int fail(warmcal_gate *g, int code, const char *fmt, ...) WARMCAL_PRINTF(3, 4);
+static int fail(warmcal_gate *g, int code, const char *fmt, ...)
+{
+    g->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->text, sizeof g->text, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int fail_err(warmcal_gate *g, const warmcal_error *err)
+{
+    char buf[600];
+    return fail(g, err->code ? err->code : WARMCAL_E_INVAL, "%s",
+                warmcal_error_format(err, buf, sizeof buf));
+}
+
+void warmcal_gate_options_init(warmcal_gate_options *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->deadline_s = DEFAULT_DEADLINE_S;
+    o->probe = WARMCAL_PROBE_CUDA;
+    o->above_range = -1;
+    o->need_policy = WARMCAL_NEED_TABLE;
+}
+
+static int64_t digest_of_hex(const char *hex)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16 && hex[i]; i++) {
+        char c = hex[i];
+        v = v << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return (int64_t)(v >> (64 - DIGEST_BITS));
+}
+
+/* FNV-1a over the shapes: a digest every rank can compare. */
+static int64_t digest_of_shapes(const warmcal_shape *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        const char *label = s[i].label ? s[i].label : "context";
+        uint64_t parts[2] = {s[i].tokens, s[i].batch};
+        const unsigned char *p = (const unsigned char *)parts;
+        for (size_t k = 0; k < sizeof parts; k++)
+            h = (h ^ p[k]) * 1099511628211ull;
+        for (const char *c = label; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull; /* separates "ab","c" from "a","bc" */
+    }
+    return (int64_t)(h >> (64 - DIGEST_BITS));
+}
+
+static int check_options(warmcal_gate *g, const char *table_path)
+{
+    const warmcal_gate_options *o = &g->opts;
+    if ((unsigned)o->probe > WARMCAL_PROBE_SIMULATED)
+        return fail(g, WARMCAL_E_INVAL, "options: unknown probe %d", (int)o->probe);
+    if (o->probe == WARMCAL_PROBE_CALLBACK && !o->free_fn)
+        return fail(g, WARMCAL_E_INVAL, "options: the callback probe needs free_fn");
+    if (o->above_range < -1 || o->above_range > WARMCAL_ABOVE_EXTRAPOLATE)
+        return fail(g, WARMCAL_E_INVAL, "options: above_range must be -1, refuse or extrapolate");
+    if ((unsigned)o->need_policy > WARMCAL_NEED_CONSTANT)
+        return fail(g, WARMCAL_E_INVAL, "options: unknown need policy %d", (int)o->need_policy);
+    if (o->need_policy == WARMCAL_NEED_TABLE && !table_path)
+        return fail(g, WARMCAL_E_INVAL, "options: the table need policy needs a table path");
+    if (o->need_policy == WARMCAL_NEED_CONSTANT && o->constant_bytes_per_token == 0)
+        return fail(g, WARMCAL_E_INVAL, "options: the constant need policy needs bytes per token > 0");
+    if (!(o->deadline_s == o->deadline_s) || o->deadline_s > 1e7)
+        return fail(g, WARMCAL_E_INVAL, "options: deadline_s must be a number of seconds");
+    return WARMCAL_OK;
+}
+
+/* Everything of open but the communicator: options, table, configuration. */
+static int setup(warmcal_gate *g, const char *table_path)
+{
+    int rc = check_options(g, table_path);
+    if (rc)
+        return rc;
+    warmcal_error err = {0};
+    if (g->opts.need_policy == WARMCAL_NEED_TABLE) {
+        char hex[65];
+        if (warmcal_table_read(table_path, &g->table, &err) != WARMCAL_OK ||
+            warmcal_sha256_file(table_path, hex, &err) != WARMCAL_OK)
+            return fail_err(g, &err);
+        g->table_digest = digest_of_hex(hex);
+    } else {
+        char policy[96];
+        snprintf(policy, sizeof policy, "constant:%" PRIu64 ":%" PRIu64,
+                 g->opts.constant_bytes_per_token, g->opts.constant_min_tokens);
+        g->table_digest = digest_of_shapes(&(warmcal_shape){.label = policy}, 1);
+    }
+    if (g->table && !g->opts.allow_config_mismatch && g->table->config.tp != g->size)
+        return fail(g, WARMCAL_E_MISMATCH,
+                    "%s: calibrated for tp %d, this gate has %d ranks (allow_config_mismatch to "
+                    "use it anyway)",
+                    table_path, g->table->config.tp, g->size);
+    if (g->opts.probe == WARMCAL_PROBE_CUDA) {
+        uint64_t free_bytes, total;
+        char name[128] = "";
+        if (warmcal__probe_cuda(&free_bytes, &total, name, sizeof name, &err) != WARMCAL_OK)
+            return fail_err(g, &err);
+        if (g->table && !g->opts.allow_config_mismatch && name[0] &&
+            strcmp(name, g->table->config.gpu_name) != 0)
+            return fail(g, WARMCAL_E_MISMATCH,
+                        "%s: calibrated on '%s', this device is '%s' (allow_config_mismatch to "
+                        "use it anyway)",
+                        table_path, g->table->config.gpu_name, name);
+    }
+    return WARMCAL_OK;
+}
+
+static warmcal_gate *new_gate(const warmcal_gate_options *opts)
+{
+    warmcal_gate *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    if (opts)
+        g->opts = *opts;
+    else
+        warmcal_gate_options_init(&g->opts);
+    if (g->opts.deadline_s <= 0)
+        g->opts.deadline_s = DEFAULT_DEADLINE_S;
+    g->comm = MPI_COMM_NULL;
+    return g;
+}
+
+int warmcal_gate_open(warmcal_gate **out, const char *table_path, MPI_Comm comm,
+                      const warmcal_gate_options *opts)
+{
+    if (!out)
+        return WARMCAL_E_INVAL;
+    warmcal_gate *g = *out = new_gate(opts);
+    if (!g)
+        return WARMCAL_E_NOMEM;
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized || comm == MPI_COMM_NULL)
+        return fail(g, WARMCAL_E_INVAL, "open: MPI is not initialised or the communicator is null");
+    /* the duplicate comes first: it is collective, and every rank must make
+     * it even when its own table then fails to load */
+    if (MPI_Comm_dup(comm, &g->comm) != MPI_SUCCESS) {
+        g->comm = MPI_COMM_NULL;
+        return fail(g, WARMCAL_E_INVAL, "open: cannot duplicate the communicator");
+    }
+    MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(g->comm, &g->rank);
+    MPI_Comm_size(g->comm, &g->size);
+    return setup(g, table_path);
+}
+
+int warmcal_gate_open_f(warmcal_gate **out, const char *table_path, MPI_Fint comm,
+                        const warmcal_gate_options *opts)
+{
+    return warmcal_gate_open(out, table_path, MPI_Comm_f2c(comm), opts);
+}
+
+int warmcal_gate_open_local(warmcal_gate **out, const char *table_path, int rank, int world_size,
+                            const warmcal_gate_options *opts)
+{
+    if (!out)
+        return WARMCAL_E_INVAL;
+    warmcal_gate *g = *out = new_gate(opts);
+    if (!g)
+        return WARMCAL_E_NOMEM;
+    g->local = 1;
+    if (world_size < 1 || world_size > (1 << RANK_BITS) || rank < 0 || rank >= world_size)
+        return fail(g, WARMCAL_E_INVAL, "open: rank %d of world size %d (expected 0 <= rank < "
+                                        "world_size <= %d)",
+                    rank, world_size, 1 << RANK_BITS);
+    g->rank = rank;
+    g->size = world_size;
+    return setup(g, table_path);
+}
+
+int warmcal_gate_probe_free(warmcal_gate *g, uint64_t *free_bytes)
+{
+    if (!g || !free_bytes)
+        return WARMCAL_E_INVAL;
+    warmcal_error err = {0};
+    int rc = WARMCAL_OK;
+    switch (g->opts.probe) {
+    case WARMCAL_PROBE_VALUE: *free_bytes = g->opts.free_bytes; break;
+    case WARMCAL_PROBE_CALLBACK:
+        if (g->opts.free_fn(g->opts.free_user, free_bytes) != 0)
+            rc = warmcal_error_set(&err, WARMCAL_E_UNSUPPORTED, NULL, NULL,
+                                   "the free-memory callback failed");
+        break;
+    case WARMCAL_PROBE_SIMULATED: rc = warmcal__probe_simulated(free_bytes, &err); break;
+    default: rc = warmcal__probe_cuda(free_bytes, NULL, NULL, 0, &err); break;
+    }
+    if (rc)
+        return fail_err(g, &err);
+    return WARMCAL_OK;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* This rank's headroom for one shape, or a sentinel. */
+static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t free_bytes)
+{
+    if (!s->batch_valid)
+        return H_INVALID;
+    const char *label = s->label ? s->label : "context";
+    uint64_t need = 0;
+    if (g->opts.need_policy == WARMCAL_NEED_CONSTANT) {
+        if (s->tokens > g->opts.constant_min_tokens)
+            need = s->tokens > UINT64_MAX / g->opts.constant_bytes_per_token
+                       ? UINT64_MAX
+                       : s->tokens * g->opts.constant_bytes_per_token;
+    } else {
+        const warmcal_estimate *e = warmcal_table_find(g->table, g->rank, label);
+        if (!e)
+            return H_NO_ESTIMATE;
+        warmcal_above_policy above = g->opts.above_range >= 0 ? (warmcal_above_policy)g->opts.above_range
+                                                              : g->table->above_range;
+        int rc = warmcal_estimate_eval(e, above, s->tokens ? s->tokens : 1, &need, NULL);
+        if (rc == WARMCAL_E_RANGE)
+            return H_OUT_OF_RANGE;
+        if (rc)
+            return H_NO_ESTIMATE;
+    }
+    need = add_sat(need, g->opts.reserve_bytes);
+    /* free - need in 64-bit signed arithmetic without overflow */
+    if (free_bytes >= need) {
+        uint64_t h = free_bytes - need;
+        return h > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)h;
+    }
+    uint64_t lack = need - free_bytes;
+    return lack >= (uint64_t)INT64_MAX - 16 ? H_FLOOR : -(int64_t)lack;
+}
+
+/* The reduced result, however it was reduced. */
+typedef struct {
+    int64_t *h;   /* per shape: lowest headroom */
+    int *who;     /* per shape: lowest rank holding it */
+    int64_t table_min, table_max, shapes_min, shapes_max, probe_min;
+    int table_min_rank, table_max_rank, shapes_min_rank, shapes_max_rank, probe_rank;
+} reduced;
+
+static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, int who)
+{
+    char a[32];
+    const char *label = s->label ? s->label : "context";
+    if (h == H_INVALID)
+        snprintf(text, len, "skip: rank %d cannot run batch %" PRIu32 " (invalid batch)", who,
+                 s->batch);
+    else if (h == H_OUT_OF_RANGE)
+        snprintf(text, len,
+                 "skip: %" PRIu64 " tokens is outside the calibrated range of rank %d's %s "
+                 "estimate",
+                 s->tokens, who, label);
+    else if (h == H_NO_ESTIMATE)
+        snprintf(text, len, "skip: the table has no %s estimate for rank %d", label, who);
+    else if (h < 0)
+        snprintf(text, len, "skip: rank %d is short of %s for %" PRIu64 " tokens (%s)", who,
+                 warmcal_format_bytes(h == H_FLOOR ? UINT64_MAX : (uint64_t)(-h), a, sizeof a),
+                 s->tokens, label);
+    else
+        snprintf(text, len, "run: every rank fits; least headroom %s on rank %d",
+                 warmcal_format_bytes((uint64_t)h, a, sizeof a), who);
+}
+
+static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const reduced *r,
+                  warmcal_decision *out)
+{
+    if (r->probe_min < 0)
+        return fail(g, WARMCAL_E_UNSUPPORTED, "rank %d could not probe its free memory%s%s",
+                    r->probe_rank, r->probe_rank == g->rank ? ": " : "",
+                    r->probe_rank == g->rank ? g->probe_text : "");
+    if (r->table_min != r->table_max)
+        return fail(g, WARMCAL_E_MISMATCH,
+                    "ranks %d and %d loaded different tables (or need policies): every rank must "
+                    "open the gate on the same table file",
+                    r->table_min_rank, r->table_max_rank);
+    if (r->shapes_min != r->shapes_max)
+        return fail(g, WARMCAL_E_MISMATCH,
+                    "ranks %d and %d asked about different shape lists: every rank must pass the "
+                    "same shapes in the same order",
+                    r->shapes_min_rank, r->shapes_max_rank);
+    for (size_t i = 0; i < n; i++) {
+        warmcal_decision *d = &out[i];
+        memset(d, 0, sizeof *d);
+        int64_t h = r->h[i];
+        d->min_headroom = h;
+        d->run = h >= 0;
+        d->blocking_rank = d->run ? -1 : r->who[i];
+        d->reason = h == H_INVALID        ? WARMCAL_REASON_INVALID_BATCH
+                    : h == H_OUT_OF_RANGE ? WARMCAL_REASON_OUT_OF_RANGE
+                    : h == H_NO_ESTIMATE  ? WARMCAL_REASON_NO_ESTIMATE
+                    : h < 0               ? WARMCAL_REASON_LOW_MEMORY
+                                          : WARMCAL_REASON_RUN;
+        if (d->reason == WARMCAL_REASON_LOW_MEMORY)
+            d->short_bytes = h == H_FLOOR ? UINT64_MAX : (uint64_t)(-h);
+        if (d->reason > WARMCAL_REASON_LOW_MEMORY)
+            d->min_headroom = INT64_MIN;
+        describe(d->text, sizeof d->text, &shapes[i], h, r->who[i]);
+    }
+    g->code = 0;
+    g->text[0] = '\0';
+    return WARMCAL_OK;
+}
+
+static double now_s(void)
+{
+    return (double)warmcal_now_ns() / 1e9;
+}
+
+/* Poll until done (1) or the deadline (0). Spin with yields for the first
+ * millisecond — a decision normally completes in microseconds — then nap. */
+static int wait_until(MPI_Request *req, double deadline, int *mpi_rc)
+{
+    double start = now_s();
+    struct timespec nap = {0, 50000};
+    for (;;) {
+        int done = 0;
+        *mpi_rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done || *mpi_rc != MPI_SUCCESS)
+            return 1;
+        double t = now_s();
+        if (t > deadline)
+            return 0;
+        if (t - start < 1e-3)
+            sched_yield();
+        else
+            nanosleep(&nap, NULL);
+    }
+}
+
+/* Fill this rank's contribution; returns 0, or non-zero when the probe
+ * failed (the rank still takes part, flagging it). */
+static int local_values(warmcal_gate *g, const warmcal_shape *shapes, size_t n, int64_t *h,
+                        int64_t *shape_digest, int *probe_ok)
+{
+    uint64_t free_bytes = 0;
+    *probe_ok = warmcal_gate_probe_free(g, &free_bytes) == WARMCAL_OK;
+    if (!*probe_ok)
+        snprintf(g->probe_text, sizeof g->probe_text, "%s", g->text);
+    for (size_t i = 0; i < n; i++)
+        h[i] = *probe_ok ? headroom(g, &shapes[i], free_bytes) : H_INVALID;
+    *shape_digest = digest_of_shapes(shapes, n);
+    return 0;
+}
+
+int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, warmcal_decision *out)
+{
+    if (!g)
+        return WARMCAL_E_INVAL;
+    if (g->code == WARMCAL_E_NOMEM || (!g->table && g->opts.need_policy == WARMCAL_NEED_TABLE))
+        return fail(g, WARMCAL_E_STATE, "decide: the gate did not open (%s)",
+                    g->text[0] ? g->text : "no table");
+    if (g->local)
+        return fail(g, WARMCAL_E_STATE, "decide: a local gate decides through "
+                                        "warmcal_gate_encode/decode and the caller's collective");
+    if (g->broken)
+        return fail(g, WARMCAL_E_STATE, "decide: an earlier decision timed out; the communicator "
+                                        "is unusable");
+    if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - EXTRA)
+        return fail(g, WARMCAL_E_INVAL, "decide: bad shapes or decisions array");
+    size_t count = n + EXTRA;
+    long_int *in = malloc(count * sizeof *in), *res = malloc(count * sizeof *res);
+    int64_t *h = malloc((n ? n : 1) * sizeof *h);
+    int *who = malloc((n ? n : 1) * sizeof *who);
+    if (!in || !res || !h || !who) {
+        free(in), free(res), free(h), free(who);
+        return fail(g, WARMCAL_E_NOMEM, "decide: out of memory");
+    }
+    int64_t shape_digest;
+    int probe_ok;
+    local_values(g, shapes, n, h, &shape_digest, &probe_ok);
+    for (size_t i = 0; i < n; i++)
+        in[i] = (long_int){(long)h[i], g->rank};
+    in[n] = (long_int){(long)g->table_digest, g->rank};
+    in[n + 1] = (long_int){-(long)g->table_digest, g->rank};
+    in[n + 2] = (long_int){(long)shape_digest, g->rank};
+    in[n + 3] = (long_int){-(long)shape_digest, g->rank};
+    in[n + 4] = (long_int){probe_ok ? 0 : -1, g->rank};
+    MPI_Request req;
+    int mpi_rc = MPI_Iallreduce(in, res, (int)count, MPI_LONG_INT, MPI_MINLOC, g->comm, &req);
+    if (mpi_rc == MPI_SUCCESS && !wait_until(&req, now_s() + g->opts.deadline_s, &mpi_rc)) {
+        /* MPI may still write these buffers: they stay allocated */
+        g->broken = 1;
+        free(h), free(who);
+        return fail(g, WARMCAL_E_TIMEOUT,
+                    "decision over %zu shape%s timed out after %.1f s: a rank did not join; the "
+                    "communicator is unusable now (end the job, e.g. MPI_Abort)",
+                    n, n == 1 ? "" : "s", g->opts.deadline_s);
+    }
+    int rc = WARMCAL_OK;
+    if (mpi_rc != MPI_SUCCESS) {
+        char msg[MPI_MAX_ERROR_STRING] = "";
+        int len = 0;
+        MPI_Error_string(mpi_rc, msg, &len);
+        rc = fail(g, WARMCAL_E_MISMATCH, "the decision's collective failed (%s): did every rank "
+                                         "pass the same number of shapes?",
+                  msg);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            h[i] = res[i].value;
+            who[i] = res[i].rank;
+        }
+        reduced r = {.h = h, .who = who,
+                     .table_min = res[n].value, .table_min_rank = res[n].rank,
+                     .table_max = -res[n + 1].value, .table_max_rank = res[n + 1].rank,
+                     .shapes_min = res[n + 2].value, .shapes_min_rank = res[n + 2].rank,
+                     .shapes_max = -res[n + 3].value, .shapes_max_rank = res[n + 3].rank,
+                     .probe_min = res[n + 4].value, .probe_rank = res[n + 4].rank};
+        rc = finish(g, shapes, n, &r, out);
+    }
+    free(in), free(res), free(h), free(who);
+    return rc;
+}
+
+size_t warmcal_gate_encoded_count(size_t n)
+{
+    return n + EXTRA;
+}
+
+static int64_t pack(int64_t h, int rank)
+{
+    int64_t base;
+    if (h == H_INVALID)
+        base = PACK_SENTINEL_BASE;
+    else if (h == H_OUT_OF_RANGE)
+        base = PACK_SENTINEL_BASE + (INT64_C(1) << RANK_BITS);
+    else if (h == H_NO_ESTIMATE)
+        base = PACK_SENTINEL_BASE + 2 * (INT64_C(1) << RANK_BITS);
+    else {
+        int64_t c = h < -PACK_LIMIT ? -PACK_LIMIT : h >= PACK_LIMIT ? PACK_LIMIT - 1 : h;
+        base = c * (INT64_C(1) << RANK_BITS);
+    }
+    return base + rank;
+}
+
+static void unpack(int64_t v, int64_t *h, int *rank)
+{
+    int64_t unit = INT64_C(1) << RANK_BITS;
+    /* floor division, so negative values keep their rank in the low bits */
+    int64_t q = v / unit, r = v % unit;
+    if (r < 0) {
+        q -= 1;
+        r += unit;
+    }
+    *rank = (int)r;
+    int64_t sentinel = PACK_SENTINEL_BASE / unit; /* = -2^47 */
+    if (q == sentinel)
+        *h = H_INVALID;
+    else if (q == sentinel + 1)
+        *h = H_OUT_OF_RANGE;
+    else if (q == sentinel + 2)
+        *h = H_NO_ESTIMATE;
+    else
+        *h = q <= -PACK_LIMIT ? H_FLOOR : q;
+}
+
+int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, int64_t *vals)
+{
+    if (!g)
+        return WARMCAL_E_INVAL;
+    if (!g->local)
+        return fail(g, WARMCAL_E_STATE, "encode: only a local gate encodes; this one decides "
+                                        "over its communicator");
+    if (!g->table && g->opts.need_policy == WARMCAL_NEED_TABLE)
+        return fail(g, WARMCAL_E_STATE, "encode: the gate did not open (%s)", g->text);
+    if ((n && !shapes) || !vals)
+        return fail(g, WARMCAL_E_INVAL, "encode: bad shapes or values array");
+    int64_t *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h)
+        return fail(g, WARMCAL_E_NOMEM, "encode: out of memory");
+    int64_t shape_digest;
+    int probe_ok;
+    local_values(g, shapes, n, h, &shape_digest, &probe_ok);
+    for (size_t i = 0; i < n; i++)
+        vals[i] = pack(h[i], g->rank);
+    int64_t unit = INT64_C(1) << RANK_BITS;
+    vals[n] = g->table_digest * unit + g->rank;
+    vals[n + 1] = -g->table_digest * unit + g->rank;
+    vals[n + 2] = shape_digest * unit + g->rank;
+    vals[n + 3] = -shape_digest * unit + g->rank;
+    vals[n + 4] = (probe_ok ? 0 : -1) * unit + g->rank;
+    free(h);
+    return WARMCAL_OK;
+}
+
+int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_decision *out)
+{
+    if (!g)
+        return WARMCAL_E_INVAL;
+    if (!g->local)
+        return fail(g, WARMCAL_E_STATE, "decode: only a local gate decodes");
+    if (!vals || (n && !out))
+        return fail(g, WARMCAL_E_INVAL, "decode: bad values or decisions array");
+    int64_t *h = malloc((n ? n : 1) * sizeof *h);
+    int *who = malloc((n ? n : 1) * sizeof *who);
+    if (!h || !who) {
+        free(h), free(who);
+        return fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
+    }
+    /* the caller's shapes are not passed again: describe from what is known */
+    warmcal_shape *shapes = calloc(n ? n : 1, sizeof *shapes);
+    for (size_t i = 0; i < n; i++)
+        unpack(vals[i], &h[i], &who[i]);
+    int64_t e[EXTRA];
+    int er[EXTRA];
+    for (int k = 0; k < EXTRA; k++)
+        unpack(vals[n + (size_t)k], &e[k], &er[k]);
+    reduced r = {.h = h, .who = who,
+                 .table_min = e[0], .table_min_rank = er[0],
+                 .table_max = -e[1], .table_max_rank = er[1],
+                 .shapes_min = e[2], .shapes_min_rank = er[2],
+                 .shapes_max = -e[3], .shapes_max_rank = er[3],
+                 .probe_min = e[4], .probe_rank = er[4]};
+    int rc = shapes ? finish(g, shapes, n, &r, out) : fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
+    free(shapes), free(h), free(who);
+    return rc;
+}
+
+const char *warmcal_gate_last_error(const warmcal_gate *g)
+{
+    return g ? g->text : "no gate (out of memory)";
+}
+
+int warmcal_gate_last_code(const warmcal_gate *g)
+{
+    return g ? g->code : WARMCAL_E_NOMEM;
+}
+
+void warmcal_gate_close(warmcal_gate *g)
+{
+    if (!g)
+        return;
+    if (g->comm != MPI_COMM_NULL && !g->broken) {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized)
+            MPI_Comm_free(&g->comm);
+    }
+    warmcal_table_free(g->table);
+    free(g);
+}
+
+const char *warmcal_reason_name(int reason)
+{
+    switch (reason) {
+    case WARMCAL_REASON_RUN: return "run";
+    case WARMCAL_REASON_LOW_MEMORY: return "low memory";
+    case WARMCAL_REASON_INVALID_BATCH: return "invalid batch";
+    case WARMCAL_REASON_OUT_OF_RANGE: return "outside the calibrated range";
+    case WARMCAL_REASON_NO_ESTIMATE: return "no estimate";
+    default: return "?";
+    }
+}

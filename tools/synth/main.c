@@ -5,6 +5,7 @@
  * hits OOM moves on while the others wait in the next collective, bounded by
  * a timeout that names the rank that went missing. */
 #define _POSIX_C_SOURCE 200809L
+#include "warmcal/gate.h"
 #include "warmcal/model.h"
 #include "warmcal/recorder.h"
 #include "warmcal/simdev.h"
@@ -48,12 +49,14 @@ static const char usage[] =
     "  --timeout SECONDS        how long a rank waits in one collective\n"
     "  --unsynchronized         on OOM a rank moves on alone (reproduces the hang)\n"
     "  --events                 also write the /events timeline\n"
+    "  --gate TABLE             ask the warmcal gate before every pass: a pass that does\n"
+    "                           not fit on some rank is skipped on every rank\n"
     "fault injection (tests and demonstrations):\n"
     "  --stall-rank R:P         rank R stops responding when pass P begins\n"
     "  --kill-rank R:P          rank R kills itself (SIGKILL) when pass P begins\n";
 
 typedef struct {
-    const char *model_path, *out_dir, *deployment_path;
+    const char *model_path, *out_dir, *deployment_path, *gate_table;
     int unsynchronized, events;
     long long stall_rank, stall_pass, kill_rank, kill_pass; /* -1: none */
 } options;
@@ -155,6 +158,8 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
             o->model_path = v;
         else if (strcmp(a, "--out") == 0)
             o->out_dir = v;
+        else if (strcmp(a, "--gate") == 0)
+            o->gate_table = v;
         else if (strcmp(a, "--deployment") == 0)
             ;
         else if (strcmp(a, "--tp") == 0)
@@ -365,6 +370,20 @@ static int make_dir(const char *dir, warmcal_error *err)
     return WARMCAL_OK;
 }
 
+/* The gate's probe: the simulated device's free memory. */
+static int device_free(void *user, uint64_t *free_bytes)
+{
+    *free_bytes = warmcal_simdev_free_bytes(user);
+    return 0;
+}
+
+static const char *skipped_text(size_t skipped)
+{
+    static char buf[64];
+    snprintf(buf, sizeof buf, ", %zu skipped by the gate", skipped);
+    return buf;
+}
+
 static void iso_time(char *buf, size_t len)
 {
     time_t t = time(NULL);
@@ -429,12 +448,49 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
                 warmcal_format_bytes(up.kv_cache, kb, sizeof kb),
                 warmcal_format_bytes(up.free_before_warmup, fb, sizeof fb));
     }
+    warmcal_gate *gate = NULL;
+    size_t skipped = 0;
+    if (rc == WARMCAL_OK && !worst && o->gate_table) {
+        warmcal_gate_options go;
+        warmcal_gate_options_init(&go);
+        go.probe = WARMCAL_PROBE_CALLBACK;
+        go.free_fn = device_free;
+        go.free_user = dev;
+        go.deadline_s = coll->timeout_s;
+        if (warmcal_gate_open(&gate, o->gate_table, MPI_COMM_WORLD, &go) != WARMCAL_OK) {
+            fprintf(stderr, "warmcal-synth: rank %d: gate: %s\n", coll->rank,
+                    warmcal_gate_last_error(gate));
+            status = EXIT_USAGE;
+        }
+        /* every rank uses the gate, or none */
+        warmcal_error_clear(&err);
+        rc = exchange(coll, SEQ_START, status, &worst, &err);
+    }
     for (size_t i = 0; rc == WARMCAL_OK && !worst && i < n_passes; i++) {
         if (o->kill_rank == coll->rank && o->kill_pass == (long long)i)
             raise(SIGKILL);
         if (o->stall_rank == coll->rank && o->stall_pass == (long long)i)
             for (;;)
                 pause(); /* until the job is aborted */
+        if (gate) {
+            warmcal_shape shape = {.tokens = passes[i].tokens, .batch = passes[i].batch,
+                                   .label = passes[i].label, .batch_valid = 1};
+            warmcal_decision d;
+            if (warmcal_gate_decide(gate, &shape, 1, &d) != WARMCAL_OK) {
+                rc = warmcal_error_set(&err, warmcal_gate_last_code(gate), NULL, "gate", "%s",
+                                       warmcal_gate_last_error(gate));
+                coll->hung = warmcal_gate_last_code(gate) == WARMCAL_E_TIMEOUT;
+                break;
+            }
+            if (!d.run) {
+                if (coll->rank == 0)
+                    fprintf(stderr, "warmcal-synth: gate: pass %zu (%s, %llu tokens) skipped on "
+                                    "every rank: %s\n",
+                            i, passes[i].label, (unsigned long long)passes[i].tokens, d.text);
+                skipped++;
+                continue;
+            }
+        }
         rc = warmcal_simdev_sample(dev, &err);
         rc = rc ? rc : warmcal_recorder_phase_begin(rec, warmcal_now_ns(), passes[i].label,
                                                     passes[i].tokens, passes[i].batch, &err);
@@ -466,9 +522,10 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
     }
     if (worst < status)
         worst = status;
+    warmcal_gate_close(gate);
     if (worst == 0)
-        fprintf(stderr, "warmcal-synth: rank %d: %zu passes, %zu out of memory -> %s\n", coll->rank,
-                done, ooms, path);
+        fprintf(stderr, "warmcal-synth: rank %d: %zu passes, %zu out of memory%s -> %s\n",
+                coll->rank, done, ooms, gate ? skipped_text(skipped) : "", path);
     free(passes);
     warmcal_simdev_close(dev);
     warmcal_recorder_close(rec);

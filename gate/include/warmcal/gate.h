@@ -126,7 +126,7 @@ WARMCAL_API int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes
                                     warmcal_decision *out);
 
 /* For a local gate: the values to reduce with MIN over all ranks for n
- * shapes. count receives how many (n + 4); vals must hold that many signed
+ * shapes: warmcal_gate_encoded_count(n) of them (n + 5); vals must hold that many signed
  * 64-bit integers. Probes free memory. One MIN of these on every rank yields
  * the lowest headroom and its rank per shape, and the table and shape-list
  * checks. */

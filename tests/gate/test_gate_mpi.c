@@ -1,0 +1,280 @@
+/* The gate over real MPI ranks (run under mpirun -np 4). Each case is named
+ * on the command line; a case prints "ok CASE" on every rank that passed.
+ * Cases that end the job (a stalled or killed rank) are checked by
+ * gate_faults.sh from their output and timing. */
+#define _POSIX_C_SOURCE 200809L
+#include "../check.h"
+#include "warmcal/gate.h"
+
+#include <mpi.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GiB (1ull << 30)
+#define MiB (1ull << 20)
+
+static int rank, size;
+static char dir[256];
+
+/* A table for tp 4: any rank needs 1 GiB + 1 MiB per token for context
+ * passes of 1..32768 tokens; `extra` shifts every need (another table). */
+static void write_table(const char *path, double extra)
+{
+    warmcal_table *t = NULL;
+    warmcal_error err = {0};
+    CHECK(warmcal_table_new(&t, &err) == WARMCAL_OK);
+    snprintf(t->config.model, sizeof t->config.model, "test-model");
+    t->config.tp = 4;
+    snprintf(t->config.gpu_name, sizeof t->config.gpu_name, "test GPU");
+    t->config.gpu_total_bytes = 80 * GiB;
+    warmcal_estimate e = {.rank = -1, .label = "context", .tokens_min = 1, .tokens_max = 32768,
+                          .form = WARMCAL_FORM_LINEAR, .coef = {(double)GiB + extra, (double)MiB}};
+    e.margin.granularity = 0;
+    e.fit.points = 10;
+    CHECK(warmcal_table_add_estimate(t, &e, &err) == WARMCAL_OK);
+    CHECK(warmcal_table_write(t, path, &err) == WARMCAL_OK);
+    warmcal_table_free(t);
+}
+
+static void table_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static warmcal_gate *open_gate(const char *name, uint64_t free_bytes)
+{
+    char path[512];
+    table_path(path, sizeof path, name);
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = free_bytes;
+    o.reserve_bytes = 256 * MiB;
+    o.deadline_s = 5;
+    warmcal_gate *g = NULL;
+    int rc = warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o);
+    if (rc != WARMCAL_OK)
+        fprintf(stderr, "rank %d: open: %s\n", rank, warmcal_gate_last_error(g));
+    CHECK(rc == WARMCAL_OK);
+    return g;
+}
+
+/* Every rank's decisions equal rank 0's, byte for byte. */
+static void check_identical(const warmcal_decision *d, size_t n)
+{
+    size_t bytes = n * sizeof *d;
+    warmcal_decision *all = rank == 0 ? malloc(bytes * (size_t)size) : NULL;
+    MPI_Gather(d, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+        for (int r = 1; r < size; r++)
+            CHECK(memcmp(all, (char *)all + (size_t)r * bytes, bytes) == 0);
+        free(all);
+    }
+}
+
+static void decisions_are_identical_and_name_the_blocking_rank(void)
+{
+    /* rank 2 has 5 GiB free, the others 40 GiB; rank 1 cannot run batch 64 */
+    warmcal_gate *g = open_gate("a.json", rank == 2 ? 5 * GiB : 40 * GiB);
+    warmcal_shape s[5] = {
+        {.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1},
+        {.tokens = 8192, .batch = 1, .label = "context", .batch_valid = 1},
+        {.tokens = 65536, .batch = 1, .label = "context", .batch_valid = 1},
+        {.tokens = 16, .batch = 16, .label = "generation", .batch_valid = 1},
+        {.tokens = 64, .batch = 64, .label = "context", .batch_valid = rank != 1},
+    };
+    warmcal_decision d[5];
+    CHECK(warmcal_gate_decide(g, s, 5, d) == WARMCAL_OK);
+    check_identical(d, 5);
+    CHECK(d[0].run && d[0].reason == WARMCAL_REASON_RUN && d[0].blocking_rank == -1);
+    /* least headroom is on rank 2: 5 GiB - (1 GiB + 1024 MiB + 256 MiB) */
+    CHECK(d[0].min_headroom == (int64_t)(5 * GiB - GiB - 1024 * MiB - 256 * MiB));
+    CHECK(!d[1].run && d[1].reason == WARMCAL_REASON_LOW_MEMORY && d[1].blocking_rank == 2);
+    CHECK_EQ_U64(d[1].short_bytes, GiB + 8192 * MiB + 256 * MiB - 5 * GiB);
+    CHECK_STR_CONTAINS(d[1].text, "rank 2 is short of");
+    CHECK(!d[2].run && d[2].reason == WARMCAL_REASON_OUT_OF_RANGE);
+    CHECK(!d[3].run && d[3].reason == WARMCAL_REASON_NO_ESTIMATE && d[3].blocking_rank == 0);
+    CHECK(!d[4].run && d[4].reason == WARMCAL_REASON_INVALID_BATCH && d[4].blocking_rank == 1);
+    CHECK_STR_CONTAINS(d[4].text, "invalid batch");
+    /* the same decisions through a caller's MIN collective (a local gate) */
+    warmcal_gate *local = NULL;
+    char path[512];
+    table_path(path, sizeof path, "a.json");
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = rank == 2 ? 5 * GiB : 40 * GiB;
+    o.reserve_bytes = 256 * MiB;
+    CHECK(warmcal_gate_open_local(&local, path, rank, size, &o) == WARMCAL_OK);
+    size_t count = warmcal_gate_encoded_count(5);
+    int64_t vals[16], red[16];
+    CHECK(warmcal_gate_encode(local, s, 5, vals) == WARMCAL_OK);
+    MPI_Allreduce(vals, red, (int)count, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+    warmcal_decision l[5];
+    CHECK(warmcal_gate_decode(local, red, 5, l) == WARMCAL_OK);
+    for (int i = 0; i < 5; i++) {
+        CHECK(l[i].run == d[i].run && l[i].reason == d[i].reason);
+        CHECK(l[i].blocking_rank == d[i].blocking_rank && l[i].short_bytes == d[i].short_bytes);
+    }
+    CHECK(warmcal_gate_decide(local, s, 5, l) == WARMCAL_E_STATE);
+    warmcal_gate_close(local);
+    warmcal_gate_close(g);
+}
+
+static void different_tables_fail_on_every_rank(void)
+{
+    warmcal_gate *g = open_gate(rank == 3 ? "b.json" : "a.json", 40 * GiB);
+    warmcal_shape s = {.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1};
+    warmcal_decision d;
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_E_MISMATCH);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "different tables");
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "3");
+    warmcal_gate_close(g);
+}
+
+static void different_shape_lists_fail_on_every_rank(void)
+{
+    warmcal_gate *g = open_gate("a.json", 40 * GiB);
+    warmcal_shape s[2] = {{.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1},
+                          {.tokens = rank == 1 ? 4096 : 2048, .batch = 1, .label = "context",
+                           .batch_valid = 1}};
+    warmcal_decision d[2];
+    CHECK(warmcal_gate_decide(g, s, 2, d) == WARMCAL_E_MISMATCH);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "different shape lists");
+    /* the gate stays usable once the ranks agree again */
+    s[1].tokens = 2048;
+    CHECK(warmcal_gate_decide(g, s, 2, d) == WARMCAL_OK);
+    warmcal_gate_close(g);
+}
+
+static void wrong_tp_and_bad_options_are_refused(void)
+{
+    MPI_Comm half;
+    MPI_Comm_split(MPI_COMM_WORLD, rank % 2, rank, &half);
+    char path[512];
+    table_path(path, sizeof path, "a.json");
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    warmcal_gate *g = NULL;
+    CHECK(warmcal_gate_open(&g, path, half, &o) == WARMCAL_E_MISMATCH);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "calibrated for tp 4, this gate has 2 ranks");
+    warmcal_gate_close(g);
+    o.allow_config_mismatch = 1;
+    CHECK(warmcal_gate_open(&g, path, half, &o) == WARMCAL_OK);
+    warmcal_gate_close(g);
+    MPI_Comm_free(&half);
+    o.probe = WARMCAL_PROBE_CALLBACK; /* without a function */
+    CHECK(warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o) == WARMCAL_E_INVAL);
+    warmcal_gate_close(g);
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    CHECK(warmcal_gate_open(&g, "/nonexistent/table.json", MPI_COMM_WORLD, &o) == WARMCAL_E_IO);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "/nonexistent/table.json");
+    warmcal_decision d;
+    warmcal_shape s = {.tokens = 1, .batch = 1, .batch_valid = 1};
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_E_STATE);
+    warmcal_gate_close(g);
+}
+
+static int failing_probe(void *user, uint64_t *free_bytes)
+{
+    (void)user;
+    (void)free_bytes;
+    return rank == 0 ? -1 : 0;
+}
+
+static void a_failed_probe_fails_every_rank_and_the_original_policy_works(void)
+{
+    char path[512];
+    table_path(path, sizeof path, "a.json");
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_CALLBACK;
+    o.free_fn = failing_probe;
+    warmcal_gate *g = NULL;
+    CHECK(warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o) == WARMCAL_OK);
+    warmcal_shape s = {.tokens = 1, .batch = 1, .batch_valid = 1};
+    warmcal_decision d;
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_E_UNSUPPORTED);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "rank 0 could not probe");
+    warmcal_gate_close(g);
+    /* the original fix: 1 MiB per token, checked above 256 tokens only */
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = rank == 1 ? 300 * MiB : 4 * GiB;
+    o.need_policy = WARMCAL_NEED_CONSTANT;
+    o.constant_bytes_per_token = MiB;
+    o.constant_min_tokens = 256;
+    CHECK(warmcal_gate_open(&g, NULL, MPI_COMM_WORLD, &o) == WARMCAL_OK);
+    warmcal_shape t[2] = {{.tokens = 200, .batch = 1, .batch_valid = 1},
+                          {.tokens = 512, .batch = 1, .batch_valid = 1}};
+    warmcal_decision e[2];
+    CHECK(warmcal_gate_decide(g, t, 2, e) == WARMCAL_OK);
+    CHECK(e[0].run);                   /* unchecked below 256 tokens, as the original fix */
+    CHECK(!e[1].run && e[1].blocking_rank == 1 && e[1].short_bytes == 212 * MiB);
+    warmcal_gate_close(g);
+}
+
+/* For gate_faults.sh: rank 2 never calls decide (stall) or dies (kill). */
+static void a_rank_that_stops_calling_decide(int kill_it)
+{
+    warmcal_gate *g = open_gate("a.json", 40 * GiB);
+    warmcal_shape s = {.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1};
+    warmcal_decision d;
+    if (rank == 2) {
+        if (kill_it)
+            raise(SIGKILL);
+        sleep(30); /* the others give up after their deadline */
+        return;
+    }
+    double t0 = MPI_Wtime();
+    int rc = warmcal_gate_decide(g, &s, 1, &d);
+    printf("rank %d: decide returned %d after %.2f s: %s\n", rank, rc, MPI_Wtime() - t0,
+           warmcal_gate_last_error(g));
+    fflush(stdout);
+    warmcal_gate_close(g);
+    MPI_Abort(MPI_COMM_WORLD, rc == WARMCAL_E_TIMEOUT ? 3 : 4);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc < 3 || size != 4) {
+        fprintf(stderr, "usage: mpirun -np 4 test_gate_mpi CASE DIR\n");
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
+    snprintf(dir, sizeof dir, "%s", argv[2]);
+    if (rank == 0) {
+        char path[512];
+        table_path(path, sizeof path, "a.json");
+        write_table(path, 0);
+        table_path(path, sizeof path, "b.json");
+        write_table(path, 64 * MiB);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    const char *c = argv[1];
+    if (strcmp(c, "identical") == 0)
+        decisions_are_identical_and_name_the_blocking_rank();
+    else if (strcmp(c, "tables") == 0)
+        different_tables_fail_on_every_rank();
+    else if (strcmp(c, "shapes") == 0)
+        different_shape_lists_fail_on_every_rank();
+    else if (strcmp(c, "config") == 0)
+        wrong_tp_and_bad_options_are_refused();
+    else if (strcmp(c, "probe") == 0)
+        a_failed_probe_fails_every_rank_and_the_original_policy_works();
+    else if (strcmp(c, "stall") == 0 || strcmp(c, "kill") == 0)
+        a_rank_that_stops_calling_decide(strcmp(c, "kill") == 0);
+    else
+        check_failures++;
+    int failed = check_failures, any = 0;
+    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (!failed)
+        printf("ok %s (rank %d)\n", c, rank);
+    MPI_Finalize();
+    return any ? 1 : 0;
+}
