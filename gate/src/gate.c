@@ -51,6 +51,10 @@ struct warmcal_gate {
     int broken;
     int64_t table_digest;
     char probe_text[512]; /* this rank's probe failure, for the decision error */
+    /* a local gate's last encoded shapes, so decode describes them as decide does */
+    warmcal_shape *encoded;
+    char (*encoded_labels)[WARMCAL_TABLE_LABEL_LEN];
+    size_t n_encoded;
 };
 
 typedef struct {
@@ -97,19 +101,33 @@ static int64_t digest_of_hex(const char *hex)
     return (int64_t)(v >> (64 - DIGEST_BITS));
 }
 
-/* FNV-1a over the shapes: a digest every rank can compare. */
+/* A 64-bit word mix (splitmix64's finaliser): cheap and well spread. */
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    return h;
+}
+
+/* A digest of the shapes every rank can compare: word by word, labels
+ * hashed once per distinct pointer run (shape lists repeat their label). */
 static int64_t digest_of_shapes(const warmcal_shape *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 1469598103934665603ull, label_hash = 0;
+    const char *last = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *label = s[i].label ? s[i].label : "context";
-        uint64_t parts[2] = {s[i].tokens, s[i].batch};
-        const unsigned char *p = (const unsigned char *)parts;
-        for (size_t k = 0; k < sizeof parts; k++)
-            h = (h ^ p[k]) * 1099511628211ull;
-        for (const char *c = label; *c; c++)
-            h = (h ^ (unsigned char)*c) * 1099511628211ull;
-        h = (h ^ 0xff) * 1099511628211ull; /* separates "ab","c" from "a","bc" */
+        if (label != last) {
+            label_hash = 0;
+            for (const char *c = label; *c; c++)
+                label_hash = label_hash * 131 + (unsigned char)*c;
+            label_hash = mix(label_hash, strlen(label));
+            last = label;
+        }
+        h = mix(h, s[i].tokens);
+        h = mix(h, ((uint64_t)s[i].batch << 32) ^ label_hash);
     }
     return (int64_t)(h >> (64 - DIGEST_BITS));
 }
@@ -262,8 +280,15 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-/* This rank's headroom for one shape, or a sentinel. */
-static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t free_bytes)
+/* This rank's headroom for one shape, or a sentinel. *cache remembers the
+ * entry of the last label seen: shape lists run through one label at a time. */
+typedef struct {
+    const char *label;
+    const warmcal_estimate *entry;
+} entry_cache;
+
+static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t free_bytes,
+                        entry_cache *cache)
 {
     if (!s->batch_valid)
         return H_INVALID;
@@ -275,7 +300,11 @@ static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t 
                        ? UINT64_MAX
                        : s->tokens * g->opts.constant_bytes_per_token;
     } else {
-        const warmcal_estimate *e = warmcal_table_find(g->table, g->rank, label);
+        if (cache->label != label) {
+            cache->entry = warmcal_table_find(g->table, g->rank, label);
+            cache->label = label;
+        }
+        const warmcal_estimate *e = cache->entry;
         if (!e)
             return H_NO_ESTIMATE;
         warmcal_above_policy above = g->opts.above_range >= 0 ? (warmcal_above_policy)g->opts.above_range
@@ -322,9 +351,8 @@ static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, 
         snprintf(text, len, "skip: rank %d is short of %s for %" PRIu64 " tokens (%s)", who,
                  warmcal_format_bytes(h == H_FLOOR ? UINT64_MAX : (uint64_t)(-h), a, sizeof a),
                  s->tokens, label);
-    else
-        snprintf(text, len, "run: every rank fits; least headroom %s on rank %d",
-                 warmcal_format_bytes((uint64_t)h, a, sizeof a), who);
+    else /* the common case, kept free of formatting: decisions come by the thousand */
+        memcpy(text, "run", 4);
 }
 
 static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const reduced *r,
@@ -346,7 +374,7 @@ static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const 
                     r->shapes_min_rank, r->shapes_max_rank);
     for (size_t i = 0; i < n; i++) {
         warmcal_decision *d = &out[i];
-        memset(d, 0, sizeof *d);
+        d->short_bytes = 0;
         int64_t h = r->h[i];
         d->min_headroom = h;
         d->run = h >= 0;
@@ -402,8 +430,9 @@ static int local_values(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
     *probe_ok = warmcal_gate_probe_free(g, &free_bytes) == WARMCAL_OK;
     if (!*probe_ok)
         snprintf(g->probe_text, sizeof g->probe_text, "%s", g->text);
+    entry_cache cache = {0};
     for (size_t i = 0; i < n; i++)
-        h[i] = *probe_ok ? headroom(g, &shapes[i], free_bytes) : H_INVALID;
+        h[i] = *probe_ok ? headroom(g, &shapes[i], free_bytes, &cache) : H_INVALID;
     *shape_digest = digest_of_shapes(shapes, n);
     return 0;
 }
@@ -538,6 +567,18 @@ int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
     local_values(g, shapes, n, h, &shape_digest, &probe_ok);
     for (size_t i = 0; i < n; i++)
         vals[i] = pack(h[i], g->rank);
+    warmcal_shape *keep = realloc(g->encoded, (n ? n : 1) * sizeof *keep);
+    if (keep)
+        g->encoded = keep;
+    char(*labels)[WARMCAL_TABLE_LABEL_LEN] = realloc(g->encoded_labels, (n ? n : 1) * sizeof *labels);
+    if (labels)
+        g->encoded_labels = labels;
+    g->n_encoded = keep && labels ? n : 0;
+    for (size_t i = 0; i < g->n_encoded; i++) {
+        snprintf(labels[i], sizeof labels[i], "%s", shapes[i].label ? shapes[i].label : "context");
+        keep[i] = shapes[i];
+        keep[i].label = labels[i];
+    }
     int64_t unit = INT64_C(1) << RANK_BITS;
     vals[n] = g->table_digest * unit + g->rank;
     vals[n + 1] = -g->table_digest * unit + g->rank;
@@ -562,8 +603,10 @@ int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_
         free(h), free(who);
         return fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
     }
-    /* the caller's shapes are not passed again: describe from what is known */
+    /* the shapes come from the last encode when it was for this many */
     warmcal_shape *shapes = calloc(n ? n : 1, sizeof *shapes);
+    if (shapes && g->n_encoded == n && n)
+        memcpy(shapes, g->encoded, n * sizeof *shapes);
     for (size_t i = 0; i < n; i++)
         unpack(vals[i], &h[i], &who[i]);
     int64_t e[EXTRA];
@@ -602,6 +645,8 @@ void warmcal_gate_close(warmcal_gate *g)
             MPI_Comm_free(&g->comm);
     }
     warmcal_table_free(g->table);
+    free(g->encoded);
+    free(g->encoded_labels);
     free(g);
 }
 

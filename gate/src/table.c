@@ -1230,9 +1230,12 @@ int warmcal_estimate_eval(const warmcal_estimate *e, warmcal_above_policy above,
 {
     if (!e || !bytes)
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "estimate_eval: bad argument");
-    char where[WHERE_LEN];
-    snprintf(where, sizeof where, "rank %d, label %s", e->rank, e->label);
-    return eval_at(e, above, tokens, where, bytes, err);
+    /* the entry is only named when there is an error to name it in: the
+     * gate evaluates thousands of shapes per decision */
+    char where[WHERE_LEN] = "";
+    if (err)
+        snprintf(where, sizeof where, "rank %d, label %s", e->rank, e->label);
+    return eval_at(e, above, tokens, err ? where : NULL, bytes, err);
 }
 
 const warmcal_estimate *warmcal_table_find(const warmcal_table *t, int rank, const char *label)
