@@ -60,7 +60,8 @@ static warmcal_gate *open_gate(const char *name, uint64_t free_bytes)
     return g;
 }
 
-/* Every rank's decisions equal rank 0's, byte for byte. */
+/* Every rank's decisions equal rank 0's, field by field (the text after its
+ * NUL is not part of a decision). */
 static void check_identical(const warmcal_decision *d, size_t n)
 {
     size_t bytes = n * sizeof *d;
@@ -68,7 +69,12 @@ static void check_identical(const warmcal_decision *d, size_t n)
     MPI_Gather(d, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
     if (rank == 0) {
         for (int r = 1; r < size; r++)
-            CHECK(memcmp(all, (char *)all + (size_t)r * bytes, bytes) == 0);
+            for (size_t i = 0; i < n; i++) {
+                const warmcal_decision *a = &all[i], *b = &all[(size_t)r * n + i];
+                CHECK(a->run == b->run && a->reason == b->reason &&
+                      a->blocking_rank == b->blocking_rank && a->short_bytes == b->short_bytes &&
+                      a->min_headroom == b->min_headroom && strcmp(a->text, b->text) == 0);
+            }
         free(all);
     }
 }
