@@ -1,0 +1,28 @@
+"""warmcal: the start-up gate for multi-rank LLM server warmup, in Python.
+
+    from mpi4py import MPI
+    import warmcal
+    with warmcal.Gate("table.json", comm=MPI.COMM_WORLD, free_bytes=free) as gate:
+        for d in gate.decide([(4096, 1, "context"), (8192, 1, "context")]):
+            ... run the pass if d.run, else log d.reason (every rank skips it)
+
+A thin ctypes layer over the C library warmcal-gate (warmcal/gate.h), found
+through $WARMCAL_GATE_LIB, next to this package, or in <repo>/build/gate.
+Servers that are not MPI programs open Gate(table, rank=R, world_size=W) and
+pass decide(shapes, allreduce_min=fn). See docs/integration.md.
+"""
+
+from ._capi import (E_FIELD, E_FORMAT, E_INVAL, E_IO, E_MISMATCH, E_NOMEM, E_RANGE, E_STATE,
+                    E_TIMEOUT, E_UNSUPPORTED, REASON_INVALID_BATCH, REASON_LOW_MEMORY,
+                    REASON_NO_ESTIMATE, REASON_OUT_OF_RANGE, REASON_RUN)
+from .gate import Decision, Gate, GateError, LibraryNotFoundError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Gate", "Decision", "GateError", "LibraryNotFoundError",
+    "REASON_RUN", "REASON_LOW_MEMORY", "REASON_INVALID_BATCH", "REASON_OUT_OF_RANGE",
+    "REASON_NO_ESTIMATE",
+    "E_INVAL", "E_NOMEM", "E_IO", "E_FORMAT", "E_FIELD", "E_STATE", "E_TIMEOUT", "E_MISMATCH",
+    "E_UNSUPPORTED", "E_RANGE",
+]

@@ -1,0 +1,538 @@
+"""warmcal.Gate: the start-up gate of warmcal/gate.h for Python servers.
+
+A gate opened on an mpi4py communicator decides a list of warmup shapes in
+one MPI collective; a gate opened with rank= and world_size= (no MPI at all)
+decides through the caller's own MIN collective, e.g. torch.distributed.
+Every failure is a GateError carrying the C library's message and code, and
+a failure that concerns several ranks is raised on all of them.
+"""
+
+import ctypes
+import operator
+import os
+import sys
+
+from . import _capi
+
+_U64_MAX = (1 << 64) - 1
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class GateError(Exception):
+    """A gate failure. .code is the C library's warmcal_code (a negative
+    int, e.g. warmcal.E_TIMEOUT), .message its text."""
+
+    def __init__(self, message, code=_capi.E_INVAL):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class LibraryNotFoundError(GateError, ImportError):
+    """The C library could not be found or loaded."""
+
+    def __init__(self, message):
+        GateError.__init__(self, message, _capi.E_UNSUPPORTED)
+
+
+class Decision:
+    """One shape's decision, the same on every rank.
+
+    run           True: run this shape on every rank
+    reason        the reason in words (log it)
+    reason_code   warmcal.REASON_RUN, REASON_LOW_MEMORY, REASON_INVALID_BATCH,
+                  REASON_OUT_OF_RANGE or REASON_NO_ESTIMATE
+    blocking_rank the rank that blocked the shape, -1 when it runs
+    short_bytes   bytes blocking_rank lacks (low memory), else 0
+    min_headroom  lowest headroom over the ranks (-2**63 for the other reasons)
+    tokens, batch, label  the shape asked about
+    """
+
+    __slots__ = ("run", "reason", "reason_code", "blocking_rank", "short_bytes",
+                 "min_headroom", "tokens", "batch", "label")
+
+    def __init__(self, run, reason, reason_code, blocking_rank, short_bytes, min_headroom,
+                 tokens, batch, label):
+        self.run = run
+        self.reason = reason
+        self.reason_code = reason_code
+        self.blocking_rank = blocking_rank
+        self.short_bytes = short_bytes
+        self.min_headroom = min_headroom
+        self.tokens = tokens
+        self.batch = batch
+        self.label = label
+
+    def _key(self):
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __eq__(self, other):
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __reduce__(self):  # picklable, so ranks can gather and compare decisions
+        return (Decision, self._key())
+
+    @property
+    def reason_name(self):
+        """"run", "low memory", "invalid batch", "outside the calibrated
+        range" or "no estimate"."""
+        return _REASON_NAMES.get(self.reason_code, "?")
+
+    def __repr__(self):
+        return ("Decision(run=%r, tokens=%d, batch=%d, label=%r, blocking_rank=%d, "
+                "short_bytes=%d, reason=%r)" % (self.run, self.tokens, self.batch, self.label,
+                                                 self.blocking_rank, self.short_bytes,
+                                                 self.reason))
+
+
+_REASON_NAMES = {
+    _capi.REASON_RUN: "run",
+    _capi.REASON_LOW_MEMORY: "low memory",
+    _capi.REASON_INVALID_BATCH: "invalid batch",
+    _capi.REASON_OUT_OF_RANGE: "outside the calibrated range",
+    _capi.REASON_NO_ESTIMATE: "no estimate",
+}
+
+
+def _int(name, value, lo, hi):
+    """value as a Python int in [lo, hi] (ints and numpy/torch integers;
+    never bools or floats), else GateError naming it."""
+    if isinstance(value, bool):
+        raise GateError("%s: expected an integer, found a bool (%r)" % (name, value))
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise GateError("%s: expected an integer, found %s (%r)"
+                        % (name, type(value).__name__, value)) from None
+    if not lo <= v <= hi:
+        raise GateError("%s: %d is outside %d..%d" % (name, v, lo, hi))
+    return v
+
+
+class _FreeProbe:
+    """The caller's free-memory function as a C callback. ctypes would print
+    and swallow an exception raised inside it, so it is kept here and
+    re-raised once the C call has returned."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.error = None
+        self.c_fn = _capi.FREE_FN(self._call)  # alive as long as the gate
+
+    def _call(self, user, out):
+        try:
+            out[0] = _int("free_bytes() result", self.fn(), 0, _U64_MAX)
+            return 0
+        except BaseException as e:  # noqa: B036 — nothing may cross the C frames
+            self.error = e
+            return 1
+
+    def take_error(self):
+        e, self.error = self.error, None
+        return e
+
+
+def _mpi_module():
+    """mpi4py.MPI when it is imported (it initialises MPI), else None."""
+    return sys.modules.get("mpi4py.MPI")
+
+
+class Gate:
+    """gate = Gate(table_path, comm=MPI.COMM_WORLD, reserve_bytes=0,
+                   deadline_s=60.0, free_bytes=None, ...)
+
+    comm         an mpi4py intracommunicator (import mpi4py.MPI first); opening
+                 is collective over it. Or, for servers that are not MPI
+                 programs, no comm but rank= and world_size=: a local gate,
+                 whose decide() takes the caller's MIN collective.
+    reserve_bytes  added to every shape's need.
+    deadline_s   bound on one decision's collective (MPI gates; a local gate's
+                 bound is the caller's collective's own timeout).
+    free_bytes   this rank's free device memory: an int, a callable returning
+                 an int (e.g. lambda: torch.cuda.mem_get_info()[0]), or None
+                 for the CUDA driver's probe (cuMemGetInfo on the current
+                 context).
+    probe        "simulated" reads WARMCAL_SIM_FREE_BYTES instead (tests, dry
+                 runs); by default derived from free_bytes.
+    above_range  None (the table's policy), "refuse" or "extrapolate".
+    allow_config_mismatch  accept a table calibrated for another TP size or GPU.
+    need_policy  "table", or "constant" (the original fix's baseline:
+                 constant_bytes_per_token per token, shapes at or below
+                 constant_min_tokens unchecked; table_path may be None).
+
+    Raises GateError; on an MPI gate, a failure to open on any rank is raised
+    on every rank. Not thread-safe: one decision at a time per gate.
+    """
+
+    def __init__(self, table_path, comm=None, reserve_bytes=0, deadline_s=60.0,
+                 free_bytes=None, *, rank=None, world_size=None, probe=None, above_range=None,
+                 allow_config_mismatch=False, need_policy="table", constant_bytes_per_token=0,
+                 constant_min_tokens=0):
+        self._handle = None
+        self._probe = None
+        self._local = comm is None
+        self._lib = None
+        if comm is not None:
+            if rank is not None or world_size is not None:
+                raise GateError("Gate: pass comm= (an MPI gate) or rank= and world_size= (a local "
+                                "gate), not both")
+            self._open_mpi(comm, table_path, reserve_bytes, deadline_s, free_bytes, probe,
+                           above_range, allow_config_mismatch, need_policy,
+                           constant_bytes_per_token, constant_min_tokens)
+        else:
+            if rank is None or world_size is None:
+                raise GateError("Gate: pass comm= (an mpi4py communicator) or, without MPI, "
+                                "rank= and world_size=")
+            rank = _int("rank", rank, 0, (1 << 31) - 1)
+            world_size = _int("world_size", world_size, 1, (1 << 31) - 1)
+            lib = self._load()
+            opts, path = self._options(lib, table_path, reserve_bytes, deadline_s, free_bytes,
+                                       probe, above_range, allow_config_mismatch, need_policy,
+                                       constant_bytes_per_token, constant_min_tokens)
+            h = ctypes.c_void_p()
+            rc = lib.warmcal_gate_open_local(ctypes.byref(h), path, rank, world_size,
+                                             ctypes.byref(opts))
+            self._adopt(h, rc)
+            self._rank, self._size = rank, world_size
+
+    # -- opening -----------------------------------------------------------
+
+    def _load(self):
+        try:
+            self._lib = _capi.load()
+        except _capi.LibraryNotFound as e:
+            raise LibraryNotFoundError(str(e)) from None
+        return self._lib
+
+    def _options(self, lib, table_path, reserve_bytes, deadline_s, free_bytes, probe,
+                 above_range, allow_config_mismatch, need_policy, constant_bytes_per_token,
+                 constant_min_tokens):
+        """The C options and table path from the keyword arguments."""
+        o = _capi.Options()
+        lib.warmcal_gate_options_init(ctypes.byref(o))
+        o.reserve_bytes = _int("reserve_bytes", reserve_bytes, 0, _U64_MAX)
+        if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)):
+            raise GateError("deadline_s: expected a number of seconds, found %r" % (deadline_s,))
+        if not deadline_s > 0:  # also NaN
+            raise GateError("deadline_s: expected a positive number of seconds, found %r"
+                            % (deadline_s,))
+        o.deadline_s = float(deadline_s)
+
+        if probe is None:
+            probe = "cuda" if free_bytes is None else "callback" if callable(free_bytes) \
+                else "value"
+        kinds = {"cuda": _capi.PROBE_CUDA, "value": _capi.PROBE_VALUE,
+                 "callback": _capi.PROBE_CALLBACK, "simulated": _capi.PROBE_SIMULATED}
+        if probe not in kinds:
+            raise GateError("probe: expected one of %s, found %r" % (", ".join(kinds), probe))
+        o.probe = kinds[probe]
+        if probe in ("cuda", "simulated") and free_bytes is not None:
+            raise GateError("probe %r reads free memory itself: leave free_bytes None" % probe)
+        if probe == "value":
+            o.free_bytes = _int("free_bytes", free_bytes, 0, _U64_MAX)
+        elif probe == "callback":
+            if not callable(free_bytes):
+                raise GateError("probe 'callback' needs free_bytes to be a callable returning "
+                                "an int")
+            self._probe = _FreeProbe(free_bytes)
+            o.free_fn = self._probe.c_fn
+
+        policies = {None: -1, "refuse": _capi.ABOVE_REFUSE,
+                    "extrapolate": _capi.ABOVE_EXTRAPOLATE}
+        if not isinstance(above_range, (str, type(None))) or above_range not in policies:
+            raise GateError("above_range: expected None, 'refuse' or 'extrapolate', found %r"
+                            % (above_range,))
+        o.above_range = policies[above_range]
+        o.allow_config_mismatch = 1 if allow_config_mismatch else 0
+        needs = {"table": _capi.NEED_TABLE, "constant": _capi.NEED_CONSTANT}
+        if not isinstance(need_policy, str) or need_policy not in needs:
+            raise GateError("need_policy: expected 'table' or 'constant', found %r"
+                            % (need_policy,))
+        o.need_policy = needs[need_policy]
+        o.constant_bytes_per_token = _int("constant_bytes_per_token", constant_bytes_per_token,
+                                          0, _U64_MAX)
+        o.constant_min_tokens = _int("constant_min_tokens", constant_min_tokens, 0, _U64_MAX)
+
+        if table_path is None:
+            path = None
+        else:
+            try:
+                path = os.fsencode(table_path)
+            except TypeError:
+                raise GateError("table_path: expected a path, found %r" % (table_path,)) from None
+            if b"\0" in path:
+                raise GateError("table_path: contains a NUL byte")
+        return o, path
+
+    def _open_mpi(self, comm, table_path, *args):
+        MPI = _mpi_module()
+        py2f = getattr(comm, "py2f", None)
+        if not callable(py2f):
+            raise GateError("comm: expected an mpi4py communicator, found %s"
+                            % type(comm).__name__)
+        if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized():
+            raise GateError("comm: MPI is not initialised (import mpi4py.MPI before opening a "
+                            "gate on a communicator) or already finalised", _capi.E_STATE)
+        if comm == MPI.COMM_NULL or comm.Is_inter():
+            raise GateError("comm: expected an intracommunicator, found %s"
+                            % ("MPI.COMM_NULL" if comm == MPI.COMM_NULL else
+                               "an intercommunicator"))
+        # Arguments differ between ranks (free memory, say): agree on whether
+        # they are valid before the C open, which is collective.
+        try:
+            lib = self._load()
+            opts, path = self._options(lib, table_path, *args)
+            mine = None
+        except GateError as e:
+            mine = (e.code, str(e), e)
+        self._agree(comm, mine and mine[:2], "arguments", mine and mine[2])
+        h = ctypes.c_void_p()
+        rc = lib.warmcal_gate_open_f(ctypes.byref(h), path, py2f(), ctypes.byref(opts))
+        if rc != _capi.OK:
+            mine = ((lib.warmcal_gate_last_code(h) if h else 0) or rc,
+                    _capi.text(lib.warmcal_gate_last_error(h)) if h else "out of memory")
+            lib.warmcal_gate_close(h)
+            h = None
+
+        def release():  # this rank opened, another did not
+            if h is not None:
+                lib.warmcal_gate_close(h)
+
+        self._agree(comm, None if rc == _capi.OK else mine, "the table or options", None,
+                    cleanup=release)
+        self._handle = h
+        self._rank, self._size = comm.Get_rank(), comm.Get_size()
+
+    @staticmethod
+    def _agree(comm, mine, what, own_exc, cleanup=None):
+        """Raise on every rank when any rank failed (own error first)."""
+        failures = comm.allgather(mine)
+        bad = [(r, f) for r, f in enumerate(failures) if f is not None]
+        if not bad:
+            return
+        if cleanup:
+            cleanup()
+        if mine is not None:
+            if own_exc is not None:
+                raise own_exc
+            raise GateError(mine[1], mine[0])
+        r, (code, msg) = bad[0]
+        more = " (and %d other rank%s)" % (len(bad) - 1, "s" if len(bad) > 2 else "") \
+            if len(bad) > 1 else ""
+        raise GateError("rank %d%s could not open the gate (%s): %s" % (r, more, what, msg), code)
+
+    def _adopt(self, h, rc):
+        """Keep the C handle of a successful open, else raise its error."""
+        if rc == _capi.OK:
+            self._handle = h
+            return
+        msg = _capi.text(self._lib.warmcal_gate_last_error(h)) if h else "out of memory"
+        rc = (self._lib.warmcal_gate_last_code(h) if h else 0) or rc
+        self._lib.warmcal_gate_close(h)
+        raise GateError(msg or self._strerror(rc), rc)
+
+    # -- deciding ----------------------------------------------------------
+
+    def decide(self, shapes, allreduce_min=None):
+        """Decide every shape in one collective; the same list of Decision
+        on every rank.
+
+        shapes: (tokens, batch, label) or (tokens, batch, label, batch_valid)
+        items, the same on every rank in the same order (batch_valid may
+        differ: False skips the shape on every rank); label None means
+        "context".
+
+        A local gate needs allreduce_min: a function taking a list of ints
+        (signed 64-bit) and returning that list reduced with MIN over the
+        server's group, called exactly once.
+
+        Raises GateError: .code E_MISMATCH (ranks loaded different tables or
+        passed different shape lists; raised on every rank), E_TIMEOUT (a
+        rank did not join within deadline_s: the communicator is unusable,
+        end the job), E_UNSUPPORTED (a rank could not probe its free memory).
+        """
+        h = self._check_open()
+        lib = self._lib
+        cshapes, keep = self._c_shapes(shapes)
+        n = len(cshapes)
+        out = (_capi.CDecision * n)()
+        if self._local:
+            if allreduce_min is None or not callable(allreduce_min):
+                raise GateError("decide: a gate opened with rank=/world_size= needs "
+                                "allreduce_min=, a function reducing a list of ints with MIN "
+                                "over the server's group")
+            count = lib.warmcal_gate_encoded_count(n)
+            vals = (ctypes.c_int64 * count)()
+            rc = lib.warmcal_gate_encode(h, cshapes, n, vals)
+            # a failed probe is flagged in vals, for every rank to see after
+            # the reduction: its exception waits until then
+            cause = self._take_cause()
+            self._check(rc, cause if rc else None)
+            local = list(vals)
+            try:
+                reduced = allreduce_min(list(local))
+            except Exception as e:
+                raise GateError("decide: allreduce_min raised %s: %s (the server's collective "
+                                "failed; its group may be unusable)" % (type(e).__name__, e),
+                                _capi.E_STATE) from e
+            reduced = self._validate_reduced(reduced, local)
+            rc = lib.warmcal_gate_decode(h, (ctypes.c_int64 * count)(*reduced), n, out)
+            self._check(rc, cause)
+        else:
+            if allreduce_min is not None:
+                raise GateError("decide: allreduce_min is for gates opened with rank=/"
+                                "world_size=; this gate reduces over its MPI communicator")
+            rc = lib.warmcal_gate_decide(h, cshapes, n, out)
+            self._check(rc, self._take_cause())
+        del keep
+        return [self._decision(out[i], cshapes[i]) for i in range(n)]
+
+    def probe_free(self):
+        """This rank's free device memory as the gate's probe sees it."""
+        h = self._check_open()
+        v = ctypes.c_uint64()
+        rc = self._lib.warmcal_gate_probe_free(h, ctypes.byref(v))
+        self._check(rc, self._take_cause())
+        return v.value
+
+    @staticmethod
+    def _c_shapes(shapes):
+        """The C array of shapes, and the label bytes it points to."""
+        try:
+            items = list(shapes)
+        except TypeError:
+            raise GateError("shapes: expected a list of (tokens, batch, label[, batch_valid]), "
+                            "found %s" % type(shapes).__name__) from None
+        arr = (_capi.Shape * len(items))()
+        keep = []
+        for i, s in enumerate(items):
+            if isinstance(s, (str, bytes)) or not hasattr(s, "__len__") or len(s) not in (3, 4):
+                raise GateError("shapes[%d]: expected (tokens, batch, label[, batch_valid]), "
+                                "found %r" % (i, s))
+            tokens = _int("shapes[%d] tokens" % i, s[0], 1, _U64_MAX)
+            batch = _int("shapes[%d] batch" % i, s[1], 0, (1 << 32) - 1)
+            label = s[2]
+            if label is None:
+                label = "context"
+            if not isinstance(label, str) or not label or "\0" in label:
+                raise GateError("shapes[%d] label: expected a non-empty string or None, "
+                                "found %r" % (i, label))
+            lb = label.encode("utf-8")
+            keep.append(lb)
+            valid = True if len(s) == 3 else s[3]
+            if not isinstance(valid, bool) and type(valid).__name__ != "bool_":  # numpy's
+                try:
+                    ok = operator.index(valid) in (0, 1)
+                except TypeError:
+                    ok = False
+                if not ok:
+                    raise GateError("shapes[%d] batch_valid: expected a bool, found %r"
+                                    % (i, valid))
+            arr[i].tokens = tokens
+            arr[i].batch = batch
+            arr[i].label = lb
+            arr[i].batch_valid = 1 if valid else 0
+        return arr, keep
+
+    @staticmethod
+    def _validate_reduced(reduced, local):
+        n = len(local)
+        try:
+            vals = list(reduced)
+        except TypeError:
+            raise GateError("decide: allreduce_min returned %s, expected a list of %d ints"
+                            % (type(reduced).__name__, n)) from None
+        if len(vals) != n:
+            raise GateError("decide: allreduce_min returned %d values for %d: it must return "
+                            "the whole list reduced element-wise" % (len(vals), n))
+        out = []
+        for i, v in enumerate(vals):
+            v = _int("decide: allreduce_min result[%d]" % i, v, _I64_MIN, _I64_MAX)
+            if v > local[i]:
+                raise GateError("decide: allreduce_min result[%d] is %d, above this rank's own "
+                                "%d: not a MIN reduction" % (i, v, local[i]))
+            out.append(v)
+        return out
+
+    def _decision(self, d, s):
+        return Decision(run=bool(d.run), reason=_capi.text(d.text), reason_code=d.reason,
+                        blocking_rank=d.blocking_rank, short_bytes=d.short_bytes,
+                        min_headroom=d.min_headroom, tokens=s.tokens, batch=s.batch,
+                        label=s.label.decode("utf-8"))
+
+    def _check_open(self):
+        if self._handle is None:
+            raise GateError("the gate is closed", _capi.E_STATE)
+        return self._handle
+
+    def _strerror(self, rc):
+        return _capi.text(self._lib.warmcal_strerror(rc))
+
+    def _take_cause(self):
+        """The exception the free-memory callback raised during the last C
+        call, if any."""
+        return self._probe.take_error() if self._probe else None
+
+    def _check(self, rc, cause=None):
+        """Raise the C failure rc, with the free-memory callback's exception
+        (cause) where that is what failed."""
+        if cause is not None and not isinstance(cause, Exception):
+            raise cause  # KeyboardInterrupt, SystemExit: never turned into a GateError
+        if rc == _capi.OK:
+            return
+        msg = _capi.text(self._lib.warmcal_gate_last_error(self._handle)) or self._strerror(rc)
+        rc = self._lib.warmcal_gate_last_code(self._handle) or rc
+        if isinstance(cause, GateError):  # the callback's result was no byte count
+            msg = "%s: %s" % (msg, cause)
+        elif cause is not None:
+            msg = "%s: free_bytes() raised %s: %s" % (msg, type(cause).__name__, cause)
+        raise GateError(msg, rc) from cause
+
+    # -- lifetime ----------------------------------------------------------
+
+    @property
+    def rank(self):
+        return self._rank
+
+    @property
+    def world_size(self):
+        return self._size
+
+    @property
+    def local(self):
+        """True for a gate opened with rank=/world_size=."""
+        return self._local
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def close(self):
+        """Release the gate (not collective); safe to call twice."""
+        h, self._handle = self._handle, None
+        if h is not None and self._lib is not None:
+            self._lib.warmcal_gate_close(h)
+        self._probe = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return "<warmcal.Gate %s rank %s of %s%s>" % (
+            "local" if self._local else "MPI", getattr(self, "_rank", "?"),
+            getattr(self, "_size", "?"), " closed" if self.closed else "")

@@ -1,0 +1,264 @@
+"""The Python gate over real MPI ranks, driven by mpi4py. Run by run_job.py as
+`mpirun -np 4 python3 -m mpi4py test_gate_mpi.py CASE DIR` (python -m mpi4py
+aborts the whole job on an uncaught exception, so a failed check on one rank
+never leaves the others waiting). Every rank prints "ok CASE (rank R)" when
+its case passed; the stall and kill cases end the job on purpose and are
+judged by run_job.py from their output and timing.
+"""
+
+import os
+import signal
+import sys
+import time
+
+from mpi4py import MPI
+
+import warmcal
+from gatetest import (GiB, MiB, RESERVE, TOKENS_MAX, check, expect_gate_error, need,
+                      nothing_printed, write_tables)
+
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+folder = None
+
+
+def say(line):
+    """One line in one write, so mpirun does not mix it with other ranks'."""
+    sys.stdout.flush()
+    os.write(1, (line + "\n").encode())
+
+
+def path(name):
+    return os.path.join(folder, name)
+
+
+def gate(name="a.json", free=40 * GiB, **kw):
+    kw.setdefault("reserve_bytes", RESERVE)
+    kw.setdefault("deadline_s", 5.0)
+    return warmcal.Gate(name and path(name), comm=comm, free_bytes=free, **kw)
+
+
+def same_on_every_rank(value, what):
+    everyone = comm.allgather(value)
+    check(all(v == everyone[0] for v in everyone), "%s differ between ranks: %r" % (what, everyone))
+
+
+def error_on_every_rank(fn, code, *needles):
+    """fn raises GateError(code) with the needles on this rank, and every
+    rank saw the same code."""
+    e = expect_gate_error(fn, code, *needles)
+    same_on_every_rank(e.code, "error codes")
+    return e
+
+
+def decisions_are_identical_on_every_rank():
+    # rank 2 has 5 GiB free, the others 40 GiB; ranks 2 and 3 report it
+    # through a callable, 0 and 1 as a number; rank 1 cannot run batch 64
+    free = 5 * GiB if rank == 2 else 40 * GiB
+    g = gate(free=(lambda: free) if rank >= 2 else free)
+    shapes = [(1024, 1, "context"), (8192, 1, "context"), (TOKENS_MAX * 2, 1, "context"),
+              (16, 16, "generation"), (64, 64, "context", rank != 1), (2048, 1, None)]
+    d = g.decide(shapes)
+    same_on_every_rank(d, "decisions")
+    check(len(d) == 6, "one decision per shape")
+    check(d[0].run and d[0].reason_code == warmcal.REASON_RUN and d[0].blocking_rank == -1
+          and d[0].short_bytes == 0, "1024 tokens run: %r" % d[0])
+    check(d[0].min_headroom == 5 * GiB - need(1024), "least headroom is rank 2's: %r" % d[0])
+    check(not d[1].run and d[1].reason_code == warmcal.REASON_LOW_MEMORY
+          and d[1].blocking_rank == 2 and d[1].short_bytes == need(8192) - 5 * GiB
+          and "rank 2 is short of" in d[1].reason, "8192 tokens blocked by rank 2: %r" % d[1])
+    check(not d[2].run and d[2].reason_code == warmcal.REASON_OUT_OF_RANGE
+          and "outside the calibrated range" in d[2].reason, "above the range: %r" % d[2])
+    check(not d[3].run and d[3].reason_code == warmcal.REASON_NO_ESTIMATE
+          and d[3].blocking_rank == 0 and "generation" in d[3].reason, "no estimate: %r" % d[3])
+    check(not d[4].run and d[4].reason_code == warmcal.REASON_INVALID_BATCH
+          and d[4].blocking_rank == 1, "invalid batch: %r" % d[4])
+    check(d[5].run and d[5].label == "context", "label None is context: %r" % d[5])
+    check((d[1].tokens, d[1].batch, d[1].label) == (8192, 1, "context"), "shape kept")
+    check(d[1].reason_name == "low memory", "reason name")
+    # deciding again on the same gate gives the same answer; so does an empty list
+    check(g.decide(shapes) == d, "a second decision agrees with the first")
+    check(g.decide([]) == [], "no shapes, no decisions")
+    g.close()
+    g.close()
+
+
+def one_short_rank_blocks_the_shape_for_everyone():
+    # rank 1 has 3 GiB, rank 3 3.1 GiB (short too, by less), the others 40 GiB
+    free = {1: 3 * GiB, 3: 3 * GiB + 100 * MiB}.get(rank, 40 * GiB)
+    with gate(free=lambda: free) as g:
+        d = g.decide([(512, 1, "context"), (2048, 1, "context"), (4096, 1, "context")])
+    same_on_every_rank(d, "decisions")
+    check(d[0].run, "512 tokens fit on every rank: %r" % d[0])
+    for i, t in ((1, 2048), (2, 4096)):
+        check(not d[i].run and d[i].blocking_rank == 1
+              and d[i].reason_code == warmcal.REASON_LOW_MEMORY
+              and d[i].short_bytes == need(t) - 3 * GiB, "rank 1 blocks %d tokens: %r" % (t, d[i]))
+    check("rank 1 is short of 256.00 MiB for 2048 tokens" in d[1].reason, d[1].reason)
+
+
+def an_invalid_batch_on_one_rank_skips_on_every_rank():
+    with gate() as g:
+        d = g.decide([(1024, 4, "context", rank != 2), (1024, 8, "context", rank < 2),
+                      (1024, 16, "context")])
+    same_on_every_rank(d, "decisions")
+    check(not d[0].run and d[0].reason_code == warmcal.REASON_INVALID_BATCH
+          and d[0].blocking_rank == 2 and "rank 2 cannot run batch 4" in d[0].reason,
+          "rank 2's invalid batch skips everywhere: %r" % d[0])
+    check(not d[1].run and d[1].blocking_rank == 2, "the lowest invalid rank is named: %r" % d[1])
+    check(d[2].run, "a valid batch runs: %r" % d[2])
+
+
+def different_tables_raise_on_every_rank():
+    g = gate("b.json" if rank == 3 else "a.json")
+    error_on_every_rank(lambda: g.decide([(1024, 1, "context")]), warmcal.E_MISMATCH,
+                        "different tables", "3")
+    g.close()
+
+
+def different_shape_lists_raise_on_every_rank():
+    with gate() as g:
+        error_on_every_rank(lambda: g.decide([(1024, 1, "context"),
+                                              (4096 if rank == 1 else 2048, 1, "context")]),
+                            warmcal.E_MISMATCH, "different shape lists")
+        error_on_every_rank(lambda: g.decide([(1024, 1, "generation" if rank == 2 else "context")]),
+                            warmcal.E_MISMATCH, "different shape lists")
+        # the gate stays usable once the ranks agree again
+        d = g.decide([(1024, 1, "context"), (2048, 1, "context")])
+        check(d[0].run and d[1].run, "agreeing ranks decide again: %r" % d)
+
+
+def bad_tables_options_and_missing_driver_raise_clear_errors():
+    E = warmcal
+    with nothing_printed("open and decide failures"):
+        # bad tables: the same on every rank, and on one rank only
+        error_on_every_rank(lambda: gate("missing/table.json"), E.E_IO, "missing/table.json")
+        error_on_every_rank(lambda: gate("not-a-table.json"), E.E_FORMAT, "not-a-table.json")
+        e = expect_gate_error(lambda: gate("missing.json" if rank == 1 else "a.json"),
+                              E.E_IO, "missing.json")
+        if rank != 1:
+            check("rank 1 could not open the gate" in str(e), str(e))
+        # a table for another TP size, unless overridden
+        half = comm.Split(rank % 2, rank)
+        error_on_every_rank(lambda: warmcal.Gate(path("a.json"), comm=half, free_bytes=GiB),
+                            E.E_MISMATCH, "calibrated for tp 4, this gate has 2 ranks")
+        with warmcal.Gate(path("a.json"), comm=half, free_bytes=40 * GiB,
+                          allow_config_mismatch=True) as g:
+            check(g.decide([(1024, 1, "context")])[0].run, "an overridden TP mismatch decides")
+            check(g.world_size == 2 and g.rank == rank // 2, "the gate's own rank and size")
+        half.Free()
+        # bad options, caught in Python or by the C library
+        for kw, needle in ((dict(above_range="sideways"), "above_range"),
+                           (dict(deadline_s=0), "deadline_s"),
+                           (dict(deadline_s=float("nan")), "deadline_s"),
+                           (dict(reserve_bytes=-1), "reserve_bytes"),
+                           (dict(free=-5), "free_bytes"),
+                           (dict(free="lots"), "free_bytes"),
+                           (dict(probe="bogus"), "probe"),
+                           (dict(probe="simulated"), "leave free_bytes None"),
+                           (dict(need_policy="constant"), "bytes per token"),
+                           (dict(need_policy="guess"), "need_policy")):
+            error_on_every_rank(lambda: gate(**kw), E.E_INVAL, needle)
+        # arguments bad on one rank only: every rank raises
+        e = expect_gate_error(lambda: gate(free=-1 if rank == 2 else GiB), E.E_INVAL)
+        check(("rank 2 could not open" in str(e)) == (rank != 2), str(e))
+        expect_gate_error(lambda: warmcal.Gate(path("a.json"), comm="world"), E.E_INVAL,
+                          "mpi4py communicator")
+        expect_gate_error(lambda: warmcal.Gate(path("a.json"), comm=comm, rank=0, world_size=4),
+                          E.E_INVAL, "not both")
+        # the CUDA probe without a driver (or, on a GPU machine, without a context)
+        e = error_on_every_rank(lambda: gate(free=None), E.E_UNSUPPORTED)
+        check("libcuda.so.1" in str(e) or "CUDA context" in str(e), str(e))
+        # the simulated probe: WARMCAL_SIM_FREE_BYTES missing, then set per rank
+        os.environ.pop("WARMCAL_SIM_FREE_BYTES", None)
+        with gate(free=None, probe="simulated") as g:
+            e = error_on_every_rank(lambda: g.decide([(1024, 1, "context")]), E.E_UNSUPPORTED,
+                                    "rank 0 could not probe its free memory")
+            if rank == 0:
+                check("WARMCAL_SIM_FREE_BYTES" in str(e), str(e))
+            os.environ["WARMCAL_SIM_FREE_BYTES"] = "2GiB" if rank == 3 else "40GiB"
+            d = g.decide([(1024, 1, "context")])
+            check(not d[0].run and d[0].blocking_rank == 3, "rank 3 is short: %r" % d[0])
+        # a callback that raises on rank 0 fails every rank; rank 0 keeps the cause
+        def free():
+            if rank == 0:
+                raise ValueError("no device")
+            return 40 * GiB
+        with gate(free=free) as g:
+            e = error_on_every_rank(lambda: g.decide([(1024, 1, "context")]), E.E_UNSUPPORTED,
+                                    "rank 0 could not probe its free memory")
+            if rank == 0:
+                check(isinstance(e.__cause__, ValueError) and "no device" in str(e), str(e))
+        with gate(free=lambda: 1.5) as g:
+            error_on_every_rank(lambda: g.decide([(1024, 1, "context")]), E.E_UNSUPPORTED)
+        # bad shapes (the same on every rank), misuse, a closed gate
+        g = gate()
+        for shapes, needle in (([(0, 1, "context")], "tokens"), ([(1, 1, 5)], "label"),
+                               ([(1, 1)], "shapes[0]"), (5, "shapes"),
+                               ([(1, 1, "context", "yes")], "batch_valid")):
+            expect_gate_error(lambda: g.decide(shapes), E.E_INVAL, needle)
+        expect_gate_error(lambda: g.decide([(1, 1, None)], allreduce_min=lambda v: v),
+                          E.E_INVAL, "allreduce_min")
+        g.close()
+        expect_gate_error(lambda: g.decide([(1, 1, None)]), E.E_STATE, "closed")
+        # the original fix's constant policy, as a baseline
+        with gate(None, free=300 * MiB if rank == 1 else 4 * GiB, reserve_bytes=0,
+                  need_policy="constant", constant_bytes_per_token=MiB,
+                  constant_min_tokens=256) as g:
+            d = g.decide([(200, 1, None), (512, 1, None)])
+        check(d[0].run, "unchecked at or below 256 tokens")
+        check(not d[1].run and d[1].blocking_rank == 1 and d[1].short_bytes == 212 * MiB,
+              "512 tokens blocked by rank 1: %r" % d[1])
+        comm.Barrier()
+
+
+def a_rank_that_stops_calling_decide(kill_it):
+    """Rank 2 never decides (it sleeps, or dies); the others report what
+    decide raised and how long it took, then end the job."""
+    g = gate(deadline_s=2.0)
+    comm.Barrier()
+    if rank == 2:
+        if kill_it:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(30)  # the others give up after their deadline and abort
+        os._exit(5)
+    t0 = time.monotonic()
+    try:
+        g.decide([(1024, 1, "context")])
+        say("rank %d: decide returned" % rank)
+    except warmcal.GateError as e:
+        say("rank %d: GateError %d after %.2f s: %s" % (rank, e.code, time.monotonic() - t0, e))
+    time.sleep(1.0)  # let every waiting rank report before the first abort ends the job
+    comm.Abort(3)
+
+
+CASES = {
+    "identical": decisions_are_identical_on_every_rank,
+    "short": one_short_rank_blocks_the_shape_for_everyone,
+    "invalid": an_invalid_batch_on_one_rank_skips_on_every_rank,
+    "tables": different_tables_raise_on_every_rank,
+    "shapes": different_shape_lists_raise_on_every_rank,
+    "errors": bad_tables_options_and_missing_driver_raise_clear_errors,
+    "stall": lambda: a_rank_that_stops_calling_decide(False),
+    "kill": lambda: a_rank_that_stops_calling_decide(True),
+}
+
+
+def main():
+    global folder
+    if len(sys.argv) != 3 or sys.argv[1] not in CASES or size != 4:
+        if rank == 0:
+            print("usage: mpirun -np 4 python3 -m mpi4py test_gate_mpi.py CASE DIR (CASE: %s)"
+                  % ", ".join(CASES), file=sys.stderr)
+        comm.Abort(2)
+    case, folder = sys.argv[1], sys.argv[2]
+    if rank == 0:
+        write_tables(folder)
+    comm.Barrier()
+    CASES[case]()
+    comm.Barrier()
+    say("ok %s (rank %d)" % (case, rank))
+
+
+if __name__ == "__main__":
+    main()
