@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define DEFAULT_GRANULARITY (2ull << 20)
 #define DEFAULT_PARSIMONY 0.10
@@ -595,14 +594,6 @@ static int add_any_rank_groups(groups *gs, warmcal_error *err)
     return WARMCAL_OK;
 }
 
-static void iso_now(char *buf, size_t len)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int add_note(warmcal_fit_note **notes, size_t *n, int rank, const char *label,
                     const char *reason)
 {
@@ -696,8 +687,6 @@ int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmc
         t->config.tp = traces[0]->world_size;
         snprintf(t->config.gpu_name, sizeof t->config.gpu_name, "%s", traces[0]->gpu_name);
         t->config.gpu_total_bytes = traces[0]->gpu_total_bytes;
-        snprintf(t->tool_version, sizeof t->tool_version, "%s", WARMCAL_VERSION);
-        iso_now(t->created, sizeof t->created);
         t->above_range = o.above_range;
     }
     for (size_t i = 0; rc == WARMCAL_OK && i < n; i++) {

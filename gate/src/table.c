@@ -4,6 +4,7 @@
  * here and nowhere else: the CLI, the estimator and the gate all call it. */
 #define _POSIX_C_SOURCE 200809L
 #include "warmcal/table.h"
+#include "warmcal/units.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -338,10 +339,7 @@ int warmcal_table_new(warmcal_table **out, warmcal_error *err)
 #ifdef WARMCAL_VERSION
     snprintf(t->tool_version, sizeof t->tool_version, "%s", WARMCAL_VERSION);
 #endif
-    time_t now = time(NULL);
-    struct tm tm;
-    if (now != (time_t)-1 && gmtime_r(&now, &tm))
-        strftime(t->created, sizeof t->created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    warmcal_utc_now(t->created, sizeof t->created);
     *out = t;
     return WARMCAL_OK;
 }

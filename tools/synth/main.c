@@ -384,14 +384,6 @@ static const char *skipped_text(size_t skipped)
     return buf;
 }
 
-static void iso_time(char *buf, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Run the whole schedule on this rank, from the start-up agreement to the
  * end-of-warmup agreement. Returns the exit status: the worst over ranks
  * when the ranks stayed together, else this rank's. */
@@ -402,7 +394,7 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
     char path[4096], host[256] = "", started[32];
     snprintf(path, sizeof path, "%s/rank-%d.h5", o->out_dir, coll->rank);
     gethostname(host, sizeof host - 1);
-    iso_time(started, sizeof started);
+    warmcal_utc_now(started, sizeof started);
     warmcal_trace_info info = {
         .rank = coll->rank, .world_size = coll->size, .model = m->name, .source = "simulated",
         .gpu_name = d->gpu_name, .gpu_total_bytes = d->gpu_memory, .tp = coll->size, .pp = 1,

@@ -23,6 +23,10 @@ WARMCAL_API int warmcal_parse_bytes(const char *text, uint64_t *out, const char 
 /* Format bytes with a binary unit and 2 decimals ("3.00 GiB") into buf. */
 WARMCAL_API char *warmcal_format_bytes(uint64_t bytes, char *buf, size_t len);
 
+/* The current UTC time as ISO 8601 ("2026-11-25T04:00:00Z") into buf
+ * ("" when the clock fails); returns buf. */
+WARMCAL_API char *warmcal_utc_now(char *buf, size_t len);
+
 /* Monotonic clock in nanoseconds, the time base of every warmcal event. */
 WARMCAL_API uint64_t warmcal_now_ns(void);
 
