@@ -160,11 +160,10 @@ static int setup(warmcal_gate *g, const char *table_path)
         return rc;
     warmcal_error err = {0};
     if (g->opts.need_policy == WARMCAL_NEED_TABLE) {
-        char hex[65];
-        if (warmcal_table_read(table_path, &g->table, &err) != WARMCAL_OK ||
-            warmcal_sha256_file(table_path, hex, &err) != WARMCAL_OK)
+        /* the digest of the very bytes parsed: no second read that could see another file */
+        if (warmcal_table_read(table_path, &g->table, &err) != WARMCAL_OK)
             return fail_err(g, &err);
-        g->table_digest = digest_of_hex(hex);
+        g->table_digest = digest_of_hex(g->table->sha256);
     } else {
         char policy[96];
         snprintf(policy, sizeof policy, "constant:%" PRIu64 ":%" PRIu64,

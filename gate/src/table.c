@@ -866,6 +866,19 @@ static int read_table(reader *r, json_t *root, warmcal_table **out)
 
 /* The whole file, which must be a regular file; O_NONBLOCK so that a FIFO
  * given by mistake cannot block the open. */
+/* Finish a SHA-256 as 64 lowercase hex digits and a NUL. */
+static void hex_digest(struct sha256_ctx *ctx, char hex[65])
+{
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    sha256_digest(ctx, sizeof digest, digest);
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
 static int slurp(const char *path, char **data, size_t *len, warmcal_error *err)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -921,6 +934,11 @@ int warmcal_table_read(const char *path, warmcal_table **out, warmcal_error *err
     int rc = slurp(path, &data, &len, err);
     if (rc)
         return rc;
+    char digest[65];
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, len, (const uint8_t *)data);
+    hex_digest(&ctx, digest);
     json_error_t jerr;
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     reader r = {path, 0, err};
@@ -952,6 +970,8 @@ int warmcal_table_read(const char *path, warmcal_table **out, warmcal_error *err
     }
     rc = read_table(&r, root, out);
     json_decref(root);
+    if (rc == WARMCAL_OK)
+        memcpy((*out)->sha256, digest, sizeof digest);
     return rc;
 }
 
@@ -1315,13 +1335,6 @@ int warmcal_sha256_file(const char *path, char hex[65], warmcal_error *err)
     }
     free(buf);
     close(fd);
-    uint8_t digest[SHA256_DIGEST_SIZE];
-    sha256_digest(&ctx, sizeof digest, digest);
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
-        hex[2 * i] = digits[digest[i] >> 4];
-        hex[2 * i + 1] = digits[digest[i] & 15];
-    }
-    hex[64] = '\0';
+    hex_digest(&ctx, hex);
     return WARMCAL_OK;
 }

@@ -244,6 +244,10 @@ static void relative_margin_scales_the_model_and_survives_a_round_trip(void)
     CHECK(warmcal_table_write(t, path, &err) == WARMCAL_OK);
     CHECK(warmcal_table_read(path, &back, &err) == WARMCAL_OK);
     if (back) {
+        char hex[65];
+        CHECK(warmcal_sha256_file(path, hex, &err) == WARMCAL_OK);
+        CHECK(strcmp(back->sha256, hex) == 0); /* the digest of the bytes parsed */
+        CHECK(t->sha256[0] == '\0');           /* a table built in memory has none */
         CHECK(back->estimates[0].margin.relative == 0.5);
         CHECK(warmcal_table_estimate(back, 0, "context", 50, 1, &bytes, &err) == WARMCAL_OK);
         CHECK_EQ_U64(bytes, 310);

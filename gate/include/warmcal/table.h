@@ -95,6 +95,7 @@ typedef struct {
     size_t n_sources;
     warmcal_estimate *estimates;
     size_t n_estimates;
+    char sha256[65];               /* SHA-256 of the bytes warmcal_table_read parsed; "" when built in memory */
 } warmcal_table;
 
 /* A new empty table (version 1, policy refuse). *out is owned by the caller.
