@@ -1,12 +1,13 @@
 /* The gate (see warmcal/gate.h): local need and headroom per shape, then one
- * reduction for the whole list — MPI_MINLOC over (headroom, rank) pairs on a
- * private duplicate of the caller's communicator, or one MIN over packed
- * integers in the caller's own collective — polled against a deadline.
+ * MIN reduction for the whole list over packed (headroom, rank) integers —
+ * MINLOC in one 64-bit word — either MPI_Iallreduce on a private duplicate
+ * of the caller's communicator, polled against a deadline, or the caller's
+ * own collective (torch.distributed). Both paths encode and decode alike.
  *
  * Severity is ordered through the values themselves: an invalid batch is the
  * lowest possible headroom, then "outside the calibrated range", then "no
  * estimate", then real byte headrooms, so the minimum is both the blocking
- * rank and its reason. Five extra pairs carry the checks that every rank
+ * rank and its reason. Five extra values carry the checks that every rank
  * agrees: table digest (min and max), shape-list digest (min and max), and
  * whether any rank failed to probe its free memory. */
 #define _POSIX_C_SOURCE 200809L
@@ -16,14 +17,11 @@
 
 #include <inttypes.h>
 #include <limits.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-_Static_assert(sizeof(long) == 8, "MPI_LONG_INT pairs carry 64-bit headrooms");
 
 #define EXTRA 5
 #define DEFAULT_DEADLINE_S 60.0
@@ -35,8 +33,8 @@ _Static_assert(sizeof(long) == 8, "MPI_LONG_INT pairs carry 64-bit headrooms");
 #define H_NO_ESTIMATE (INT64_MIN + 2)
 #define H_FLOOR (INT64_MIN + 16)
 
-/* Packed form for a caller's MIN: value * 2^16 + rank, real headrooms
- * clamped to +-2^46 bytes (64 TiB). */
+/* Packed form (see pack): value * 2^16 + rank, real headrooms clamped to
+ * +-2^46 bytes (64 TiB); so at most 2^16 ranks. */
 #define RANK_BITS 16
 #define PACK_LIMIT (INT64_C(1) << 46)
 #define PACK_SENTINEL_BASE INT64_MIN
@@ -56,11 +54,6 @@ struct warmcal_gate {
     char (*encoded_labels)[WARMCAL_TABLE_LABEL_LEN];
     size_t n_encoded;
 };
-
-typedef struct {
-    long value;
-    int rank;
-} long_int;
 
 static int fail(warmcal_gate *g, int code, const char *fmt, ...) WARMCAL_PRINTF(3, 4);
 static int fail(warmcal_gate *g, int code, const char *fmt, ...)
@@ -101,33 +94,37 @@ static int64_t digest_of_hex(const char *hex)
     return (int64_t)(v >> (64 - DIGEST_BITS));
 }
 
-/* A 64-bit word mix (splitmix64's finaliser): cheap and well spread. */
-static uint64_t mix(uint64_t h, uint64_t v)
+/* splitmix64's finaliser: cheap and well spread. */
+static uint64_t mix(uint64_t v)
 {
-    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    return h;
+    v ^= v >> 30;
+    v *= 0xbf58476d1ce4e5b9ull;
+    v ^= v >> 27;
+    v *= 0x94d049bb133111ebull;
+    v ^= v >> 31;
+    return v;
 }
 
-/* A digest of the shapes every rank can compare: word by word, labels
- * hashed once per distinct pointer run (shape lists repeat their label). */
+/* A digest of the shapes every rank can compare. Each shape is mixed with
+ * its position on its own and the results summed, so the order counts but
+ * no shape waits for the one before it (a chained hash was a sixth of a
+ * decision's local work); labels are hashed once per run of equal pointers,
+ * as shape lists repeat their label. */
 static int64_t digest_of_shapes(const warmcal_shape *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull, label_hash = 0;
+    uint64_t h = mix(n), label_hash = 0;
     const char *last = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *label = s[i].label ? s[i].label : "context";
         if (label != last) {
-            label_hash = 0;
+            label_hash = strlen(label);
             for (const char *c = label; *c; c++)
                 label_hash = label_hash * 131 + (unsigned char)*c;
-            label_hash = mix(label_hash, strlen(label));
+            label_hash = mix(label_hash);
             last = label;
         }
-        h = mix(h, s[i].tokens);
-        h = mix(h, ((uint64_t)s[i].batch << 32) ^ label_hash);
+        uint64_t pos = (i + 1) * 0x9e3779b97f4a7c15ull;
+        h += mix(s[i].tokens ^ pos) ^ mix(((uint64_t)s[i].batch << 32 | (i & 0xffffffffu)) ^ label_hash);
     }
     return (int64_t)(h >> (64 - DIGEST_BITS));
 }
@@ -226,6 +223,10 @@ int warmcal_gate_open(warmcal_gate **out, const char *table_path, MPI_Comm comm,
     MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(g->comm, &g->rank);
     MPI_Comm_size(g->comm, &g->size);
+    if (g->size > (1 << RANK_BITS))
+        return fail(g, WARMCAL_E_UNSUPPORTED, "open: the communicator has %d ranks; the gate "
+                                              "decides for at most %d",
+                    g->size, 1 << RANK_BITS);
     return setup(g, table_path);
 }
 
@@ -324,192 +325,12 @@ static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t 
     return lack >= (uint64_t)INT64_MAX - 16 ? H_FLOOR : -(int64_t)lack;
 }
 
-/* The reduced result, however it was reduced. */
-typedef struct {
-    int64_t *h;   /* per shape: lowest headroom */
-    int *who;     /* per shape: lowest rank holding it */
-    int64_t table_min, table_max, shapes_min, shapes_max, probe_min;
-    int table_min_rank, table_max_rank, shapes_min_rank, shapes_max_rank, probe_rank;
-} reduced;
-
-static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, int who)
-{
-    char a[32];
-    const char *label = s->label ? s->label : "context";
-    if (h == H_INVALID)
-        snprintf(text, len, "skip: rank %d cannot run batch %" PRIu32 " (invalid batch)", who,
-                 s->batch);
-    else if (h == H_OUT_OF_RANGE)
-        snprintf(text, len,
-                 "skip: %" PRIu64 " tokens is outside the calibrated range of rank %d's %s "
-                 "estimate",
-                 s->tokens, who, label);
-    else if (h == H_NO_ESTIMATE)
-        snprintf(text, len, "skip: the table has no %s estimate for rank %d", label, who);
-    else if (h < 0)
-        snprintf(text, len, "skip: rank %d is short of %s for %" PRIu64 " tokens (%s)", who,
-                 warmcal_format_bytes(h == H_FLOOR ? UINT64_MAX : (uint64_t)(-h), a, sizeof a),
-                 s->tokens, label);
-    else /* the common case, kept free of formatting: decisions come by the thousand */
-        memcpy(text, "run", 4);
-}
-
-static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const reduced *r,
-                  warmcal_decision *out)
-{
-    if (r->probe_min < 0)
-        return fail(g, WARMCAL_E_UNSUPPORTED, "rank %d could not probe its free memory%s%s",
-                    r->probe_rank, r->probe_rank == g->rank ? ": " : "",
-                    r->probe_rank == g->rank ? g->probe_text : "");
-    if (r->table_min != r->table_max)
-        return fail(g, WARMCAL_E_MISMATCH,
-                    "ranks %d and %d loaded different tables (or need policies): every rank must "
-                    "open the gate on the same table file",
-                    r->table_min_rank, r->table_max_rank);
-    if (r->shapes_min != r->shapes_max)
-        return fail(g, WARMCAL_E_MISMATCH,
-                    "ranks %d and %d asked about different shape lists: every rank must pass the "
-                    "same shapes in the same order",
-                    r->shapes_min_rank, r->shapes_max_rank);
-    for (size_t i = 0; i < n; i++) {
-        warmcal_decision *d = &out[i];
-        d->short_bytes = 0;
-        int64_t h = r->h[i];
-        d->min_headroom = h;
-        d->run = h >= 0;
-        d->blocking_rank = d->run ? -1 : r->who[i];
-        d->reason = h == H_INVALID        ? WARMCAL_REASON_INVALID_BATCH
-                    : h == H_OUT_OF_RANGE ? WARMCAL_REASON_OUT_OF_RANGE
-                    : h == H_NO_ESTIMATE  ? WARMCAL_REASON_NO_ESTIMATE
-                    : h < 0               ? WARMCAL_REASON_LOW_MEMORY
-                                          : WARMCAL_REASON_RUN;
-        if (d->reason == WARMCAL_REASON_LOW_MEMORY)
-            d->short_bytes = h == H_FLOOR ? UINT64_MAX : (uint64_t)(-h);
-        if (d->reason > WARMCAL_REASON_LOW_MEMORY)
-            d->min_headroom = INT64_MIN;
-        describe(d->text, sizeof d->text, &shapes[i], h, r->who[i]);
-    }
-    g->code = 0;
-    g->text[0] = '\0';
-    return WARMCAL_OK;
-}
-
-static double now_s(void)
-{
-    return (double)warmcal_now_ns() / 1e9;
-}
-
-/* Poll until done (1) or the deadline (0). Spin with yields for the first
- * millisecond — a decision normally completes in microseconds — then nap. */
-static int wait_until(MPI_Request *req, double deadline, int *mpi_rc)
-{
-    double start = now_s();
-    struct timespec nap = {0, 50000};
-    for (;;) {
-        int done = 0;
-        *mpi_rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
-        if (done || *mpi_rc != MPI_SUCCESS)
-            return 1;
-        double t = now_s();
-        if (t > deadline)
-            return 0;
-        if (t - start < 1e-3)
-            sched_yield();
-        else
-            nanosleep(&nap, NULL);
-    }
-}
-
-/* Fill this rank's contribution; returns 0, or non-zero when the probe
- * failed (the rank still takes part, flagging it). */
-static int local_values(warmcal_gate *g, const warmcal_shape *shapes, size_t n, int64_t *h,
-                        int64_t *shape_digest, int *probe_ok)
-{
-    uint64_t free_bytes = 0;
-    *probe_ok = warmcal_gate_probe_free(g, &free_bytes) == WARMCAL_OK;
-    if (!*probe_ok)
-        snprintf(g->probe_text, sizeof g->probe_text, "%s", g->text);
-    entry_cache cache = {0};
-    for (size_t i = 0; i < n; i++)
-        h[i] = *probe_ok ? headroom(g, &shapes[i], free_bytes, &cache) : H_INVALID;
-    *shape_digest = digest_of_shapes(shapes, n);
-    return 0;
-}
-
-int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, warmcal_decision *out)
-{
-    if (!g)
-        return WARMCAL_E_INVAL;
-    if (g->code == WARMCAL_E_NOMEM || (!g->table && g->opts.need_policy == WARMCAL_NEED_TABLE))
-        return fail(g, WARMCAL_E_STATE, "decide: the gate did not open (%s)",
-                    g->text[0] ? g->text : "no table");
-    if (g->local)
-        return fail(g, WARMCAL_E_STATE, "decide: a local gate decides through "
-                                        "warmcal_gate_encode/decode and the caller's collective");
-    if (g->broken)
-        return fail(g, WARMCAL_E_STATE, "decide: an earlier decision timed out; the communicator "
-                                        "is unusable");
-    if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - EXTRA)
-        return fail(g, WARMCAL_E_INVAL, "decide: bad shapes or decisions array");
-    size_t count = n + EXTRA;
-    long_int *in = malloc(count * sizeof *in), *res = malloc(count * sizeof *res);
-    int64_t *h = malloc((n ? n : 1) * sizeof *h);
-    int *who = malloc((n ? n : 1) * sizeof *who);
-    if (!in || !res || !h || !who) {
-        free(in), free(res), free(h), free(who);
-        return fail(g, WARMCAL_E_NOMEM, "decide: out of memory");
-    }
-    int64_t shape_digest;
-    int probe_ok;
-    local_values(g, shapes, n, h, &shape_digest, &probe_ok);
-    for (size_t i = 0; i < n; i++)
-        in[i] = (long_int){(long)h[i], g->rank};
-    in[n] = (long_int){(long)g->table_digest, g->rank};
-    in[n + 1] = (long_int){-(long)g->table_digest, g->rank};
-    in[n + 2] = (long_int){(long)shape_digest, g->rank};
-    in[n + 3] = (long_int){-(long)shape_digest, g->rank};
-    in[n + 4] = (long_int){probe_ok ? 0 : -1, g->rank};
-    MPI_Request req;
-    int mpi_rc = MPI_Iallreduce(in, res, (int)count, MPI_LONG_INT, MPI_MINLOC, g->comm, &req);
-    if (mpi_rc == MPI_SUCCESS && !wait_until(&req, now_s() + g->opts.deadline_s, &mpi_rc)) {
-        /* MPI may still write these buffers: they stay allocated */
-        g->broken = 1;
-        free(h), free(who);
-        return fail(g, WARMCAL_E_TIMEOUT,
-                    "decision over %zu shape%s timed out after %.1f s: a rank did not join; the "
-                    "communicator is unusable now (end the job, e.g. MPI_Abort)",
-                    n, n == 1 ? "" : "s", g->opts.deadline_s);
-    }
-    int rc = WARMCAL_OK;
-    if (mpi_rc != MPI_SUCCESS) {
-        char msg[MPI_MAX_ERROR_STRING] = "";
-        int len = 0;
-        MPI_Error_string(mpi_rc, msg, &len);
-        rc = fail(g, WARMCAL_E_MISMATCH, "the decision's collective failed (%s): did every rank "
-                                         "pass the same number of shapes?",
-                  msg);
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            h[i] = res[i].value;
-            who[i] = res[i].rank;
-        }
-        reduced r = {.h = h, .who = who,
-                     .table_min = res[n].value, .table_min_rank = res[n].rank,
-                     .table_max = -res[n + 1].value, .table_max_rank = res[n + 1].rank,
-                     .shapes_min = res[n + 2].value, .shapes_min_rank = res[n + 2].rank,
-                     .shapes_max = -res[n + 3].value, .shapes_max_rank = res[n + 3].rank,
-                     .probe_min = res[n + 4].value, .probe_rank = res[n + 4].rank};
-        rc = finish(g, shapes, n, &r, out);
-    }
-    free(in), free(res), free(h), free(who);
-    return rc;
-}
-
-size_t warmcal_gate_encoded_count(size_t n)
-{
-    return n + EXTRA;
-}
-
+/* The packed form both collectives reduce with one MIN: value * 2^16 +
+ * rank. MIN of these is MINLOC over (value, rank) — the lowest value, ties to
+ * the lowest rank — at half the bytes of MPI_LONG_INT pairs and with a
+ * built-in operation on a built-in type (MPI's fastest reductions, and the
+ * only thing a torch.distributed group can do). Real headrooms are exact to
+ * the byte within +-64 TiB; beyond, they saturate there. */
 static int64_t pack(int64_t h, int rank)
 {
     int64_t base;
@@ -547,6 +368,176 @@ static void unpack(int64_t v, int64_t *h, int *rank)
         *h = q <= -PACK_LIMIT ? H_FLOOR : q;
 }
 
+static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, int who)
+{
+    char a[32];
+    const char *label = s->label ? s->label : "context";
+    if (h == H_INVALID)
+        snprintf(text, len, "skip: rank %d cannot run batch %" PRIu32 " (invalid batch)", who,
+                 s->batch);
+    else if (h == H_OUT_OF_RANGE)
+        snprintf(text, len,
+                 "skip: %" PRIu64 " tokens is outside the calibrated range of rank %d's %s "
+                 "estimate",
+                 s->tokens, who, label);
+    else if (h == H_NO_ESTIMATE)
+        snprintf(text, len, "skip: the table has no %s estimate for rank %d", label, who);
+    else if (h == H_FLOOR)
+        snprintf(text, len, "skip: rank %d is short of more than 64 TiB for %" PRIu64
+                            " tokens (%s)",
+                 who, s->tokens, label);
+    else if (h < 0)
+        snprintf(text, len, "skip: rank %d is short of %s for %" PRIu64 " tokens (%s)", who,
+                 warmcal_format_bytes((uint64_t)(-h), a, sizeof a), s->tokens, label);
+    else /* the common case, kept free of formatting: decisions come by the thousand */
+        memcpy(text, "run", 4);
+}
+
+/* Decisions from the MIN-reduced packed values (n shapes, then EXTRA
+ * checks), the same on every rank since the values are. */
+static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const int64_t *res,
+                  warmcal_decision *out)
+{
+    int64_t e[EXTRA];
+    int er[EXTRA];
+    for (int k = 0; k < EXTRA; k++)
+        unpack(res[n + (size_t)k], &e[k], &er[k]);
+    if (e[4] < 0)
+        return fail(g, WARMCAL_E_UNSUPPORTED, "rank %d could not probe its free memory%s%s",
+                    er[4], er[4] == g->rank ? ": " : "", er[4] == g->rank ? g->probe_text : "");
+    if (e[0] != -e[1])
+        return fail(g, WARMCAL_E_MISMATCH,
+                    "ranks %d and %d loaded different tables (or need policies): every rank must "
+                    "open the gate on the same table file",
+                    er[0], er[1]);
+    if (e[2] != -e[3])
+        return fail(g, WARMCAL_E_MISMATCH,
+                    "ranks %d and %d asked about different shape lists: every rank must pass the "
+                    "same shapes in the same order",
+                    er[2], er[3]);
+    for (size_t i = 0; i < n; i++) {
+        warmcal_decision *d = &out[i];
+        int64_t h;
+        int who;
+        unpack(res[i], &h, &who);
+        d->short_bytes = 0;
+        d->min_headroom = h;
+        d->run = h >= 0;
+        d->blocking_rank = d->run ? -1 : who;
+        d->reason = h == H_INVALID        ? WARMCAL_REASON_INVALID_BATCH
+                    : h == H_OUT_OF_RANGE ? WARMCAL_REASON_OUT_OF_RANGE
+                    : h == H_NO_ESTIMATE  ? WARMCAL_REASON_NO_ESTIMATE
+                    : h < 0               ? WARMCAL_REASON_LOW_MEMORY
+                                          : WARMCAL_REASON_RUN;
+        if (d->reason == WARMCAL_REASON_LOW_MEMORY)
+            d->short_bytes = h == H_FLOOR ? UINT64_MAX : (uint64_t)(-h);
+        if (d->reason > WARMCAL_REASON_LOW_MEMORY)
+            d->min_headroom = INT64_MIN;
+        describe(d->text, sizeof d->text, &shapes[i], h, who);
+    }
+    g->code = 0;
+    g->text[0] = '\0';
+    return WARMCAL_OK;
+}
+
+static double now_s(void)
+{
+    return (double)warmcal_now_ns() / 1e9;
+}
+
+/* Poll until done (1) or the deadline (0). Spin on MPI_Test for the first
+ * millisecond — a decision normally completes in microseconds, and MPI's own
+ * progress already yields the core when ranks share one; an explicit
+ * sched_yield here doubled a small decision's cost — then nap. */
+static int wait_until(MPI_Request *req, double deadline, int *mpi_rc)
+{
+    double start = now_s();
+    struct timespec nap = {0, 50000};
+    for (;;) {
+        int done = 0;
+        *mpi_rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done || *mpi_rc != MPI_SUCCESS)
+            return 1;
+        double t = now_s();
+        if (t > deadline)
+            return 0;
+        if (t - start >= 1e-3)
+            nanosleep(&nap, NULL);
+    }
+}
+
+/* This rank's packed contribution for n shapes: n values, then the checks
+ * (table digest and its negation, so MIN sees both the lowest and the
+ * highest; the same for the shape-list digest; probe failure). */
+static void encode_values(warmcal_gate *g, const warmcal_shape *shapes, size_t n, int64_t *vals)
+{
+    uint64_t free_bytes = 0;
+    int probe_ok = warmcal_gate_probe_free(g, &free_bytes) == WARMCAL_OK;
+    if (!probe_ok)
+        snprintf(g->probe_text, sizeof g->probe_text, "%s", g->text);
+    entry_cache cache = {0};
+    for (size_t i = 0; i < n; i++)
+        vals[i] = pack(probe_ok ? headroom(g, &shapes[i], free_bytes, &cache) : H_INVALID, g->rank);
+    int64_t shape_digest = digest_of_shapes(shapes, n);
+    int64_t unit = INT64_C(1) << RANK_BITS;
+    vals[n] = g->table_digest * unit + g->rank;
+    vals[n + 1] = -g->table_digest * unit + g->rank;
+    vals[n + 2] = shape_digest * unit + g->rank;
+    vals[n + 3] = -shape_digest * unit + g->rank;
+    vals[n + 4] = (probe_ok ? 0 : -1) * unit + g->rank;
+}
+
+int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, warmcal_decision *out)
+{
+    if (!g)
+        return WARMCAL_E_INVAL;
+    if (g->code == WARMCAL_E_NOMEM || (!g->table && g->opts.need_policy == WARMCAL_NEED_TABLE))
+        return fail(g, WARMCAL_E_STATE, "decide: the gate did not open (%s)",
+                    g->text[0] ? g->text : "no table");
+    if (g->local)
+        return fail(g, WARMCAL_E_STATE, "decide: a local gate decides through "
+                                        "warmcal_gate_encode/decode and the caller's collective");
+    if (g->broken)
+        return fail(g, WARMCAL_E_STATE, "decide: an earlier decision timed out; the communicator "
+                                        "is unusable");
+    if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - EXTRA)
+        return fail(g, WARMCAL_E_INVAL, "decide: bad shapes or decisions array");
+    size_t count = n + EXTRA;
+    int64_t *vals = malloc(2 * count * sizeof *vals);
+    if (!vals)
+        return fail(g, WARMCAL_E_NOMEM, "decide: out of memory");
+    int64_t *res = vals + count;
+    encode_values(g, shapes, n, vals);
+    MPI_Request req;
+    int mpi_rc = MPI_Iallreduce(vals, res, (int)count, MPI_INT64_T, MPI_MIN, g->comm, &req);
+    if (mpi_rc == MPI_SUCCESS && !wait_until(&req, now_s() + g->opts.deadline_s, &mpi_rc)) {
+        /* MPI may still write these buffers: they stay allocated */
+        g->broken = 1;
+        return fail(g, WARMCAL_E_TIMEOUT,
+                    "decision over %zu shape%s timed out after %.1f s: a rank did not join; the "
+                    "communicator is unusable now (end the job, e.g. MPI_Abort)",
+                    n, n == 1 ? "" : "s", g->opts.deadline_s);
+    }
+    int rc;
+    if (mpi_rc != MPI_SUCCESS) {
+        char msg[MPI_MAX_ERROR_STRING] = "";
+        int len = 0;
+        MPI_Error_string(mpi_rc, msg, &len);
+        rc = fail(g, WARMCAL_E_MISMATCH, "the decision's collective failed (%s): did every rank "
+                                         "pass the same number of shapes?",
+                  msg);
+    } else {
+        rc = finish(g, shapes, n, res, out);
+    }
+    free(vals);
+    return rc;
+}
+
+size_t warmcal_gate_encoded_count(size_t n)
+{
+    return n + EXTRA;
+}
+
 int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, int64_t *vals)
 {
     if (!g)
@@ -558,14 +549,8 @@ int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
         return fail(g, WARMCAL_E_STATE, "encode: the gate did not open (%s)", g->text);
     if ((n && !shapes) || !vals)
         return fail(g, WARMCAL_E_INVAL, "encode: bad shapes or values array");
-    int64_t *h = malloc((n ? n : 1) * sizeof *h);
-    if (!h)
-        return fail(g, WARMCAL_E_NOMEM, "encode: out of memory");
-    int64_t shape_digest;
-    int probe_ok;
-    local_values(g, shapes, n, h, &shape_digest, &probe_ok);
-    for (size_t i = 0; i < n; i++)
-        vals[i] = pack(h[i], g->rank);
+    encode_values(g, shapes, n, vals);
+    /* decode describes these shapes as decide would */
     warmcal_shape *keep = realloc(g->encoded, (n ? n : 1) * sizeof *keep);
     if (keep)
         g->encoded = keep;
@@ -578,13 +563,6 @@ int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
         keep[i] = shapes[i];
         keep[i].label = labels[i];
     }
-    int64_t unit = INT64_C(1) << RANK_BITS;
-    vals[n] = g->table_digest * unit + g->rank;
-    vals[n + 1] = -g->table_digest * unit + g->rank;
-    vals[n + 2] = shape_digest * unit + g->rank;
-    vals[n + 3] = -shape_digest * unit + g->rank;
-    vals[n + 4] = (probe_ok ? 0 : -1) * unit + g->rank;
-    free(h);
     return WARMCAL_OK;
 }
 
@@ -596,30 +574,14 @@ int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_
         return fail(g, WARMCAL_E_STATE, "decode: only a local gate decodes");
     if (!vals || (n && !out))
         return fail(g, WARMCAL_E_INVAL, "decode: bad values or decisions array");
-    int64_t *h = malloc((n ? n : 1) * sizeof *h);
-    int *who = malloc((n ? n : 1) * sizeof *who);
-    if (!h || !who) {
-        free(h), free(who);
-        return fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
-    }
     /* the shapes come from the last encode when it was for this many */
     warmcal_shape *shapes = calloc(n ? n : 1, sizeof *shapes);
-    if (shapes && g->n_encoded == n && n)
+    if (!shapes)
+        return fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
+    if (g->n_encoded == n && n)
         memcpy(shapes, g->encoded, n * sizeof *shapes);
-    for (size_t i = 0; i < n; i++)
-        unpack(vals[i], &h[i], &who[i]);
-    int64_t e[EXTRA];
-    int er[EXTRA];
-    for (int k = 0; k < EXTRA; k++)
-        unpack(vals[n + (size_t)k], &e[k], &er[k]);
-    reduced r = {.h = h, .who = who,
-                 .table_min = e[0], .table_min_rank = er[0],
-                 .table_max = -e[1], .table_max_rank = er[1],
-                 .shapes_min = e[2], .shapes_min_rank = er[2],
-                 .shapes_max = -e[3], .shapes_max_rank = er[3],
-                 .probe_min = e[4], .probe_rank = er[4]};
-    int rc = shapes ? finish(g, shapes, n, &r, out) : fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
-    free(shapes), free(h), free(who);
+    int rc = finish(g, shapes, n, vals, out);
+    free(shapes);
     return rc;
 }
 

@@ -1250,10 +1250,11 @@ int warmcal_estimate_eval(const warmcal_estimate *e, warmcal_above_policy above,
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "estimate_eval: bad argument");
     /* the entry is only named when there is an error to name it in: the
      * gate evaluates thousands of shapes per decision */
-    char where[WHERE_LEN] = "";
-    if (err)
-        snprintf(where, sizeof where, "rank %d, label %s", e->rank, e->label);
-    return eval_at(e, above, tokens, err ? where : NULL, bytes, err);
+    if (!err)
+        return eval_at(e, above, tokens, NULL, bytes, NULL);
+    char where[WHERE_LEN];
+    snprintf(where, sizeof where, "rank %d, label %s", e->rank, e->label);
+    return eval_at(e, above, tokens, where, bytes, err);
 }
 
 const warmcal_estimate *warmcal_table_find(const warmcal_table *t, int rank, const char *label)

@@ -151,6 +151,76 @@ static void different_shape_lists_fail_on_every_rank(void)
     /* the gate stays usable once the ranks agree again */
     s[1].tokens = 2048;
     CHECK(warmcal_gate_decide(g, s, 2, d) == WARMCAL_OK);
+    /* the same shapes in another order, another batch or another label on
+     * one rank are other lists too */
+    warmcal_shape swapped[2] = {s[1], s[0]};
+    CHECK(warmcal_gate_decide(g, rank == 2 ? swapped : s, 2, d) == WARMCAL_E_MISMATCH);
+    warmcal_shape other[2] = {s[0], s[1]};
+    other[0].batch = 2;
+    CHECK(warmcal_gate_decide(g, rank == 0 ? other : s, 2, d) == WARMCAL_E_MISMATCH);
+    other[0] = s[0];
+    other[1].label = "generation";
+    CHECK(warmcal_gate_decide(g, rank == 3 ? other : s, 2, d) == WARMCAL_E_MISMATCH);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "different shape lists");
+    /* equal labels from different pointers are the same list */
+    char label[] = "context";
+    other[1] = s[1];
+    other[1].label = label;
+    CHECK(warmcal_gate_decide(g, rank == 1 ? other : s, 2, d) == WARMCAL_OK);
+    warmcal_gate_close(g);
+}
+
+/* The reduction is MINLOC carried in one packed integer per shape: ties go to
+ * the lowest rank, lacks are exact to the byte, and beyond +-64 TiB values
+ * saturate (a lack of that much is reported as UINT64_MAX, never wraps). */
+static void ties_exact_bytes_and_saturation(void)
+{
+    /* need at 1024 tokens: 1 GiB + 1024 MiB + 256 MiB reserve = 2.25 GiB */
+    uint64_t need = GiB + 1024 * MiB + 256 * MiB;
+    warmcal_shape s = {.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1};
+    warmcal_decision d;
+
+    /* ranks 1 and 3 both lack exactly one byte: rank 1 is named */
+    warmcal_gate *g = open_gate("a.json", rank % 2 ? need - 1 : 40 * GiB);
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_OK);
+    check_identical(&d, 1);
+    CHECK(!d.run && d.blocking_rank == 1 && d.short_bytes == 1 && d.min_headroom == -1);
+    warmcal_gate_close(g);
+
+    /* exactly enough on every rank runs, with no headroom to spare */
+    g = open_gate("a.json", need);
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_OK);
+    CHECK(d.run && d.min_headroom == 0);
+    warmcal_gate_close(g);
+
+    /* 100 TiB free everywhere: runs, headroom saturated at 64 TiB - 1 */
+    g = open_gate("a.json", 100ull << 40);
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_OK);
+    check_identical(&d, 1);
+    CHECK(d.run && d.min_headroom == (INT64_C(1) << 46) - 1);
+    warmcal_gate_close(g);
+
+    /* rank 2 lacks 1 EiB (a huge reserve), rank 0 lacks 1 GiB: rank 2 blocks,
+     * its lack reported as UINT64_MAX with words that say so */
+    char path[512];
+    table_path(path, sizeof path, "a.json");
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = rank == 0 ? need - GiB : 40 * GiB;
+    o.reserve_bytes = rank == 2 ? 1ull << 60 : 256 * MiB;
+    o.deadline_s = 5;
+    CHECK(warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o) == WARMCAL_OK);
+    warmcal_shape two[2] = {s, s};
+    two[1].tokens = 1;
+    warmcal_decision dd[2];
+    CHECK(warmcal_gate_decide(g, two, 2, dd) == WARMCAL_OK);
+    check_identical(dd, 2);
+    for (int i = 0; i < 2; i++) {
+        CHECK(!dd[i].run && dd[i].reason == WARMCAL_REASON_LOW_MEMORY);
+        CHECK(dd[i].blocking_rank == 2 && dd[i].short_bytes == UINT64_MAX);
+        CHECK_STR_CONTAINS(dd[i].text, "rank 2 is short of more than 64 TiB");
+    }
     warmcal_gate_close(g);
 }
 
@@ -269,6 +339,8 @@ int main(int argc, char **argv)
         different_tables_fail_on_every_rank();
     else if (strcmp(c, "shapes") == 0)
         different_shape_lists_fail_on_every_rank();
+    else if (strcmp(c, "extremes") == 0)
+        ties_exact_bytes_and_saturation();
     else if (strcmp(c, "config") == 0)
         wrong_tp_and_bad_options_are_refused();
     else if (strcmp(c, "probe") == 0)

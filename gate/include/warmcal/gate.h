@@ -4,9 +4,12 @@
  * from the estimate table and headroom = free - need (minus infinity when
  * its own batch is invalid); then all ranks take ONE collective for the
  * whole list, so every rank gets the same decisions: run, or skip with the
- * blocking rank, the bytes it lacks and the reason. The collective runs on
- * host memory, is bounded by a deadline, and also checks that every rank
- * loaded the same table and asked about the same shapes.
+ * blocking rank, the bytes it lacks and the reason. The collective is a
+ * MINLOC over (headroom, rank) carried as one packed 64-bit integer per
+ * shape and reduced with MIN (exact to the byte for headrooms within
+ * +-64 TiB, at most 65536 ranks). It runs on host memory, is bounded by a
+ * deadline, and also checks that every rank loaded the same table and asked
+ * about the same shapes.
  *
  * Handles follow SQLite's rule: warmcal_gate_open always gives a handle
  * (unless out of memory), failed or not; read warmcal_gate_last_error on it,
@@ -83,8 +86,8 @@ typedef struct {
     int run;                /* 1: run this shape on every rank */
     int reason;             /* a warmcal_reason */
     int blocking_rank;      /* the rank with the least headroom that blocked, -1 when run */
-    uint64_t short_bytes;   /* LOW_MEMORY: bytes blocking_rank lacks, else 0 */
-    int64_t min_headroom;   /* lowest headroom over ranks (INT64_MIN for the non-memory reasons) */
+    uint64_t short_bytes;   /* LOW_MEMORY: bytes blocking_rank lacks (UINT64_MAX: 64 TiB or more), else 0 */
+    int64_t min_headroom;   /* lowest headroom over ranks, saturated at +-64 TiB (INT64_MIN for the non-memory reasons) */
     char text[192];         /* the reason in words */
 } warmcal_decision;
 
@@ -97,7 +100,8 @@ typedef struct warmcal_gate warmcal_gate;
  * device's, unless opts->allow_config_mismatch. opts may be NULL for the
  * defaults. *out is set whenever memory allows, on failure too. Errors:
  * WARMCAL_E_INVAL (options), the table reader's errors, WARMCAL_E_MISMATCH
- * (configuration), WARMCAL_E_UNSUPPORTED (no CUDA driver for the CUDA probe),
+ * (configuration), WARMCAL_E_UNSUPPORTED (no CUDA driver for the CUDA probe,
+ * or a communicator of more than 65536 ranks),
  * WARMCAL_E_NOMEM (then *out is NULL). */
 WARMCAL_API int warmcal_gate_open(warmcal_gate **out, const char *table_path, MPI_Comm comm,
                                   const warmcal_gate_options *opts);
