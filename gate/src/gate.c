@@ -14,6 +14,7 @@
 #include "warmcal/gate.h"
 #include "warmcal/units.h"
 #include "probe.h"
+#include "table_internal.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -285,6 +286,7 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
 typedef struct {
     const char *label;
     const warmcal_estimate *entry;
+    size_t segment; /* the envelope's last segment, a search hint */
 } entry_cache;
 
 static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t free_bytes,
@@ -303,13 +305,15 @@ static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t 
         if (cache->label != label) {
             cache->entry = warmcal_table_find(g->table, g->rank, label);
             cache->label = label;
+            cache->segment = 0;
         }
         const warmcal_estimate *e = cache->entry;
         if (!e)
             return H_NO_ESTIMATE;
         warmcal_above_policy above = g->opts.above_range >= 0 ? (warmcal_above_policy)g->opts.above_range
                                                               : g->table->above_range;
-        int rc = warmcal_estimate_eval(e, above, s->tokens ? s->tokens : 1, &need, NULL);
+        int rc = warmcal__estimate_eval_hint(e, above, s->tokens ? s->tokens : 1, &cache->segment,
+                                             &need);
         if (rc == WARMCAL_E_RANGE)
             return H_OUT_OF_RANGE;
         if (rc)

@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "warmcal/table.h"
 #include "warmcal/units.h"
+#include "table_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1175,8 +1176,10 @@ fail:
 /* --- evaluation --------------------------------------------------------------- */
 
 /* The envelope at t: the first knot's bytes below it, linear interpolation
- * between knots, the last segment's line continued above the last knot. */
-static double envelope_at(const warmcal_estimate *e, uint64_t t)
+ * between knots, the last segment's line continued above the last knot.
+ * *seg, when given, is the segment found last time: shape lists ascend, so
+ * it or the next one usually holds t and the search is skipped. */
+static double envelope_at(const warmcal_estimate *e, uint64_t t, size_t *seg)
 {
     const uint64_t *kt = e->knot_tokens;
     const double *kb = e->knot_bytes;
@@ -1186,8 +1189,12 @@ static double envelope_at(const warmcal_estimate *e, uint64_t t)
     size_t i;
     if (t >= kt[n - 1]) {
         i = n - 2; /* the last segment, continued */
+    } else if (seg && *seg + 1 < n && kt[*seg] <= t && t < kt[*seg + 1]) {
+        i = *seg;
+    } else if (seg && *seg + 2 < n && kt[*seg + 1] <= t && t < kt[*seg + 2]) {
+        i = *seg + 1;
     } else {
-        size_t lo = 0, hi = n - 1; /* kt[lo] < t < kt[hi] */
+        size_t lo = 0, hi = n - 1; /* kt[lo] <= t < kt[hi] */
         while (hi - lo > 1) {
             size_t mid = lo + (hi - lo) / 2;
             if (kt[mid] <= t)
@@ -1197,12 +1204,14 @@ static double envelope_at(const warmcal_estimate *e, uint64_t t)
         }
         i = lo;
     }
+    if (seg)
+        *seg = i;
     double frac = (double)(t - kt[i]) / (double)(kt[i + 1] - kt[i]);
     return kb[i] + frac * (kb[i + 1] - kb[i]);
 }
 
 static int eval_at(const warmcal_estimate *e, warmcal_above_policy above, uint64_t tokens,
-                   const char *where, uint64_t *bytes, warmcal_error *err)
+                   const char *where, size_t *seg, uint64_t *bytes, warmcal_error *err)
 {
     if (tokens == 0)
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where,
@@ -1225,7 +1234,7 @@ static int eval_at(const warmcal_estimate *e, warmcal_above_policy above, uint64
         case WARMCAL_FORM_ENVELOPE:
             if (e->n_knots < 2 || !e->knot_tokens || !e->knot_bytes)
                 return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "envelope without knots");
-            v = envelope_at(e, at[k]);
+            v = envelope_at(e, at[k], k == 0 ? seg : NULL);
             break;
         default:
             return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "unknown model form %d",
@@ -1251,10 +1260,16 @@ int warmcal_estimate_eval(const warmcal_estimate *e, warmcal_above_policy above,
     /* the entry is only named when there is an error to name it in: the
      * gate evaluates thousands of shapes per decision */
     if (!err)
-        return eval_at(e, above, tokens, NULL, bytes, NULL);
+        return eval_at(e, above, tokens, NULL, NULL, bytes, NULL);
     char where[WHERE_LEN];
     snprintf(where, sizeof where, "rank %d, label %s", e->rank, e->label);
-    return eval_at(e, above, tokens, where, bytes, err);
+    return eval_at(e, above, tokens, where, NULL, bytes, err);
+}
+
+int warmcal__estimate_eval_hint(const warmcal_estimate *e, warmcal_above_policy above,
+                                uint64_t tokens, size_t *segment, uint64_t *bytes)
+{
+    return eval_at(e, above, tokens, NULL, segment, bytes, NULL);
 }
 
 const warmcal_estimate *warmcal_table_find(const warmcal_table *t, int rank, const char *label)
@@ -1295,7 +1310,7 @@ int warmcal_table_estimate(const warmcal_table *t, int rank, const char *label, 
                                      ? "no entry in the table (no any-rank entry for this label)"
                                      : "no entry in the table (neither for this rank nor for any "
                                        "rank)");
-    return eval_at(e, t->above_range, tokens, where, bytes, err);
+    return eval_at(e, t->above_range, tokens, where, NULL, bytes, err);
 }
 
 /* --- SHA-256 ------------------------------------------------------------------ */
