@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../check.h"
+#include "../../gate/src/table_internal.h"
 #include "sample_table.h"
 
 static char dir[64];
@@ -292,6 +293,66 @@ static void envelope_interpolates_and_continues_its_last_slope(void)
     m.knot_bytes = mb;
     for (uint64_t t = 1; t <= mt[N - 1]; t += 7)
         CHECK_EQ_U64(eval_ok(&m, WARMCAL_ABOVE_REFUSE, t), 250 * (t - 1));
+}
+
+/* The gate's evaluation carries the last envelope segment as a hint; for
+ * any order of tokens (ascending, descending, random, repeated, on knots,
+ * outside them) and any stale hint it gives the plain evaluation's bytes. */
+static void hinted_evaluation_equals_the_plain_one(void)
+{
+    enum { N = 57 };
+    static uint64_t kt[N];
+    static double kb[N];
+    uint64_t state = 12345;
+    uint64_t t = 3;
+    double b = 1e9;
+    for (size_t i = 0; i < N; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        t += 1 + (state >> 33) % 700; /* irregular spacing */
+        b += (double)((state >> 20) % 5000000) + 0.37;
+        kt[i] = t;
+        kb[i] = b;
+    }
+    warmcal_estimate e = simple(WARMCAL_FORM_ENVELOPE);
+    e.tokens_min = 1;
+    e.tokens_max = kt[N - 1] + 500;
+    e.n_knots = N;
+    e.knot_tokens = kt;
+    e.knot_bytes = kb;
+    e.margin.relative = 0.137;
+    e.margin.total = 3.3e7;
+    uint64_t top = kt[N - 1] + 2000;
+    int compared = 0;
+    for (int order = 0; order < 4; order++) {
+        size_t seg = order == 3 ? (size_t)-1 : 0; /* a nonsense hint must be safe too */
+        for (uint64_t k = 0; k < 3 * top; k += 3) {
+            uint64_t tok;
+            switch (order) {
+            case 0: tok = 1 + k / 3; break;            /* ascending through every token */
+            case 1: tok = top - k / 3; break;          /* descending */
+            case 2:                                    /* random */
+                state = state * 6364136223846793005ull + 1442695040888963407ull;
+                tok = 1 + (state >> 20) % top;
+                break;
+            default: tok = kt[(k / 3) % N] + (k / 3 / N) % 2; break; /* on knots, just after */
+            }
+            for (int policy = 0; policy < 2; policy++) {
+                warmcal_above_policy above = policy ? WARMCAL_ABOVE_EXTRAPOLATE : WARMCAL_ABOVE_REFUSE;
+                uint64_t plain = 0, hinted = 0;
+                int rp = warmcal_estimate_eval(&e, above, tok, &plain, NULL);
+                int rh = warmcal__estimate_eval_hint(&e, above, tok, &seg, &hinted);
+                CHECK(rp == rh);
+                if (rp == WARMCAL_OK && plain != hinted) {
+                    fprintf(stderr, "order %d, %" PRIu64 " tokens: %" PRIu64 " != %" PRIu64 "\n",
+                            order, tok, plain, hinted);
+                    CHECK(plain == hinted);
+                    return;
+                }
+                compared += rp == WARMCAL_OK;
+            }
+        }
+    }
+    CHECK(compared > 4 * (int)top);
 }
 
 static void find_falls_back_to_the_any_rank_entry(void)
@@ -724,6 +785,7 @@ static const struct {
      evaluation_clamps_below_and_applies_the_policy_above},
     {"envelope_interpolates_and_continues_its_last_slope",
      envelope_interpolates_and_continues_its_last_slope},
+    {"hinted_evaluation_equals_the_plain_one", hinted_evaluation_equals_the_plain_one},
     {"find_falls_back_to_the_any_rank_entry", find_falls_back_to_the_any_rank_entry},
     {"estimate_errors_name_the_entry", estimate_errors_name_the_entry},
     {"builder_refuses_what_validation_rejects", builder_refuses_what_validation_rejects},
