@@ -1189,9 +1189,9 @@ static double envelope_at(const warmcal_estimate *e, uint64_t t, size_t *seg)
     size_t i;
     if (t >= kt[n - 1]) {
         i = n - 2; /* the last segment, continued */
-    } else if (seg && *seg + 1 < n && kt[*seg] <= t && t < kt[*seg + 1]) {
+    } else if (seg && *seg < n - 1 && kt[*seg] <= t && t < kt[*seg + 1]) {
         i = *seg;
-    } else if (seg && *seg + 2 < n && kt[*seg + 1] <= t && t < kt[*seg + 2]) {
+    } else if (seg && *seg < n - 2 && kt[*seg + 1] <= t && t < kt[*seg + 2]) {
         i = *seg + 1;
     } else {
         size_t lo = 0, hi = n - 1; /* kt[lo] <= t < kt[hi] */
