@@ -27,6 +27,8 @@
 #define EXTRA 5
 #define DEFAULT_DEADLINE_S 60.0
 #define DIGEST_BITS 46
+/* a negated digest must unpack as itself, not as the saturated floor */
+_Static_assert(DIGEST_BITS <= 46, "digests must fit the packed form's +-2^46");
 
 /* Sentinel headrooms, below every real one. */
 #define H_INVALID INT64_MIN
@@ -372,29 +374,76 @@ static void unpack(int64_t v, int64_t *h, int *rank)
         *h = q <= -PACK_LIMIT ? H_FLOOR : q;
 }
 
+/* A bounded text builder for decision texts. Skips come by the hundred in a
+ * decision (a tight rank, a list that reaches past the calibrated range), and
+ * snprintf cost a quarter of a microsecond each — more than the rest of the
+ * decision's work for the shape. */
+typedef struct {
+    char *p, *end; /* end: the last byte, kept for the NUL */
+} text_out;
+
+static void put(text_out *t, const char *s)
+{
+    while (*s && t->p < t->end)
+        *t->p++ = *s++;
+}
+
+static void put_u64(text_out *t, uint64_t v)
+{
+    char digits[24], *d = digits + sizeof digits;
+    *--d = '\0';
+    do {
+        *--d = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(t, d);
+}
+
+static void put_rank(text_out *t, int who)
+{
+    put(t, "rank ");
+    put_u64(t, (uint64_t)(who < 0 ? 0 : who));
+}
+
 static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, int who)
 {
-    char a[32];
-    const char *label = s->label ? s->label : "context";
-    if (h == H_INVALID)
-        snprintf(text, len, "skip: rank %d cannot run batch %" PRIu32 " (invalid batch)", who,
-                 s->batch);
-    else if (h == H_OUT_OF_RANGE)
-        snprintf(text, len,
-                 "skip: %" PRIu64 " tokens is outside the calibrated range of rank %d's %s "
-                 "estimate",
-                 s->tokens, who, label);
-    else if (h == H_NO_ESTIMATE)
-        snprintf(text, len, "skip: the table has no %s estimate for rank %d", label, who);
-    else if (h == H_FLOOR)
-        snprintf(text, len, "skip: rank %d is short of more than 64 TiB for %" PRIu64
-                            " tokens (%s)",
-                 who, s->tokens, label);
-    else if (h < 0)
-        snprintf(text, len, "skip: rank %d is short of %s for %" PRIu64 " tokens (%s)", who,
-                 warmcal_format_bytes((uint64_t)(-h), a, sizeof a), s->tokens, label);
-    else /* the common case, kept free of formatting: decisions come by the thousand */
+    if (h >= 0) { /* the common case */
         memcpy(text, "run", 4);
+        return;
+    }
+    const char *label = s->label ? s->label : "context";
+    text_out t = {text, text + len - 1};
+    put(&t, "skip: ");
+    if (h == H_INVALID) {
+        put_rank(&t, who);
+        put(&t, " cannot run batch ");
+        put_u64(&t, s->batch);
+        put(&t, " (invalid batch)");
+    } else if (h == H_OUT_OF_RANGE) {
+        put_u64(&t, s->tokens);
+        put(&t, " tokens is outside the calibrated range of ");
+        put_rank(&t, who);
+        put(&t, "'s ");
+        put(&t, label);
+        put(&t, " estimate");
+    } else if (h == H_NO_ESTIMATE) {
+        put(&t, "the table has no ");
+        put(&t, label);
+        put(&t, " estimate for ");
+        put_rank(&t, who);
+    } else {
+        char bytes[32];
+        put_rank(&t, who);
+        put(&t, " is short of ");
+        put(&t, h == H_FLOOR ? "64 TiB or more"
+                             : warmcal_format_bytes((uint64_t)(-h), bytes, sizeof bytes));
+        put(&t, " for ");
+        put_u64(&t, s->tokens);
+        put(&t, " tokens (");
+        put(&t, label);
+        put(&t, ")");
+    }
+    *t.p = '\0';
 }
 
 /* Decisions from the MIN-reduced packed values (n shapes, then EXTRA
@@ -425,7 +474,7 @@ static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const 
         int who;
         unpack(res[i], &h, &who);
         d->short_bytes = 0;
-        d->min_headroom = h;
+        d->min_headroom = h == H_FLOOR ? -PACK_LIMIT : h;
         d->run = h >= 0;
         d->blocking_rank = d->run ? -1 : who;
         d->reason = h == H_INVALID        ? WARMCAL_REASON_INVALID_BATCH
@@ -450,9 +499,9 @@ static double now_s(void)
 }
 
 /* Poll until done (1) or the deadline (0). Spin on MPI_Test for the first
- * millisecond — a decision normally completes in microseconds, and MPI's own
- * progress already yields the core when ranks share one; an explicit
- * sched_yield here doubled a small decision's cost — then nap. */
+ * millisecond — a decision normally completes in microseconds; Open MPI's
+ * progress already yields the core when it sees ranks oversubscribed, and an
+ * explicit sched_yield here doubled a small decision's cost — then nap. */
 static int wait_until(MPI_Request *req, double deadline, int *mpi_rc)
 {
     double start = now_s();

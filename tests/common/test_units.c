@@ -80,10 +80,63 @@ static void first_error_wins_and_names_stay_readable(void)
     CHECK(strcmp(warmcal_strerror(12345), "unknown error") == 0);
 }
 
+/* The reference: what "%.2f unit" prints for the exact quotient (exact in a
+ * double below 2^53 bytes, since the units are powers of two). */
+static void reference_bytes(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, len, "%.2f %s", v, units[u]);
+}
+
+static void formatted_bytes_round_as_printf_does(void)
+{
+    char got[64], want[64];
+    /* edges: unit boundaries, exact ties (0.125 -> 0.12, 0.375 -> 0.38), a
+     * carry into the whole part, the largest values */
+    uint64_t edges[] = {0, 1, 1023, 1024, 1024 + 128, 1024 + 384, 1024 + 5, 1024 + 6,
+                        2047, 2048, (1ull << 20) - 1, (1ull << 20) - 5243, (1ull << 20) - 5242,
+                        1ull << 30, (3ull << 30) + (1ull << 27), (1ull << 40) - 1, 1ull << 40,
+                        (1ull << 50) + 12345, (1ull << 53) - 1};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        warmcal_format_bytes(edges[i], got, sizeof got);
+        reference_bytes(edges[i], want, sizeof want);
+        if (strcmp(got, want) != 0)
+            fprintf(stderr, "%" PRIu64 ": '%s', printf says '%s'\n", edges[i], got, want);
+        CHECK(strcmp(got, want) == 0);
+    }
+    uint64_t x = 88172645463325252ull;
+    int differ = 0;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t bytes = (x >> 11) >> (x % 44); /* below 2^53, every magnitude */
+        warmcal_format_bytes(bytes, got, sizeof got);
+        reference_bytes(bytes, want, sizeof want);
+        if (strcmp(got, want) != 0 && differ++ < 5)
+            fprintf(stderr, "%" PRIu64 ": '%s', printf says '%s'\n", bytes, got, want);
+    }
+    CHECK(differ == 0);
+    CHECK(strcmp(warmcal_format_bytes(3ull << 30, got, sizeof got), "3.00 GiB") == 0);
+    CHECK(strcmp(warmcal_format_bytes(UINT64_MAX, got, sizeof got), "16777216.00 TiB") == 0);
+    /* a short buffer gets what fits, terminated, as snprintf would */
+    char small[5];
+    CHECK(strcmp(warmcal_format_bytes(3ull << 30, small, sizeof small), "3.00") == 0);
+    CHECK(warmcal_format_bytes(1, small, 0) == small);
+}
+
 int main(void)
 {
     RUN(byte_counts_take_binary_and_decimal_units);
     RUN(malformed_byte_counts_are_rejected);
     RUN(first_error_wins_and_names_stay_readable);
+    RUN(formatted_bytes_round_as_printf_does);
     CHECK_DONE();
 }

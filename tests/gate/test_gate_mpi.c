@@ -103,6 +103,16 @@ static void decisions_are_identical_and_name_the_blocking_rank(void)
     CHECK(!d[3].run && d[3].reason == WARMCAL_REASON_NO_ESTIMATE && d[3].blocking_rank == 0);
     CHECK(!d[4].run && d[4].reason == WARMCAL_REASON_INVALID_BATCH && d[4].blocking_rank == 1);
     CHECK_STR_CONTAINS(d[4].text, "invalid batch");
+    /* the texts a server logs, whole */
+    CHECK(strcmp(d[0].text, "run") == 0);
+    CHECK(strcmp(d[1].text, "skip: rank 2 is short of 4.25 GiB for 8192 tokens (context)") == 0);
+    CHECK(strcmp(d[2].text, "skip: 65536 tokens is outside the calibrated range of rank 0's "
+                            "context estimate") == 0);
+    CHECK(strcmp(d[3].text, "skip: the table has no generation estimate for rank 0") == 0);
+    CHECK(strcmp(d[4].text, "skip: rank 1 cannot run batch 64 (invalid batch)") == 0);
+    for (int i = 0; i < 5; i++)
+        if (rank == 0)
+            printf("  %s\n", d[i].text);
     /* the same decisions through a caller's MIN collective (a local gate) */
     warmcal_gate *local = NULL;
     char path[512];
@@ -219,8 +229,17 @@ static void ties_exact_bytes_and_saturation(void)
     for (int i = 0; i < 2; i++) {
         CHECK(!dd[i].run && dd[i].reason == WARMCAL_REASON_LOW_MEMORY);
         CHECK(dd[i].blocking_rank == 2 && dd[i].short_bytes == UINT64_MAX);
-        CHECK_STR_CONTAINS(dd[i].text, "rank 2 is short of more than 64 TiB");
+        CHECK(dd[i].min_headroom == -(INT64_C(1) << 46));
+        CHECK_STR_CONTAINS(dd[i].text, "rank 2 is short of 64 TiB or more");
     }
+    /* a label longer than the text: cut at the text's end, terminated */
+    char long_label[400];
+    memset(long_label, 'x', sizeof long_label - 1);
+    long_label[sizeof long_label - 1] = '\0';
+    warmcal_shape odd = {.tokens = 1, .batch = 1, .label = long_label, .batch_valid = 1};
+    CHECK(warmcal_gate_decide(g, &odd, 1, &d) == WARMCAL_OK);
+    CHECK(d.reason == WARMCAL_REASON_NO_ESTIMATE && strlen(d.text) == sizeof d.text - 1);
+    CHECK(strncmp(d.text, "skip: the table has no xxx", 26) == 0);
     warmcal_gate_close(g);
 }
 

@@ -87,7 +87,7 @@ typedef struct {
     int reason;             /* a warmcal_reason */
     int blocking_rank;      /* the rank with the least headroom that blocked, -1 when run */
     uint64_t short_bytes;   /* LOW_MEMORY: bytes blocking_rank lacks (UINT64_MAX: 64 TiB or more), else 0 */
-    int64_t min_headroom;   /* lowest headroom over ranks, saturated at +-64 TiB (INT64_MIN for the non-memory reasons) */
+    int64_t min_headroom;   /* lowest headroom over ranks, saturated to -2^46..2^46-1 (+-64 TiB); INT64_MIN for the non-memory reasons */
     char text[192];         /* the reason in words */
 } warmcal_decision;
 

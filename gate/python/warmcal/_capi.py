@@ -200,5 +200,5 @@ def text(b):
 
 
 if ctypes.sizeof(ctypes.c_void_p) != 8:  # pragma: no cover
-    # gate.c carries 64-bit headrooms in C longs
+    # the library is built and tested for 64-bit platforms only
     raise ImportError("warmcal needs a 64-bit platform")

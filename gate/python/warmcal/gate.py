@@ -44,7 +44,8 @@ class Decision:
                   REASON_OUT_OF_RANGE or REASON_NO_ESTIMATE
     blocking_rank the rank that blocked the shape, -1 when it runs
     short_bytes   bytes blocking_rank lacks (low memory; 2**64 - 1 for 64 TiB or more), else 0
-    min_headroom  lowest headroom over the ranks (-2**63 for the other reasons)
+    min_headroom  lowest headroom over the ranks, saturated to -2**46..2**46-1
+                  (+-64 TiB); -2**63 for the other reasons
     tokens, batch, label  the shape asked about
     """
 
