@@ -382,26 +382,38 @@ typedef struct {
     char *p, *end; /* end: the last byte, kept for the NUL */
 } text_out;
 
+static inline void put_n(text_out *t, const char *s, size_t n)
+{
+    size_t room = (size_t)(t->end - t->p);
+    if (n <= room) {
+        memcpy(t->p, s, n); /* a constant n for literals: a few moves */
+        t->p += n;
+    } else {
+        memcpy(t->p, s, room);
+        t->p += room;
+    }
+}
+
+#define PUT(t, literal) put_n((t), (literal), sizeof(literal) - 1)
+
 static void put(text_out *t, const char *s)
 {
-    while (*s && t->p < t->end)
-        *t->p++ = *s++;
+    put_n(t, s, strlen(s));
 }
 
 static void put_u64(text_out *t, uint64_t v)
 {
-    char digits[24], *d = digits + sizeof digits;
-    *--d = '\0';
+    char digits[20], *d = digits + sizeof digits;
     do {
         *--d = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    put(t, d);
+    put_n(t, d, (size_t)(digits + sizeof digits - d));
 }
 
 static void put_rank(text_out *t, int who)
 {
-    put(t, "rank ");
+    PUT(t, "rank ");
     put_u64(t, (uint64_t)(who < 0 ? 0 : who));
 }
 
@@ -413,35 +425,37 @@ static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, 
     }
     const char *label = s->label ? s->label : "context";
     text_out t = {text, text + len - 1};
-    put(&t, "skip: ");
+    PUT(&t, "skip: ");
     if (h == H_INVALID) {
         put_rank(&t, who);
-        put(&t, " cannot run batch ");
+        PUT(&t, " cannot run batch ");
         put_u64(&t, s->batch);
-        put(&t, " (invalid batch)");
+        PUT(&t, " (invalid batch)");
     } else if (h == H_OUT_OF_RANGE) {
         put_u64(&t, s->tokens);
-        put(&t, " tokens is outside the calibrated range of ");
+        PUT(&t, " tokens is outside the calibrated range of ");
         put_rank(&t, who);
-        put(&t, "'s ");
+        PUT(&t, "'s ");
         put(&t, label);
-        put(&t, " estimate");
+        PUT(&t, " estimate");
     } else if (h == H_NO_ESTIMATE) {
-        put(&t, "the table has no ");
+        PUT(&t, "the table has no ");
         put(&t, label);
-        put(&t, " estimate for ");
+        PUT(&t, " estimate for ");
         put_rank(&t, who);
     } else {
         char bytes[32];
         put_rank(&t, who);
-        put(&t, " is short of ");
-        put(&t, h == H_FLOOR ? "64 TiB or more"
-                             : warmcal_format_bytes((uint64_t)(-h), bytes, sizeof bytes));
-        put(&t, " for ");
+        PUT(&t, " is short of ");
+        if (h == H_FLOOR)
+            PUT(&t, "64 TiB or more");
+        else
+            put(&t, warmcal_format_bytes((uint64_t)(-h), bytes, sizeof bytes));
+        PUT(&t, " for ");
         put_u64(&t, s->tokens);
-        put(&t, " tokens (");
+        PUT(&t, " tokens (");
         put(&t, label);
-        put(&t, ")");
+        PUT(&t, ")");
     }
     *t.p = '\0';
 }
