@@ -25,6 +25,11 @@
 #include <time.h>
 
 #define EXTRA 5
+/* A decision's first collective: the count check (2), the checks, and this
+ * many shapes, always; the rest of a longer list follows in a second. */
+#define FIRST_SHAPES 64
+#define HEAD (2 + EXTRA)
+#define FIRST (HEAD + FIRST_SHAPES)
 #define DEFAULT_DEADLINE_S 60.0
 #define DIGEST_BITS 46
 /* a negated digest must unpack as itself, not as the saturated floor */
@@ -463,12 +468,12 @@ static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, 
 /* Decisions from the MIN-reduced packed values (n shapes, then EXTRA
  * checks), the same on every rank since the values are. */
 static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const int64_t *res,
-                  warmcal_decision *out)
+                  const int64_t *checks, warmcal_decision *out)
 {
     int64_t e[EXTRA];
     int er[EXTRA];
     for (int k = 0; k < EXTRA; k++)
-        unpack(res[n + (size_t)k], &e[k], &er[k]);
+        unpack(checks[k], &e[k], &er[k]);
     if (e[4] < 0)
         return fail(g, WARMCAL_E_UNSUPPORTED, "rank %d could not probe its free memory%s%s",
                     er[4], er[4] == g->rank ? ": " : "", er[4] == g->rank ? g->probe_text : "");
@@ -533,25 +538,64 @@ static int wait_until(MPI_Request *req, double deadline, int *mpi_rc)
     }
 }
 
-/* This rank's packed contribution for n shapes: n values, then the checks
- * (table digest and its negation, so MIN sees both the lowest and the
- * highest; the same for the shape-list digest; probe failure). */
-static void encode_values(warmcal_gate *g, const warmcal_shape *shapes, size_t n, int64_t *vals)
+/* This rank's packed contribution, in pieces so that a decision can send
+ * its first collective before all shapes are evaluated. */
+typedef struct {
+    uint64_t free_bytes;
+    int probe_ok;
+    entry_cache cache;
+} encoder;
+
+static void encode_start(warmcal_gate *g, encoder *en)
 {
-    uint64_t free_bytes = 0;
-    int probe_ok = warmcal_gate_probe_free(g, &free_bytes) == WARMCAL_OK;
-    if (!probe_ok)
+    memset(en, 0, sizeof *en);
+    en->probe_ok = warmcal_gate_probe_free(g, &en->free_bytes) == WARMCAL_OK;
+    if (!en->probe_ok)
         snprintf(g->probe_text, sizeof g->probe_text, "%s", g->text);
-    entry_cache cache = {0};
-    for (size_t i = 0; i < n; i++)
-        vals[i] = pack(probe_ok ? headroom(g, &shapes[i], free_bytes, &cache) : H_INVALID, g->rank);
+}
+
+/* Shapes [from, to) into vals[from..to). */
+static void encode_shapes(warmcal_gate *g, encoder *en, const warmcal_shape *shapes, size_t from,
+                          size_t to, int64_t *vals)
+{
+    for (size_t i = from; i < to; i++)
+        vals[i] = pack(en->probe_ok ? headroom(g, &shapes[i], en->free_bytes, &en->cache)
+                                    : H_INVALID,
+                       g->rank);
+}
+
+/* The EXTRA checks: table digest and its negation, so MIN sees both the
+ * lowest and the highest; the same for the shape-list digest; probe failure. */
+static void encode_checks(warmcal_gate *g, const encoder *en, const warmcal_shape *shapes,
+                          size_t n, int64_t *checks)
+{
     int64_t shape_digest = digest_of_shapes(shapes, n);
     int64_t unit = INT64_C(1) << RANK_BITS;
-    vals[n] = g->table_digest * unit + g->rank;
-    vals[n + 1] = -g->table_digest * unit + g->rank;
-    vals[n + 2] = shape_digest * unit + g->rank;
-    vals[n + 3] = -shape_digest * unit + g->rank;
-    vals[n + 4] = (probe_ok ? 0 : -1) * unit + g->rank;
+    checks[0] = g->table_digest * unit + g->rank;
+    checks[1] = -g->table_digest * unit + g->rank;
+    checks[2] = shape_digest * unit + g->rank;
+    checks[3] = -shape_digest * unit + g->rank;
+    checks[4] = (en->probe_ok ? 0 : -1) * unit + g->rank;
+}
+
+static int timed_out(warmcal_gate *g, size_t n, const char *waiting_for)
+{
+    g->broken = 1;
+    return fail(g, WARMCAL_E_TIMEOUT,
+                "decision over %zu shape%s timed out after %.1f s waiting for %s: a rank did not "
+                "join; the communicator is unusable now (end the job, e.g. MPI_Abort)",
+                n, n == 1 ? "" : "s", g->opts.deadline_s, waiting_for);
+}
+
+static int collective_failed(warmcal_gate *g, int mpi_rc)
+{
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(mpi_rc, msg, &len);
+    g->broken = 1;
+    return fail(g, WARMCAL_E_STATE, "the decision's collective failed (%s); the communicator is "
+                                    "unusable now",
+                msg);
 }
 
 int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, warmcal_decision *out)
@@ -565,37 +609,71 @@ int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
         return fail(g, WARMCAL_E_STATE, "decide: a local gate decides through "
                                         "warmcal_gate_encode/decode and the caller's collective");
     if (g->broken)
-        return fail(g, WARMCAL_E_STATE, "decide: an earlier decision timed out; the communicator "
-                                        "is unusable");
-    if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - EXTRA)
+        return fail(g, WARMCAL_E_STATE, "decide: an earlier decision failed in its collective; "
+                                        "the communicator is unusable");
+    if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - FIRST)
         return fail(g, WARMCAL_E_INVAL, "decide: bad shapes or decisions array");
-    size_t count = n + EXTRA;
-    int64_t *vals = malloc(2 * count * sizeof *vals);
+    double deadline = now_s() + g->opts.deadline_s;
+    /* [count, -count, EXTRA checks, shapes...], padded to at least FIRST */
+    size_t total = HEAD + (n > FIRST_SHAPES ? n : FIRST_SHAPES);
+    /* one block: on a timeout MPI may still write any of it, so all of it stays */
+    int64_t *vals = malloc(2 * total * sizeof *vals);
     if (!vals)
         return fail(g, WARMCAL_E_NOMEM, "decide: out of memory");
-    int64_t *res = vals + count;
-    encode_values(g, shapes, n, vals);
+    int64_t *res = vals + total;
+
+    /* The first collective always has FIRST values, whatever n: MPI
+     * collectives whose counts differ between ranks are erroneous (Open MPI
+     * aborted the job or crashed when lists had different lengths). It
+     * carries every rank's count (least, and greatest negated), the checks
+     * and the first FIRST_SHAPES shapes, padded with the MIN's identity: a
+     * short list is decided in it alone. A longer one, its count now agreed,
+     * goes on in a second collective, evaluated while the first runs. */
+    int64_t unit = INT64_C(1) << RANK_BITS;
+    vals[0] = (int64_t)n * unit + g->rank;
+    vals[1] = -(int64_t)n * unit + g->rank;
+    encoder en;
+    encode_start(g, &en);
+    encode_checks(g, &en, shapes, n, vals + 2);
+    size_t first = n < FIRST_SHAPES ? n : FIRST_SHAPES;
+    encode_shapes(g, &en, shapes, 0, first, vals + HEAD);
+    for (size_t i = HEAD + first; i < FIRST; i++)
+        vals[i] = INT64_MAX;
     MPI_Request req;
-    int mpi_rc = MPI_Iallreduce(vals, res, (int)count, MPI_INT64_T, MPI_MIN, g->comm, &req);
-    if (mpi_rc == MPI_SUCCESS && !wait_until(&req, now_s() + g->opts.deadline_s, &mpi_rc)) {
-        /* MPI may still write these buffers: they stay allocated */
-        g->broken = 1;
-        return fail(g, WARMCAL_E_TIMEOUT,
-                    "decision over %zu shape%s timed out after %.1f s: a rank did not join; the "
-                    "communicator is unusable now (end the job, e.g. MPI_Abort)",
-                    n, n == 1 ? "" : "s", g->opts.deadline_s);
-    }
-    int rc;
+    int mpi_rc = MPI_Iallreduce(vals, res, FIRST, MPI_INT64_T, MPI_MIN, g->comm, &req);
     if (mpi_rc != MPI_SUCCESS) {
-        char msg[MPI_MAX_ERROR_STRING] = "";
-        int len = 0;
-        MPI_Error_string(mpi_rc, msg, &len);
-        rc = fail(g, WARMCAL_E_MISMATCH, "the decision's collective failed (%s): did every rank "
-                                         "pass the same number of shapes?",
-                  msg);
-    } else {
-        rc = finish(g, shapes, n, res, out);
+        free(vals);
+        return collective_failed(g, mpi_rc);
     }
+    encode_shapes(g, &en, shapes, first, n, vals + HEAD);
+    if (!wait_until(&req, deadline, &mpi_rc))
+        return timed_out(g, n, "the decision");
+    if (mpi_rc != MPI_SUCCESS)
+        return collective_failed(g, mpi_rc); /* buffers kept: their state is unknown */
+    int64_t least, most;
+    int least_rank, most_rank;
+    unpack(res[0], &least, &least_rank);
+    unpack(res[1], &most, &most_rank);
+    if (least != -most) {
+        free(vals);
+        return fail(g, WARMCAL_E_MISMATCH,
+                    "rank %d asked about %" PRId64 " shape%s and rank %d about %" PRId64 ": every "
+                    "rank must pass the same shapes in the same order",
+                    least_rank, least, least == 1 ? "" : "s", most_rank, -most);
+    }
+    if (n > FIRST_SHAPES) {
+        mpi_rc = MPI_Iallreduce(vals + FIRST, res + FIRST, (int)(n - FIRST_SHAPES), MPI_INT64_T,
+                                MPI_MIN, g->comm, &req);
+        if (mpi_rc != MPI_SUCCESS) {
+            free(vals);
+            return collective_failed(g, mpi_rc);
+        }
+        if (!wait_until(&req, deadline, &mpi_rc))
+            return timed_out(g, n, "the rest of the decision");
+        if (mpi_rc != MPI_SUCCESS)
+            return collective_failed(g, mpi_rc);
+    }
+    int rc = finish(g, shapes, n, res + HEAD, res + 2, out);
     free(vals);
     return rc;
 }
@@ -616,7 +694,10 @@ int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
         return fail(g, WARMCAL_E_STATE, "encode: the gate did not open (%s)", g->text);
     if ((n && !shapes) || !vals)
         return fail(g, WARMCAL_E_INVAL, "encode: bad shapes or values array");
-    encode_values(g, shapes, n, vals);
+    encoder en;
+    encode_start(g, &en);
+    encode_shapes(g, &en, shapes, 0, n, vals);
+    encode_checks(g, &en, shapes, n, vals + n);
     /* decode describes these shapes as decide would */
     warmcal_shape *keep = realloc(g->encoded, (n ? n : 1) * sizeof *keep);
     if (keep)
@@ -647,7 +728,7 @@ int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_
         return fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
     if (g->n_encoded == n && n)
         memcpy(shapes, g->encoded, n * sizeof *shapes);
-    int rc = finish(g, shapes, n, vals, out);
+    int rc = finish(g, shapes, n, vals, vals + n, out);
     free(shapes);
     return rc;
 }

@@ -103,6 +103,28 @@ static void decisions_are_identical_and_name_the_blocking_rank(void)
     CHECK(!d[3].run && d[3].reason == WARMCAL_REASON_NO_ESTIMATE && d[3].blocking_rank == 0);
     CHECK(!d[4].run && d[4].reason == WARMCAL_REASON_INVALID_BATCH && d[4].blocking_rank == 1);
     CHECK_STR_CONTAINS(d[4].text, "invalid batch");
+    /* a list longer than the first collective carries (64 shapes): the rest
+     * comes from the second, decided alike */
+    enum { LONG = 300 };
+    warmcal_shape *ls = calloc(LONG, sizeof *ls);
+    warmcal_decision *ld = calloc(LONG, sizeof *ld);
+    for (int i = 0; i < LONG; i++)
+        ls[i] = (warmcal_shape){.tokens = 100 * (uint64_t)(i + 1), .batch = 1, .label = "context",
+                                .batch_valid = !(rank == 1 && i == 250)};
+    CHECK(warmcal_gate_decide(g, ls, LONG, ld) == WARMCAL_OK);
+    check_identical(ld, LONG);
+    for (int i = 0; i < LONG; i++) {
+        uint64_t need = GiB + ls[i].tokens * MiB + 256 * MiB;
+        if (i == 250)
+            CHECK(!ld[i].run && ld[i].reason == WARMCAL_REASON_INVALID_BATCH &&
+                  ld[i].blocking_rank == 1);
+        else if (need <= 5 * GiB)
+            CHECK(ld[i].run && ld[i].min_headroom == (int64_t)(5 * GiB - need));
+        else
+            CHECK(!ld[i].run && ld[i].blocking_rank == 2 && ld[i].short_bytes == need - 5 * GiB);
+    }
+    free(ls);
+    free(ld);
     /* the texts a server logs, whole */
     CHECK(strcmp(d[0].text, "run") == 0);
     CHECK(strcmp(d[1].text, "skip: rank 2 is short of 4.25 GiB for 8192 tokens (context)") == 0);
@@ -172,6 +194,26 @@ static void different_shape_lists_fail_on_every_rank(void)
     other[1].label = "generation";
     CHECK(warmcal_gate_decide(g, rank == 3 ? other : s, 2, d) == WARMCAL_E_MISMATCH);
     CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "different shape lists");
+    /* lists of other lengths, longer and shorter, on one rank: an error on
+     * every rank at once, naming both counts, and the gate stays usable
+     * (before the count check, Open MPI aborted the job or crashed here) */
+    warmcal_shape many[200];
+    for (int i = 0; i < 200; i++)
+        many[i] = (warmcal_shape){.tokens = (uint64_t)i + 1, .batch = 1, .label = "context",
+                                  .batch_valid = 1};
+    warmcal_decision dm[200];
+    for (int round = 0; round < 3; round++) {
+        size_t mine = round == 0 ? (rank == 3 ? 200 : 2) : round == 1 ? (rank == 0 ? 1 : 2)
+                                                                      : (rank == 2 ? 0 : 2);
+        double t0 = MPI_Wtime();
+        CHECK(warmcal_gate_decide(g, many, mine, dm) == WARMCAL_E_MISMATCH);
+        CHECK(MPI_Wtime() - t0 < 2.0); /* at once, not at the 5 s deadline */
+        const char *want[] = {"rank 0 asked about 2 shapes and rank 3 about 200",
+                              "rank 0 asked about 1 shape and rank 1 about 2",
+                              "rank 2 asked about 0 shapes and rank 0 about 2"};
+        CHECK_STR_CONTAINS(warmcal_gate_last_error(g), want[round]);
+    }
+    CHECK(warmcal_gate_decide(g, many, 2, dm) == WARMCAL_OK && dm[1].run);
     /* equal labels from different pointers are the same list */
     char label[] = "context";
     other[1] = s[1];

@@ -117,15 +117,20 @@ WARMCAL_API int warmcal_gate_open_f(warmcal_gate **out, const char *table_path, 
 WARMCAL_API int warmcal_gate_open_local(warmcal_gate **out, const char *table_path, int rank,
                                         int world_size, const warmcal_gate_options *opts);
 
-/* Decide n shapes in one collective (a gate opened on a communicator).
+/* Decide n shapes in one collective over the whole list (a gate opened on a
+ * communicator).
  * out[n] is caller-owned and, on success, the same on every rank. Every rank
  * must pass the same shapes in the same order (labels, tokens, batches; the
  * batch_valid flags may differ). Errors, each on every rank when the ranks
- * disagree: WARMCAL_E_MISMATCH (different tables or shape lists),
- * WARMCAL_E_TIMEOUT (a rank did not join before the deadline: the
- * communicator is unusable afterwards and the job should end, e.g.
- * MPI_Abort), WARMCAL_E_UNSUPPORTED (the probe failed), WARMCAL_E_STATE (a
- * gate that timed out before, or a local gate). */
+ * disagree: WARMCAL_E_MISMATCH (different tables or shape lists, lists of
+ * different lengths included: a two-value collective agrees on n before the
+ * decision's one collective over the whole list, since MPI collectives with
+ * different counts are erroneous), WARMCAL_E_TIMEOUT (a rank did not join
+ * before the deadline, which bounds the whole call: the communicator is
+ * unusable afterwards and the job should end, e.g. MPI_Abort),
+ * WARMCAL_E_UNSUPPORTED (the probe failed), WARMCAL_E_STATE (MPI reported
+ * an error in the collective, a gate whose collective timed out or failed
+ * before, or a local gate). */
 WARMCAL_API int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n,
                                     warmcal_decision *out);
 

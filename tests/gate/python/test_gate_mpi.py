@@ -123,6 +123,12 @@ def different_shape_lists_raise_on_every_rank():
                             warmcal.E_MISMATCH, "different shape lists")
         error_on_every_rank(lambda: g.decide([(1024, 1, "generation" if rank == 2 else "context")]),
                             warmcal.E_MISMATCH, "different shape lists")
+        # a list of another length on one rank: an error on every rank at once
+        longer = [(t, 1, "context") for t in range(1, 65)]
+        t0 = time.monotonic()
+        error_on_every_rank(lambda: g.decide(longer if rank == 1 else longer[:3]),
+                            warmcal.E_MISMATCH, "rank 0 asked about 3 shapes and rank 1 about 64")
+        check(time.monotonic() - t0 < 2.0, "the length mismatch took %.1f s" % (time.monotonic() - t0))
         # the gate stays usable once the ranks agree again
         d = g.decide([(1024, 1, "context"), (2048, 1, "context")])
         check(d[0].run and d[1].run, "agreeing ranks decide again: %r" % d)
