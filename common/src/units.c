@@ -100,9 +100,10 @@ char *warmcal_format_bytes(uint64_t bytes, char *buf, size_t len)
             cents = 0;
         }
     }
+    static const size_t unit_len[] = {1, 3, 3, 3, 3};
     char text[40], *p = text + sizeof text;
     *--p = '\0';
-    for (const char *unit = units[u] + strlen(units[u]); unit > units[u];)
+    for (const char *unit = units[u] + unit_len[u]; unit > units[u];)
         *--p = *--unit;
     *--p = ' ';
     if (u) {
@@ -114,7 +115,7 @@ char *warmcal_format_bytes(uint64_t bytes, char *buf, size_t len)
         *--p = (char)('0' + whole % 10);
         whole /= 10;
     } while (whole);
-    size_t n = strlen(p);
+    size_t n = (size_t)(text + sizeof text - 1 - p);
     if (n >= len)
         n = len - 1;
     memcpy(buf, p, n);

@@ -319,9 +319,10 @@ static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t 
             return H_NO_ESTIMATE;
         warmcal_above_policy above = g->opts.above_range >= 0 ? (warmcal_above_policy)g->opts.above_range
                                                               : g->table->above_range;
-        int rc = warmcal__estimate_eval_hint(e, above, s->tokens ? s->tokens : 1, &cache->segment,
-                                             &need);
-        if (rc == WARMCAL_E_RANGE)
+        double value;
+        int rc = warmcal__estimate_bytes(e, above, s->tokens ? s->tokens : 1, &cache->segment,
+                                         &need, &value);
+        if (rc == WARMCAL__EVAL_ABOVE || rc == WARMCAL__EVAL_TOO_BIG)
             return H_OUT_OF_RANGE;
         if (rc)
             return H_NO_ESTIMATE;
@@ -422,13 +423,15 @@ static void put_rank(text_out *t, int who)
     put_u64(t, (uint64_t)(who < 0 ? 0 : who));
 }
 
-static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, int who)
+/* label and label_len: the shape's label (NULL means "context") and its
+ * length, measured once per run of equal labels by the caller. */
+static void describe(char *text, size_t len, const warmcal_shape *s, const char *label,
+                     size_t label_len, int64_t h, int who)
 {
     if (h >= 0) { /* the common case */
         memcpy(text, "run", 4);
         return;
     }
-    const char *label = s->label ? s->label : "context";
     text_out t = {text, text + len - 1};
     PUT(&t, "skip: ");
     if (h == H_INVALID) {
@@ -441,11 +444,11 @@ static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, 
         PUT(&t, " tokens is outside the calibrated range of ");
         put_rank(&t, who);
         PUT(&t, "'s ");
-        put(&t, label);
+        put_n(&t, label, label_len);
         PUT(&t, " estimate");
     } else if (h == H_NO_ESTIMATE) {
         PUT(&t, "the table has no ");
-        put(&t, label);
+        put_n(&t, label, label_len);
         PUT(&t, " estimate for ");
         put_rank(&t, who);
     } else {
@@ -459,7 +462,7 @@ static void describe(char *text, size_t len, const warmcal_shape *s, int64_t h, 
         PUT(&t, " for ");
         put_u64(&t, s->tokens);
         PUT(&t, " tokens (");
-        put(&t, label);
+        put_n(&t, label, label_len);
         PUT(&t, ")");
     }
     *t.p = '\0';
@@ -487,6 +490,9 @@ static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const 
                     "ranks %d and %d asked about different shape lists: every rank must pass the "
                     "same shapes in the same order",
                     er[2], er[3]);
+    const char *last_label = NULL, *label = "context";
+    size_t label_len = 7;
+    int measured = 0;
     for (size_t i = 0; i < n; i++) {
         warmcal_decision *d = &out[i];
         int64_t h;
@@ -505,7 +511,13 @@ static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const 
             d->short_bytes = h == H_FLOOR ? UINT64_MAX : (uint64_t)(-h);
         if (d->reason > WARMCAL_REASON_LOW_MEMORY)
             d->min_headroom = INT64_MIN;
-        describe(d->text, sizeof d->text, &shapes[i], h, who);
+        if (h < 0 && (!measured || shapes[i].label != last_label)) {
+            measured = 1;
+            last_label = shapes[i].label;
+            label = last_label ? last_label : "context";
+            label_len = strlen(label);
+        }
+        describe(d->text, sizeof d->text, &shapes[i], label, label_len, h, who);
     }
     g->code = 0;
     g->text[0] = '\0';

@@ -24,7 +24,6 @@
 
 #define WHERE_LEN WARMCAL_ERROR_WHERE_LEN
 #define TWO_POW_63 9223372036854775808.0
-#define TWO_POW_64 18446744073709551616.0
 /* A relative margin above this (the model scaled by 1 + 10) means a broken fit. */
 #define MAX_RELATIVE_MARGIN 10.0
 /* margin.bytes must equal the sum of its parts within this relative error */
@@ -1175,81 +1174,31 @@ fail:
 
 /* --- evaluation --------------------------------------------------------------- */
 
-/* The envelope at t: the first knot's bytes below it, linear interpolation
- * between knots, the last segment's line continued above the last knot.
- * *seg, when given, is the segment found last time: shape lists ascend, so
- * it or the next one usually holds t and the search is skipped. */
-static double envelope_at(const warmcal_estimate *e, uint64_t t, size_t *seg)
-{
-    const uint64_t *kt = e->knot_tokens;
-    const double *kb = e->knot_bytes;
-    size_t n = e->n_knots;
-    if (t <= kt[0])
-        return kb[0];
-    size_t i;
-    if (t >= kt[n - 1]) {
-        i = n - 2; /* the last segment, continued */
-    } else if (seg && *seg < n - 1 && kt[*seg] <= t && t < kt[*seg + 1]) {
-        i = *seg;
-    } else if (seg && *seg < n - 2 && kt[*seg + 1] <= t && t < kt[*seg + 2]) {
-        i = *seg + 1;
-    } else {
-        size_t lo = 0, hi = n - 1; /* kt[lo] <= t < kt[hi] */
-        while (hi - lo > 1) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (kt[mid] <= t)
-                lo = mid;
-            else
-                hi = mid;
-        }
-        i = lo;
-    }
-    if (seg)
-        *seg = i;
-    double frac = (double)(t - kt[i]) / (double)(kt[i + 1] - kt[i]);
-    return kb[i] + frac * (kb[i + 1] - kb[i]);
-}
-
 static int eval_at(const warmcal_estimate *e, warmcal_above_policy above, uint64_t tokens,
-                   const char *where, size_t *seg, uint64_t *bytes, warmcal_error *err)
+                   const char *where, uint64_t *bytes, warmcal_error *err)
 {
-    if (tokens == 0)
+    double v = 0;
+    switch (warmcal__estimate_bytes(e, above, tokens, NULL, bytes, &v)) {
+    case WARMCAL__EVAL_OK: return WARMCAL_OK;
+    case WARMCAL__EVAL_ZERO_TOKENS:
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where,
                                  "tokens must be at least 1, found 0");
-    uint64_t t = tokens < e->tokens_min ? e->tokens_min : tokens;
-    if (t > e->tokens_max && above != WARMCAL_ABOVE_EXTRAPOLATE)
+    case WARMCAL__EVAL_ABOVE:
         return warmcal_error_set(err, WARMCAL_E_RANGE, NULL, where,
                                  "%" PRIu64 " tokens is above the calibrated range %" PRIu64
                                  "..%" PRIu64 " tokens (policy: refuse)",
                                  tokens, e->tokens_min, e->tokens_max);
-    double m = 0;
-    /* extrapolating, a form that bends down may not publish less than it
-     * does at the top of the range: needs do not shrink with tokens */
-    uint64_t at[2] = {t, e->tokens_max};
-    for (int k = 0; k < (t > e->tokens_max ? 2 : 1); k++) {
-        double x = (double)at[k], v;
-        switch (e->form) {
-        case WARMCAL_FORM_LINEAR: v = e->coef[0] + e->coef[1] * x; break;
-        case WARMCAL_FORM_QUADRATIC: v = e->coef[0] + x * (e->coef[1] + x * e->coef[2]); break;
-        case WARMCAL_FORM_ENVELOPE:
-            if (e->n_knots < 2 || !e->knot_tokens || !e->knot_bytes)
-                return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "envelope without knots");
-            v = envelope_at(e, at[k], k == 0 ? seg : NULL);
-            break;
-        default:
-            return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "unknown model form %d",
-                                     (int)e->form);
-        }
-        m = k == 0 ? v : fmax(m, v);
-    }
-    double v = ceil((m > 0 ? m : 0) * (1.0 + e->margin.relative) + e->margin.total);
-    if (!(v < TWO_POW_64)) /* NaN too */
+    case WARMCAL__EVAL_NO_KNOTS:
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "envelope without knots");
+    case WARMCAL__EVAL_BAD_FORM:
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where, "unknown model form %d",
+                                 (int)e->form);
+    default:
         return warmcal_error_set(err, WARMCAL_E_RANGE, NULL, where,
                                  "the estimate at %" PRIu64 " tokens (%g bytes) does not fit in "
                                  "64 bits",
                                  tokens, v);
-    *bytes = (uint64_t)v;
-    return WARMCAL_OK;
+    }
 }
 
 int warmcal_estimate_eval(const warmcal_estimate *e, warmcal_above_policy above, uint64_t tokens,
@@ -1260,16 +1209,10 @@ int warmcal_estimate_eval(const warmcal_estimate *e, warmcal_above_policy above,
     /* the entry is only named when there is an error to name it in: the
      * gate evaluates thousands of shapes per decision */
     if (!err)
-        return eval_at(e, above, tokens, NULL, NULL, bytes, NULL);
+        return eval_at(e, above, tokens, NULL, bytes, NULL);
     char where[WHERE_LEN];
     snprintf(where, sizeof where, "rank %d, label %s", e->rank, e->label);
-    return eval_at(e, above, tokens, where, NULL, bytes, err);
-}
-
-int warmcal__estimate_eval_hint(const warmcal_estimate *e, warmcal_above_policy above,
-                                uint64_t tokens, size_t *segment, uint64_t *bytes)
-{
-    return eval_at(e, above, tokens, NULL, segment, bytes, NULL);
+    return eval_at(e, above, tokens, where, bytes, err);
 }
 
 const warmcal_estimate *warmcal_table_find(const warmcal_table *t, int rank, const char *label)
@@ -1310,7 +1253,7 @@ int warmcal_table_estimate(const warmcal_table *t, int rank, const char *label, 
                                      ? "no entry in the table (no any-rank entry for this label)"
                                      : "no entry in the table (neither for this rank nor for any "
                                        "rank)");
-    return eval_at(e, t->above_range, tokens, where, NULL, bytes, err);
+    return eval_at(e, t->above_range, tokens, where, bytes, err);
 }
 
 /* --- SHA-256 ------------------------------------------------------------------ */
