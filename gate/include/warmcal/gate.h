@@ -3,7 +3,8 @@
  * Per warmup shape every rank computes need = estimate(tokens) + reserve
  * from the estimate table and headroom = free - need (minus infinity when
  * its own batch is invalid); then all ranks take ONE collective for the
- * whole list, so every rank gets the same decisions: run, or skip with the
+ * whole list (two above 64 shapes, see warmcal_gate_decide; never one per
+ * shape), so every rank gets the same decisions: run, or skip with the
  * blocking rank, the bytes it lacks and the reason. The collective is a
  * MINLOC over (headroom, rank) carried as one packed 64-bit integer per
  * shape and reduced with MIN (exact to the byte for headrooms within
@@ -117,15 +118,16 @@ WARMCAL_API int warmcal_gate_open_f(warmcal_gate **out, const char *table_path, 
 WARMCAL_API int warmcal_gate_open_local(warmcal_gate **out, const char *table_path, int rank,
                                         int world_size, const warmcal_gate_options *opts);
 
-/* Decide n shapes in one collective over the whole list (a gate opened on a
- * communicator).
+/* Decide n shapes (a gate opened on a communicator) in one collective of a
+ * fixed size that carries every rank's count, the checks and up to 64
+ * shapes; a longer list goes on in a second collective for the rest.
  * out[n] is caller-owned and, on success, the same on every rank. Every rank
  * must pass the same shapes in the same order (labels, tokens, batches; the
  * batch_valid flags may differ). Errors, each on every rank when the ranks
  * disagree: WARMCAL_E_MISMATCH (different tables or shape lists, lists of
- * different lengths included: a two-value collective agrees on n before the
- * decision's one collective over the whole list, since MPI collectives with
- * different counts are erroneous), WARMCAL_E_TIMEOUT (a rank did not join
+ * different lengths included: the fixed-size first collective finds them
+ * before any count could differ, since MPI collectives with different
+ * counts are erroneous), WARMCAL_E_TIMEOUT (a rank did not join
  * before the deadline, which bounds the whole call: the communicator is
  * unusable afterwards and the job should end, e.g. MPI_Abort),
  * WARMCAL_E_UNSUPPORTED (the probe failed), WARMCAL_E_STATE (MPI reported

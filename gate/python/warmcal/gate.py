@@ -340,7 +340,8 @@ class Gate:
     # -- deciding ----------------------------------------------------------
 
     def decide(self, shapes, allreduce_min=None):
-        """Decide every shape in one collective; the same list of Decision
+        """Decide every shape at once (over MPI one collective, two above 64
+        shapes; with allreduce_min one call of it); the same list of Decision
         on every rank.
 
         shapes: (tokens, batch, label) or (tokens, batch, label, batch_valid)
