@@ -54,7 +54,9 @@ struct warmcal_gate {
     warmcal_gate_options opts;
     int local, rank, size;
     MPI_Comm comm;
+    int opened; /* on every rank or on none: open agrees */
     int broken;
+    int64_t *spare; /* 2 * FIRST values: a rank that cannot decide still takes part */
     int64_t table_digest;
     char probe_text[512]; /* this rank's probe failure, for the decision error */
     /* a local gate's last encoded shapes, so decode describes them as decide does */
@@ -210,6 +212,30 @@ static warmcal_gate *new_gate(const warmcal_gate_options *opts)
     return g;
 }
 
+/* A gate opens on every rank or on none: a table missing on one node must
+ * not leave the others to wait in their first decision until its deadline.
+ * The first failing rank's code and words go to every rank. */
+static int agree_on_open(warmcal_gate *g, int rc)
+{
+    struct {
+        int code, rank;
+    } mine = {rc, g->rank}, first = {0, 0};
+    if (MPI_Allreduce(&mine, &first, 1, MPI_2INT, MPI_MINLOC, g->comm) != MPI_SUCCESS)
+        return rc ? rc : fail(g, WARMCAL_E_STATE, "open: the ranks could not agree that it opened");
+    if (first.code == WARMCAL_OK) {
+        g->opened = 1;
+        return WARMCAL_OK;
+    }
+    char text[sizeof g->text];
+    memcpy(text, g->text, sizeof text);
+    if (MPI_Bcast(text, (int)sizeof text, MPI_CHAR, first.rank, g->comm) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "%s", warmcal_strerror(first.code));
+    text[sizeof text - 1] = '\0';
+    if (rc)
+        return rc; /* this rank's own failure, in its own words */
+    return fail(g, first.code, "rank %d could not open the gate: %s", first.rank, text);
+}
+
 int warmcal_gate_open(warmcal_gate **out, const char *table_path, MPI_Comm comm,
                       const warmcal_gate_options *opts)
 {
@@ -231,11 +257,14 @@ int warmcal_gate_open(warmcal_gate **out, const char *table_path, MPI_Comm comm,
     MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(g->comm, &g->rank);
     MPI_Comm_size(g->comm, &g->size);
-    if (g->size > (1 << RANK_BITS))
-        return fail(g, WARMCAL_E_UNSUPPORTED, "open: the communicator has %d ranks; the gate "
-                                              "decides for at most %d",
-                    g->size, 1 << RANK_BITS);
-    return setup(g, table_path);
+    int rc = g->size > (1 << RANK_BITS)
+                 ? fail(g, WARMCAL_E_UNSUPPORTED, "open: the communicator has %d ranks; the gate "
+                                                  "decides for at most %d",
+                        g->size, 1 << RANK_BITS)
+                 : setup(g, table_path);
+    if (rc == WARMCAL_OK && !(g->spare = malloc(2 * FIRST * sizeof *g->spare)))
+        rc = fail(g, WARMCAL_E_NOMEM, "open: out of memory");
+    return agree_on_open(g, rc);
 }
 
 int warmcal_gate_open_f(warmcal_gate **out, const char *table_path, MPI_Fint comm,
@@ -259,7 +288,9 @@ int warmcal_gate_open_local(warmcal_gate **out, const char *table_path, int rank
                     rank, world_size, 1 << RANK_BITS);
     g->rank = rank;
     g->size = world_size;
-    return setup(g, table_path);
+    int rc = setup(g, table_path);
+    g->opened = rc == WARMCAL_OK;
+    return rc;
 }
 
 int warmcal_gate_probe_free(warmcal_gate *g, uint64_t *free_bytes)
@@ -468,18 +499,34 @@ static void describe(char *text, size_t len, const warmcal_shape *s, const char 
     *t.p = '\0';
 }
 
-/* Decisions from the MIN-reduced packed values (n shapes, then EXTRA
- * checks), the same on every rank since the values are. */
-static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const int64_t *res,
-                  const int64_t *checks, warmcal_decision *out)
+/* What the reduced checks say, the same on every rank, so that every rank
+ * takes the same path. First: did a rank fail to probe, or to take part at
+ * all? */
+static int check_failures(warmcal_gate *g, const int64_t *checks)
 {
-    int64_t e[EXTRA];
-    int er[EXTRA];
-    for (int k = 0; k < EXTRA; k++)
+    int64_t e;
+    int who;
+    unpack(checks[4], &e, &who);
+    if (e < 0) {
+        int code = (int)e, own = who == g->rank;
+        if (code == WARMCAL_E_UNSUPPORTED)
+            return fail(g, code, "rank %d could not probe its free memory%s%s", who,
+                        own ? ": " : "", own ? g->probe_text : "");
+        if (own)
+            return fail(g, code, "%s", g->probe_text);
+        return fail(g, code, "rank %d could not take part in the decision (%s)", who,
+                    warmcal_strerror(code));
+    }
+    return WARMCAL_OK;
+}
+
+/* Then: the same table everywhere, and the same shape list? */
+static int check_digests(warmcal_gate *g, const int64_t *checks)
+{
+    int64_t e[4];
+    int er[4];
+    for (int k = 0; k < 4; k++)
         unpack(checks[k], &e[k], &er[k]);
-    if (e[4] < 0)
-        return fail(g, WARMCAL_E_UNSUPPORTED, "rank %d could not probe its free memory%s%s",
-                    er[4], er[4] == g->rank ? ": " : "", er[4] == g->rank ? g->probe_text : "");
     if (e[0] != -e[1])
         return fail(g, WARMCAL_E_MISMATCH,
                     "ranks %d and %d loaded different tables (or need policies): every rank must "
@@ -490,6 +537,14 @@ static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const 
                     "ranks %d and %d asked about different shape lists: every rank must pass the "
                     "same shapes in the same order",
                     er[2], er[3]);
+    return WARMCAL_OK;
+}
+
+/* Decisions from the MIN-reduced packed values of n shapes, the same on
+ * every rank since the values are. */
+static void finish(const warmcal_shape *shapes, size_t n, const int64_t *res,
+                   warmcal_decision *out)
+{
     const char *last_label = NULL, *label = "context";
     size_t label_len = 7;
     int measured = 0;
@@ -519,9 +574,6 @@ static int finish(warmcal_gate *g, const warmcal_shape *shapes, size_t n, const 
         }
         describe(d->text, sizeof d->text, &shapes[i], label, label_len, h, who);
     }
-    g->code = 0;
-    g->text[0] = '\0';
-    return WARMCAL_OK;
 }
 
 static double now_s(void)
@@ -577,7 +629,8 @@ static void encode_shapes(warmcal_gate *g, encoder *en, const warmcal_shape *sha
 }
 
 /* The EXTRA checks: table digest and its negation, so MIN sees both the
- * lowest and the highest; the same for the shape-list digest; probe failure. */
+ * lowest and the highest; the same for the shape-list digest; 0, or the
+ * code of this rank's failure to probe (or to take part at all). */
 static void encode_checks(warmcal_gate *g, const encoder *en, const warmcal_shape *shapes,
                           size_t n, int64_t *checks)
 {
@@ -587,7 +640,7 @@ static void encode_checks(warmcal_gate *g, const encoder *en, const warmcal_shap
     checks[1] = -g->table_digest * unit + g->rank;
     checks[2] = shape_digest * unit + g->rank;
     checks[3] = -shape_digest * unit + g->rank;
-    checks[4] = (en->probe_ok ? 0 : -1) * unit + g->rank;
+    checks[4] = (en->probe_ok ? 0 : WARMCAL_E_UNSUPPORTED) * unit + g->rank;
 }
 
 static int timed_out(warmcal_gate *g, size_t n, const char *waiting_for)
@@ -610,28 +663,60 @@ static int collective_failed(warmcal_gate *g, int mpi_rc)
                 msg);
 }
 
+/* Post a collective of count values and wait for it until the deadline;
+ * 0, or the error (a timeout or MPI's failure leaves the gate broken and
+ * the buffers to MPI). */
+static int reduce(warmcal_gate *g, const int64_t *in, int64_t *res, int count, double deadline,
+                  size_t n, const char *what)
+{
+    MPI_Request req;
+    int mpi_rc = MPI_Iallreduce(in, res, count, MPI_INT64_T, MPI_MIN, g->comm, &req);
+    if (mpi_rc == MPI_SUCCESS && !wait_until(&req, deadline, &mpi_rc))
+        return timed_out(g, n, what);
+    return mpi_rc == MPI_SUCCESS ? WARMCAL_OK : collective_failed(g, mpi_rc);
+}
+
+/* This rank cannot decide (bad arguments, out of memory) but still takes
+ * part in the first collective, flagged, so that every rank fails at once
+ * instead of waiting out the deadline for it. */
+static int take_part_failed(warmcal_gate *g, int code, const char *why, double deadline)
+{
+    snprintf(g->probe_text, sizeof g->probe_text, "%s", why);
+    int64_t unit = INT64_C(1) << RANK_BITS, *vals = g->spare, *res = g->spare + FIRST;
+    for (size_t i = 0; i < FIRST; i++)
+        vals[i] = INT64_MAX;
+    vals[0] = g->rank; /* a count of 0 */
+    vals[1] = g->rank;
+    vals[2 + 4] = (int64_t)code * unit + g->rank;
+    int rc = reduce(g, vals, res, FIRST, deadline, 0, "the decision");
+    if (rc)
+        return rc;
+    rc = check_failures(g, res + 2);
+    return rc ? rc : fail(g, code, "%s", why); /* never 0: this rank's flag is in res */
+}
+
 int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, warmcal_decision *out)
 {
     if (!g)
         return WARMCAL_E_INVAL;
-    if (g->code == WARMCAL_E_NOMEM || (!g->table && g->opts.need_policy == WARMCAL_NEED_TABLE))
-        return fail(g, WARMCAL_E_STATE, "decide: the gate did not open (%s)",
-                    g->text[0] ? g->text : "no table");
     if (g->local)
         return fail(g, WARMCAL_E_STATE, "decide: a local gate decides through "
                                         "warmcal_gate_encode/decode and the caller's collective");
+    if (!g->opened) /* on every rank: open agrees */
+        return fail(g, WARMCAL_E_STATE, "decide: the gate did not open");
     if (g->broken)
         return fail(g, WARMCAL_E_STATE, "decide: an earlier decision failed in its collective; "
                                         "the communicator is unusable");
-    if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - FIRST)
-        return fail(g, WARMCAL_E_INVAL, "decide: bad shapes or decisions array");
     double deadline = now_s() + g->opts.deadline_s;
+    if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - FIRST)
+        return take_part_failed(g, WARMCAL_E_INVAL, "decide: bad shapes or decisions array",
+                                deadline);
     /* [count, -count, EXTRA checks, shapes...], padded to at least FIRST */
     size_t total = HEAD + (n > FIRST_SHAPES ? n : FIRST_SHAPES);
     /* one block: on a timeout MPI may still write any of it, so all of it stays */
     int64_t *vals = malloc(2 * total * sizeof *vals);
     if (!vals)
-        return fail(g, WARMCAL_E_NOMEM, "decide: out of memory");
+        return take_part_failed(g, WARMCAL_E_NOMEM, "decide: out of memory", deadline);
     int64_t *res = vals + total;
 
     /* The first collective always has FIRST values, whatever n: MPI
@@ -662,30 +747,33 @@ int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
         return timed_out(g, n, "the decision");
     if (mpi_rc != MPI_SUCCESS)
         return collective_failed(g, mpi_rc); /* buffers kept: their state is unknown */
-    int64_t least, most;
-    int least_rank, most_rank;
-    unpack(res[0], &least, &least_rank);
-    unpack(res[1], &most, &most_rank);
-    if (least != -most) {
-        free(vals);
-        return fail(g, WARMCAL_E_MISMATCH,
-                    "rank %d asked about %" PRId64 " shape%s and rank %d about %" PRId64 ": every "
-                    "rank must pass the same shapes in the same order",
-                    least_rank, least, least == 1 ? "" : "s", most_rank, -most);
+    /* every rank sees the same reduced values, so every rank goes on or
+     * stops here alike */
+    int rc = check_failures(g, res + 2);
+    if (rc == WARMCAL_OK) {
+        int64_t least, most;
+        int least_rank, most_rank;
+        unpack(res[0], &least, &least_rank);
+        unpack(res[1], &most, &most_rank);
+        if (least != -most)
+            rc = fail(g, WARMCAL_E_MISMATCH,
+                      "rank %d asked about %" PRId64 " shape%s and rank %d about %" PRId64
+                      ": every rank must pass the same shapes in the same order",
+                      least_rank, least, least == 1 ? "" : "s", most_rank, -most);
     }
-    if (n > FIRST_SHAPES) {
-        mpi_rc = MPI_Iallreduce(vals + FIRST, res + FIRST, (int)(n - FIRST_SHAPES), MPI_INT64_T,
-                                MPI_MIN, g->comm, &req);
-        if (mpi_rc != MPI_SUCCESS) {
-            free(vals);
-            return collective_failed(g, mpi_rc);
-        }
-        if (!wait_until(&req, deadline, &mpi_rc))
-            return timed_out(g, n, "the rest of the decision");
-        if (mpi_rc != MPI_SUCCESS)
-            return collective_failed(g, mpi_rc);
+    if (rc == WARMCAL_OK)
+        rc = check_digests(g, res + 2);
+    if (rc == WARMCAL_OK && n > FIRST_SHAPES) {
+        rc = reduce(g, vals + FIRST, res + FIRST, (int)(n - FIRST_SHAPES), deadline, n,
+                    "the rest of the decision");
+        if (rc)
+            return rc; /* buffers kept: MPI may still write them */
     }
-    int rc = finish(g, shapes, n, res + HEAD, res + 2, out);
+    if (rc == WARMCAL_OK) {
+        finish(shapes, n, res + HEAD, out);
+        g->code = 0;
+        g->text[0] = '\0';
+    }
     free(vals);
     return rc;
 }
@@ -702,8 +790,8 @@ int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
     if (!g->local)
         return fail(g, WARMCAL_E_STATE, "encode: only a local gate encodes; this one decides "
                                         "over its communicator");
-    if (!g->table && g->opts.need_policy == WARMCAL_NEED_TABLE)
-        return fail(g, WARMCAL_E_STATE, "encode: the gate did not open (%s)", g->text);
+    if (!g->opened)
+        return fail(g, WARMCAL_E_STATE, "encode: the gate did not open");
     if ((n && !shapes) || !vals)
         return fail(g, WARMCAL_E_INVAL, "encode: bad shapes or values array");
     encoder en;
@@ -732,6 +820,8 @@ int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_
         return WARMCAL_E_INVAL;
     if (!g->local)
         return fail(g, WARMCAL_E_STATE, "decode: only a local gate decodes");
+    if (!g->opened)
+        return fail(g, WARMCAL_E_STATE, "decode: the gate did not open");
     if (!vals || (n && !out))
         return fail(g, WARMCAL_E_INVAL, "decode: bad values or decisions array");
     /* the shapes come from the last encode when it was for this many */
@@ -740,7 +830,14 @@ int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_
         return fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
     if (g->n_encoded == n && n)
         memcpy(shapes, g->encoded, n * sizeof *shapes);
-    int rc = finish(g, shapes, n, vals, vals + n, out);
+    int rc = check_failures(g, vals + n);
+    if (rc == WARMCAL_OK)
+        rc = check_digests(g, vals + n);
+    if (rc == WARMCAL_OK) {
+        finish(shapes, n, vals, out);
+        g->code = 0;
+        g->text[0] = '\0';
+    }
     free(shapes);
     return rc;
 }
@@ -765,6 +862,8 @@ void warmcal_gate_close(warmcal_gate *g)
         if (!finalized)
             MPI_Comm_free(&g->comm);
     }
+    if (!g->broken)
+        free(g->spare); /* else MPI may still write it */
     warmcal_table_free(g->table);
     free(g->encoded);
     free(g->encoded_labels);

@@ -285,6 +285,48 @@ static void ties_exact_bytes_and_saturation(void)
     warmcal_gate_close(g);
 }
 
+/* One rank that cannot open (its table is missing) or cannot decide (bad
+ * arguments) fails every rank at once, never leaving them to wait out the
+ * deadline; the failing rank keeps its own words, the others name it. */
+static void a_rank_that_cannot_open_or_decide_fails_every_rank_at_once(void)
+{
+    char path[512];
+    table_path(path, sizeof path, rank == 2 ? "missing.json" : "a.json");
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = 40 * GiB;
+    o.deadline_s = 5;
+    warmcal_gate *g = NULL;
+    double t0 = MPI_Wtime();
+    CHECK(warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o) == WARMCAL_E_IO);
+    CHECK(MPI_Wtime() - t0 < 2.0);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "missing.json");
+    if (rank != 2)
+        CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "rank 2 could not open the gate: ");
+    warmcal_shape s = {.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1};
+    warmcal_decision d;
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_E_STATE); /* on every rank, no collective */
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "did not open");
+    warmcal_gate_close(g);
+
+    g = open_gate("a.json", 40 * GiB);
+    for (int round = 0; round < 2; round++) {
+        t0 = MPI_Wtime();
+        /* rank 1 passes no shapes array, then (round 1) no decisions array */
+        int rc = rank == 1 ? warmcal_gate_decide(g, round ? &s : NULL, 1, round ? NULL : &d)
+                           : warmcal_gate_decide(g, &s, 1, &d);
+        CHECK(rc == WARMCAL_E_INVAL);
+        CHECK(MPI_Wtime() - t0 < 2.0); /* at once, not at the 5 s deadline */
+        CHECK_STR_CONTAINS(warmcal_gate_last_error(g), rank == 1
+                                                           ? "decide: bad shapes or decisions array"
+                                                           : "rank 1 could not take part in the "
+                                                             "decision");
+    }
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_OK && d.run); /* still usable */
+    warmcal_gate_close(g);
+}
+
 static void wrong_tp_and_bad_options_are_refused(void)
 {
     MPI_Comm half;
@@ -402,6 +444,8 @@ int main(int argc, char **argv)
         different_shape_lists_fail_on_every_rank();
     else if (strcmp(c, "extremes") == 0)
         ties_exact_bytes_and_saturation();
+    else if (strcmp(c, "onefails") == 0)
+        a_rank_that_cannot_open_or_decide_fails_every_rank_at_once();
     else if (strcmp(c, "config") == 0)
         wrong_tp_and_bad_options_are_refused();
     else if (strcmp(c, "probe") == 0)

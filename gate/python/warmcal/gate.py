@@ -356,11 +356,23 @@ class Gate:
         Raises GateError: .code E_MISMATCH (ranks loaded different tables or
         passed different shape lists; raised on every rank), E_TIMEOUT (a
         rank did not join within deadline_s: the communicator is unusable,
-        end the job), E_UNSUPPORTED (a rank could not probe its free memory).
+        end the job), E_UNSUPPORTED (a rank could not probe its free memory),
+        E_INVAL (malformed shapes: on an MPI gate the other ranks raise too,
+        at once, naming this rank).
         """
         h = self._check_open()
         lib = self._lib
-        cshapes, keep = self._c_shapes(shapes)
+        try:
+            if not self._local and allreduce_min is not None:
+                raise GateError("decide: allreduce_min is for gates opened with rank=/"
+                                "world_size=; this gate reduces over its MPI communicator")
+            cshapes, keep = self._c_shapes(shapes)
+        except GateError:
+            if not self._local:
+                # take part in the decision's collective, flagged, so that the
+                # other ranks fail at once instead of at the deadline
+                lib.warmcal_gate_decide(h, None, 1, None)
+            raise
         n = len(cshapes)
         out = (_capi.CDecision * n)()
         if self._local:
@@ -386,9 +398,6 @@ class Gate:
             rc = lib.warmcal_gate_decode(h, (ctypes.c_int64 * count)(*reduced), n, out)
             self._check(rc, cause)
         else:
-            if allreduce_min is not None:
-                raise GateError("decide: allreduce_min is for gates opened with rank=/"
-                                "world_size=; this gate reduces over its MPI communicator")
             rc = lib.warmcal_gate_decide(h, cshapes, n, out)
             self._check(rc, self._take_cause())
         del keep

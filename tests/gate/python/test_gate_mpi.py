@@ -205,6 +205,17 @@ def bad_tables_options_and_missing_driver_raise_clear_errors():
             expect_gate_error(lambda: g.decide(shapes), E.E_INVAL, needle)
         expect_gate_error(lambda: g.decide([(1, 1, None)], allreduce_min=lambda v: v),
                           E.E_INVAL, "allreduce_min")
+        # malformed on one rank only: that rank still takes part, so every
+        # rank raises at once, well before the 5 s deadline
+        t0 = time.monotonic()
+        e = error_on_every_rank(lambda: g.decide([(0, 1, "context")] if rank == 3
+                                                 else [(1, 1, "context")]), E.E_INVAL)
+        if rank == 3:
+            check("tokens" in str(e), str(e))
+        else:
+            check("rank 3 could not take part in the decision" in str(e), str(e))
+        check(time.monotonic() - t0 < 2.5, "took %.1f s" % (time.monotonic() - t0))
+        check(g.decide([(1, 1, "context")])[0].run, "the gate decides again")
         g.close()
         expect_gate_error(lambda: g.decide([(1, 1, None)]), E.E_STATE, "closed")
         # the original fix's constant policy, as a baseline
