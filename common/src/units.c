@@ -77,7 +77,9 @@ overflow:
 /* Integer arithmetic only, no printf: the gate writes one of these into
  * every skipped shape's text, thousands per decision, and floating-point
  * printf cost a quarter of a microsecond each. Rounds as "%.2f" does on the
- * exact quotient: to nearest, ties to even. */
+ * exact quotient: to nearest, ties to even (the same text as printf of the
+ * double below 2^53 bytes; above, where the double was already rounded,
+ * this is the exact one). */
 char *warmcal_format_bytes(uint64_t bytes, char *buf, size_t len)
 {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

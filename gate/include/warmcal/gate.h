@@ -99,7 +99,10 @@ typedef struct warmcal_gate warmcal_gate;
  * WARMCAL_NEED_CONSTANT). Collective over comm. Checks the table's TP size
  * against comm's size and, with the CUDA probe, its GPU name against the
  * device's, unless opts->allow_config_mismatch. opts may be NULL for the
- * defaults. *out is set whenever memory allows, on failure too. Errors:
+ * defaults. *out is set whenever memory allows, on failure too. A gate
+ * opens on every rank or on none: when one rank fails, the others fail too,
+ * with that rank's code and words ("rank R could not open the gate: ...").
+ * Errors:
  * WARMCAL_E_INVAL (options), the table reader's errors, WARMCAL_E_MISMATCH
  * (configuration), WARMCAL_E_UNSUPPORTED (no CUDA driver for the CUDA probe,
  * or a communicator of more than 65536 ranks),
@@ -130,7 +133,9 @@ WARMCAL_API int warmcal_gate_open_local(warmcal_gate **out, const char *table_pa
  * counts are erroneous), WARMCAL_E_TIMEOUT (a rank did not join
  * before the deadline, which bounds the whole call: the communicator is
  * unusable afterwards and the job should end, e.g. MPI_Abort),
- * WARMCAL_E_UNSUPPORTED (the probe failed), WARMCAL_E_STATE (MPI reported
+ * WARMCAL_E_UNSUPPORTED (the probe failed), WARMCAL_E_INVAL or
+ * WARMCAL_E_NOMEM (a rank's bad arguments or memory: that rank still takes
+ * part, flagged, so every rank fails at once), WARMCAL_E_STATE (MPI reported
  * an error in the collective, a gate whose collective timed out or failed
  * before, or a local gate). */
 WARMCAL_API int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n,
