@@ -4,6 +4,7 @@
  * runs, the 8192-token pass is skipped for memory and the generation pass
  * for want of an estimate, on every rank alike. */
 #include "../check.h"
+#include "test_table.h"
 
 int main(int argc, char **argv)
 {
@@ -15,22 +16,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: mpirun -np 4 doc_example TABLE\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
-    if (rank == 0) {
-        warmcal_table *t = NULL;
-        warmcal_error err = {0};
-        CHECK(warmcal_table_new(&t, &err) == WARMCAL_OK);
-        snprintf(t->config.model, sizeof t->config.model, "doc-model");
-        t->config.tp = 4;
-        snprintf(t->config.gpu_name, sizeof t->config.gpu_name, "test GPU");
-        t->config.gpu_total_bytes = 80ull << 30;
-        warmcal_estimate e = {.rank = -1, .label = "context", .tokens_min = 1,
-                              .tokens_max = 32768, .form = WARMCAL_FORM_LINEAR,
-                              .coef = {(double)(1ull << 30), (double)(1ull << 20)}};
-        e.fit.points = 10;
-        CHECK(warmcal_table_add_estimate(t, &e, &err) == WARMCAL_OK);
-        CHECK(warmcal_table_write(t, argv[1], &err) == WARMCAL_OK);
-        warmcal_table_free(t);
-    }
+    if (rank == 0)
+        write_test_table(argv[1], 0);
     MPI_Barrier(MPI_COMM_WORLD);
     int rc = warmup(MPI_COMM_WORLD, argv[1]);
     if (rc != 0 || rank == 0)

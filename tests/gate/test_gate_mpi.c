@@ -4,6 +4,7 @@
  * gate_faults.sh from their output and timing. */
 #define _POSIX_C_SOURCE 200809L
 #include "../check.h"
+#include "test_table.h"
 #include "warmcal/gate.h"
 
 #include <mpi.h>
@@ -16,26 +17,6 @@
 
 static int rank, size;
 static char dir[256];
-
-/* A table for tp 4: any rank needs 1 GiB + 1 MiB per token for context
- * passes of 1..32768 tokens; `extra` shifts every need (another table). */
-static void write_table(const char *path, double extra)
-{
-    warmcal_table *t = NULL;
-    warmcal_error err = {0};
-    CHECK(warmcal_table_new(&t, &err) == WARMCAL_OK);
-    snprintf(t->config.model, sizeof t->config.model, "test-model");
-    t->config.tp = 4;
-    snprintf(t->config.gpu_name, sizeof t->config.gpu_name, "test GPU");
-    t->config.gpu_total_bytes = 80 * GiB;
-    warmcal_estimate e = {.rank = -1, .label = "context", .tokens_min = 1, .tokens_max = 32768,
-                          .form = WARMCAL_FORM_LINEAR, .coef = {(double)GiB + extra, (double)MiB}};
-    e.margin.granularity = 0;
-    e.fit.points = 10;
-    CHECK(warmcal_table_add_estimate(t, &e, &err) == WARMCAL_OK);
-    CHECK(warmcal_table_write(t, path, &err) == WARMCAL_OK);
-    warmcal_table_free(t);
-}
 
 static void table_path(char *buf, size_t len, const char *name)
 {
@@ -430,9 +411,9 @@ int main(int argc, char **argv)
     if (rank == 0) {
         char path[512];
         table_path(path, sizeof path, "a.json");
-        write_table(path, 0);
+        write_test_table(path, 0);
         table_path(path, sizeof path, "b.json");
-        write_table(path, 64 * MiB);
+        write_test_table(path, 64 * MiB);
     }
     MPI_Barrier(MPI_COMM_WORLD);
     const char *c = argv[1];
