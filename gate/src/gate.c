@@ -454,7 +454,7 @@ static void put_rank(text_out *t, int who)
     put_u64(t, (uint64_t)(who < 0 ? 0 : who));
 }
 
-/* label and label_len: the shape's label (NULL means "context") and its
+/* label and label_len: the shape's label ("context" for NULL) and its
  * length, measured once per run of equal labels by the caller. */
 static void describe(char *text, size_t len, const warmcal_shape *s, const char *label,
                      size_t label_len, int64_t h, int who)
