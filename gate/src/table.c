@@ -879,17 +879,40 @@ static void hex_digest(struct sha256_ctx *ctx, char hex[65])
     hex[64] = '\0';
 }
 
-static int slurp(const char *path, char **data, size_t *len, warmcal_error *err)
+/* Open path for reading, refusing anything but a regular file (a FIFO or a
+ * device would block or never end); *fd and *size on success. */
+static int open_regular(const char *path, int *fd, off_t *size, warmcal_error *err)
 {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0)
         return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot open: %s", strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
+    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(*fd);
         return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "not a regular file");
     }
-    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, n = 0;
+    *size = st.st_size;
+    return WARMCAL_OK;
+}
+
+/* read(2), again when a signal interrupts it. */
+static ssize_t read_retry(int fd, void *dst, size_t len)
+{
+    ssize_t got;
+    do
+        got = read(fd, dst, len);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
+static int slurp(const char *path, char **data, size_t *len, warmcal_error *err)
+{
+    int fd;
+    off_t size;
+    int rc = open_regular(path, &fd, &size, err);
+    if (rc)
+        return rc;
+    size_t cap = size > 0 ? (size_t)size + 1 : 4096, n = 0;
     char *buf = malloc(cap);
     for (;;) {
         if (!buf) {
@@ -904,9 +927,7 @@ static int slurp(const char *path, char **data, size_t *len, warmcal_error *err)
             cap *= 2;
             continue;
         }
-        ssize_t got = read(fd, buf + n, cap - n);
-        if (got < 0 && errno == EINTR)
-            continue;
+        ssize_t got = read_retry(fd, buf + n, cap - n);
         if (got < 0) {
             int e = errno;
             free(buf);
@@ -1262,14 +1283,11 @@ int warmcal_sha256_file(const char *path, char hex[65], warmcal_error *err)
 {
     if (!path || !hex)
         return warmcal_error_set(err, WARMCAL_E_INVAL, path, NULL, "sha256_file: bad argument");
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot open: %s", strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "not a regular file");
-    }
+    int fd;
+    off_t size;
+    int rc = open_regular(path, &fd, &size, err);
+    if (rc)
+        return rc;
     struct sha256_ctx ctx;
     sha256_init(&ctx);
     static const size_t chunk = 1 << 16;
@@ -1279,9 +1297,7 @@ int warmcal_sha256_file(const char *path, char hex[65], warmcal_error *err)
         return warmcal_error_set(err, WARMCAL_E_NOMEM, path, NULL, "out of memory");
     }
     for (;;) {
-        ssize_t got = read(fd, buf, chunk);
-        if (got < 0 && errno == EINTR)
-            continue;
+        ssize_t got = read_retry(fd, buf, chunk);
         if (got < 0) {
             int e = errno;
             free(buf);
