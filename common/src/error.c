@@ -21,6 +21,7 @@ const char *warmcal_strerror(int code)
     case WARMCAL_E_MISMATCH: return "ranks disagree";
     case WARMCAL_E_UNSUPPORTED: return "not supported";
     case WARMCAL_E_RANGE: return "outside the calibrated range";
+    case WARMCAL_E_OVERFLOW: return "result too large";
     default: return "unknown error";
     }
 }
@@ -44,8 +45,9 @@ static void copy_shortened(char *dst, size_t cap, const char *src)
     dst[cap - 1] = '\0';
 }
 
-int warmcal_error_set(warmcal_error *err, int code, const char *source, const char *where,
-                      const char *fmt, ...)
+/* in parentheses: the name is also error.h's macro */
+int (warmcal_error_set)(warmcal_error *err, int code, const char *source, const char *where,
+                        const char *fmt, ...)
 {
     if (!err || err->code != 0)
         return code;

@@ -4,7 +4,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,20 @@ static const struct {
     {"KB", 1000ull},  {"MB", 1000000ull}, {"GB", 1000000000ull}, {"TB", 1000000000000ull},
 };
 
+/* floor(0.DIGITS x scale) for the fraction digits in [digits, end), exactly:
+ * the digit string times scale by schoolbook multiplication from its last
+ * digit, whose carry out of the first digit is the whole part. scale is at
+ * most 2^40, so digit x scale + carry stays far below 2^64. */
+static uint64_t fraction_times(const char *digits, const char *end, uint64_t scale)
+{
+    uint64_t carry = 0;
+    for (const char *d = end; d > digits;) {
+        d--;
+        carry = ((uint64_t)(*d - '0') * scale + carry) / 10;
+    }
+    return carry;
+}
+
 int warmcal_parse_bytes(const char *text, uint64_t *out, const char *what, warmcal_error *err)
 {
     if (!text || !out)
@@ -35,16 +48,16 @@ int warmcal_parse_bytes(const char *text, uint64_t *out, const char *what, warmc
     unsigned long long whole = strtoull(p, &end, 10);
     if (errno == ERANGE)
         goto overflow;
-    /* digits after a point only: strtod would also take exponents and hex */
-    double frac = 0.0, place = 0.1;
-    int has_frac = 0;
+    /* digits after a point only (strtod would also take exponents and hex),
+     * kept as text: a binary double would turn 0.035KB into 34 bytes */
+    const char *frac = NULL, *frac_end = NULL;
     if (*end == '.') {
-        end++;
+        frac = ++end;
         if (!isdigit((unsigned char)*end))
             goto bad;
-        for (; isdigit((unsigned char)*end); end++, place /= 10)
-            frac += (*end - '0') * place;
-        has_frac = 1;
+        while (isdigit((unsigned char)*end))
+            end++;
+        frac_end = end;
     }
     while (isspace((unsigned char)*end))
         end++;
@@ -53,15 +66,15 @@ int warmcal_parse_bytes(const char *text, uint64_t *out, const char *what, warmc
             !(suffixes[i].name[0] && strcasecmp(end, suffixes[i].name) == 0))
             continue;
         uint64_t scale = suffixes[i].scale;
-        if (has_frac && scale == 1)
+        if (frac && scale == 1)
             goto bad; /* "1.5" bytes means nothing */
         if (whole > UINT64_MAX / scale)
             goto overflow;
         uint64_t v = (uint64_t)whole * scale;
-        double extra = floor(frac * (double)scale);
-        if (extra > 0 && extra >= (double)(UINT64_MAX - v))
+        uint64_t extra = frac ? fraction_times(frac, frac_end, scale) : 0;
+        if (extra > UINT64_MAX - v)
             goto overflow;
-        *out = v + (uint64_t)extra;
+        *out = v + extra;
         return WARMCAL_OK;
     }
 bad:

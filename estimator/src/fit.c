@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "warmcal/estimator.h"
 #include "warmcal/lstsq.h"
+#include "warmcal/text.h"
 
 #include <lapacke.h>
 #include <math.h>
@@ -15,8 +16,8 @@
 
 #define DEFAULT_GRANULARITY (2ull << 20)
 #define DEFAULT_PARSIMONY 0.10
-/* token counts are fitted as doubles: far below 2^53, exact */
-#define MAX_TOKENS 1099511627776.0
+/* token counts are fitted as doubles: the trace bound, far below 2^53, exact */
+#define MAX_TOKENS ((double)WARMCAL_TRACE_TOKENS_MAX)
 
 static void resolve_options(const warmcal_fit_options *in, warmcal_fit_options *o)
 {
@@ -240,32 +241,6 @@ static int fit_envelope(const double *t, const double *y, size_t n, envelope *en
 
 /* --- the margin ------------------------------------------------------------ */
 
-/* The model alone at t, as warmcal_estimate_eval evaluates it (clamped below
- * tokens_min, an envelope continuing its last slope). */
-static double model_at(const warmcal_estimate *e, double t)
-{
-    if (t < (double)e->tokens_min)
-        t = (double)e->tokens_min;
-    if (e->form != WARMCAL_FORM_ENVELOPE)
-        return e->coef[0] + t * (e->coef[1] + t * e->coef[2]);
-    const uint64_t *kt = e->knot_tokens;
-    const double *kb = e->knot_bytes;
-    size_t last = e->n_knots - 1;
-    if (t <= (double)kt[0])
-        return kb[0];
-    if (t >= (double)kt[last])
-        return interpolate(t, (double)kt[last - 1], kb[last - 1], (double)kt[last], kb[last]);
-    size_t lo = 0, hi = last; /* kt[lo] < t <= kt[hi] */
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if ((double)kt[mid] < t)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return interpolate(t, (double)kt[lo], kb[lo], (double)kt[hi], kb[hi]);
-}
-
 static int by_value(const void *a, const void *b)
 {
     double x = *(const double *)a, z = *(const double *)b;
@@ -301,7 +276,12 @@ static int set_margin(warmcal_estimate *e, const double *t, const double *y, siz
     double scale = 1.0 + fmin(MAX_RELATIVE, RELATIVE_SIGMAS * 1.4826 * mad);
     double worst = 0, worst_loo = 0, sum2 = 0, max_abs = 0;
     for (size_t i = 0; i < n; i++) {
-        double f = model_at(e, t[i]), r = y[i] - f;
+        /* the model as the table evaluates it, at the token count it is
+         * published for; e is complete, so this cannot fail */
+        double f = 0;
+        if (warmcal_estimate_model(e, (uint64_t)t[i], &f, NULL) != WARMCAL_OK)
+            return WARMCAL_E_INVAL;
+        double r = y[i] - f;
         worst = fmax(worst, y[i] - fmax(0, f) * scale);
         max_abs = fmax(max_abs, fabs(r));
         sum2 += r * r;
@@ -326,6 +306,29 @@ static int set_margin(warmcal_estimate *e, const double *t, const double *y, siz
 }
 
 /* --- choosing ------------------------------------------------------------- */
+
+/* Needs do not shrink as tokens grow, and `warmcal check` refuses an entry
+ * whose estimate falls inside its range: a polynomial may only be chosen when
+ * its slope c1 + 2 c2 t, linear in t, is not negative at either end of
+ * [tmin, tmax] (a quadratic turning down, a quadratic whose vertex lies
+ * inside, a linear fit with a negative slope on flat data all fail it). The
+ * envelope, a running maximum, never falls. */
+static int never_falls(const double coef[3], double tmin, double tmax)
+{
+    return coef[1] + 2.0 * coef[2] * tmin >= 0 && coef[1] + 2.0 * coef[2] * tmax >= 0;
+}
+
+/* The last line of defence behind the choice: the fitted entry passes the
+ * check `warmcal check` runs (published bytes within 64 bits, never falling
+ * inside the range), so the fitter never writes a table that check refuses.
+ * err gets the check's words without the table's entry index. */
+static int check_entry(const warmcal_estimate *e, warmcal_error *err)
+{
+    warmcal_table one = {0};
+    one.estimates = (warmcal_estimate *)e; /* read only */
+    one.n_estimates = 1;
+    return warmcal_table_check_estimates(&one, NULL, err);
+}
 
 int warmcal_fit_points(const double *t, const double *y, size_t n, const warmcal_fit_options *opts,
                        warmcal_estimate *out, warmcal_candidate cand_out[3], warmcal_error *err)
@@ -360,7 +363,7 @@ int warmcal_fit_points(const double *t, const double *y, size_t n, const warmcal
                                  "every phase needed 0 bytes: no allocation was recorded (was the "
                                  "profiler attached?)");
 
-    warmcal_candidate cand[3];
+    warmcal_candidate cand[3] = {{0}};
     double coef[2][3] = {{0}};
     double *loo[2] = {malloc(n * sizeof(double)), malloc(n * sizeof(double))};
     envelope env = {0};
@@ -372,17 +375,20 @@ int warmcal_fit_points(const double *t, const double *y, size_t n, const warmcal
         warmcal_candidate *c = &cand[p == 2 ? WARMCAL_FORM_LINEAR : WARMCAL_FORM_QUADRATIC];
         if (fit_polynomial(t, y, n, p, tmax, coef[p - 2], c, loo[p - 2]) == WARMCAL_E_NOMEM)
             rc = WARMCAL_E_NOMEM;
+        c->never_falls = c->usable && never_falls(coef[p - 2], tmin, tmax);
     }
+    cand[WARMCAL_FORM_ENVELOPE].never_falls = cand[WARMCAL_FORM_ENVELOPE].usable;
     if (rc == WARMCAL_E_NOMEM)
         warmcal_error_set(err, rc, NULL, NULL, "fit: out of memory");
 
-    /* simplest first; a more complex form must earn its place */
+    /* simplest first; a more complex form must earn its place; a form whose
+     * estimate falls inside the range is never eligible */
     static const warmcal_form order[3] = {WARMCAL_FORM_LINEAR, WARMCAL_FORM_QUADRATIC,
                                           WARMCAL_FORM_ENVELOPE};
     int chosen = -1;
     for (int k = 0; rc == WARMCAL_OK && k < 3; k++) {
         warmcal_form f = order[k];
-        if (cand[f].usable &&
+        if (cand[f].usable && cand[f].never_falls &&
             (chosen < 0 || cand[f].loo_rmse < (1.0 - o.parsimony) * cand[chosen].loo_rmse))
             chosen = (int)f;
     }
@@ -423,7 +429,15 @@ int warmcal_fit_points(const double *t, const double *y, size_t n, const warmcal
                             (double)o.granularity);
         }
         if (rc)
-            warmcal_error_set(err, rc, NULL, NULL, "fit: out of memory");
+            warmcal_error_set(err, rc, NULL, NULL, "fit: %s",
+                              rc == WARMCAL_E_NOMEM ? "out of memory"
+                                                    : "the fitted model cannot be evaluated");
+    }
+    if (rc == WARMCAL_OK) {
+        warmcal_error sub = {0};
+        if (check_entry(out, &sub) != WARMCAL_OK)
+            rc = warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "the fitted %s model: %s",
+                                   warmcal_form_name(out->form), sub.text);
     }
     envelope_free(&env);
     free(loo[0]);
@@ -545,6 +559,43 @@ static int same_config(const warmcal_trace *a, const warmcal_trace *b, warmcal_e
                              a->path);
 }
 
+/* Copy a trace's name attribute into the table's fixed field, or refuse it
+ * naming the trace: a name cut to fit would no longer match the trace it
+ * came from (validate would then report a mismatch), and bytes that are not
+ * UTF-8 would be blamed on the table by its writer. */
+static int copy_name(char *field, size_t cap, const warmcal_trace *tr, const char *attr,
+                     const char *table_field, const char *value, warmcal_error *err)
+{
+    char where[64];
+    snprintf(where, sizeof where, "attribute '%s'", attr);
+    size_t len = strlen(value);
+    if (len >= cap)
+        return warmcal_error_set(err, WARMCAL_E_FIELD, tr->path, where,
+                                 "%zu bytes, longer than the %zu an estimate table holds in %s",
+                                 len, cap - 1, table_field);
+    if (!warmcal_utf8_valid(value))
+        return warmcal_error_set(err, WARMCAL_E_FIELD, tr->path, where, "not valid UTF-8");
+    memcpy(field, value, len + 1);
+    return WARMCAL_OK;
+}
+
+/* A table lists each trace by its path: say which trace cannot be listed,
+ * rather than leave the table's writer to report sources[i].name. */
+static int check_source_name(const warmcal_trace *tr, size_t cap, warmcal_error *err)
+{
+    size_t len = strlen(tr->path);
+    if (len >= cap)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, tr->path, NULL,
+                                 "path of %zu bytes, longer than the %zu an estimate table "
+                                 "holds in sources[].name",
+                                 len, cap - 1);
+    if (!warmcal_utf8_valid(tr->path))
+        return warmcal_error_set(err, WARMCAL_E_INVAL, tr->path, NULL,
+                                 "path is not valid UTF-8 (an estimate table lists its sources "
+                                 "by path, in UTF-8)");
+    return WARMCAL_OK;
+}
+
 /* Rank -1: per label, at each token count the largest need over every rank
  * and run, so the entry serves any rank (and a rank count never measured). */
 static int add_any_rank_groups(groups *gs, warmcal_error *err)
@@ -603,6 +654,7 @@ static int add_note(warmcal_fit_note **notes, size_t *n, int rank, const char *l
     *notes = grown;
     warmcal_fit_note *note = &grown[(*n)++];
     note->rank = rank;
+    note->any_rank_entry = 0; /* known once every entry is fitted */
     snprintf(note->label, sizeof note->label, "%s", label);
     snprintf(note->reason, sizeof note->reason, "%s", reason);
     return WARMCAL_OK;
@@ -682,16 +734,21 @@ int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmc
     warmcal_table *t = NULL;
     if (rc == WARMCAL_OK)
         rc = warmcal_table_new(&t, err);
+    if (rc == WARMCAL_OK)
+        rc = copy_name(t->config.model, sizeof t->config.model, traces[0], "model",
+                       "configuration.model", traces[0]->model, err);
+    if (rc == WARMCAL_OK)
+        rc = copy_name(t->config.gpu_name, sizeof t->config.gpu_name, traces[0], "gpu_name",
+                       "configuration.gpu_name", traces[0]->gpu_name, err);
     if (rc == WARMCAL_OK) {
-        snprintf(t->config.model, sizeof t->config.model, "%s", traces[0]->model);
         t->config.tp = traces[0]->world_size;
-        snprintf(t->config.gpu_name, sizeof t->config.gpu_name, "%s", traces[0]->gpu_name);
         t->config.gpu_total_bytes = traces[0]->gpu_total_bytes;
         t->above_range = o.above_range;
     }
     for (size_t i = 0; rc == WARMCAL_OK && i < n; i++) {
         char hex[65];
-        rc = warmcal_sha256_file(traces[i]->path, hex, err);
+        rc = check_source_name(traces[i], sizeof t->sources->name, err);
+        rc = rc ? rc : warmcal_sha256_file(traces[i]->path, hex, err);
         rc = rc ? rc : warmcal_table_add_source(t, traces[i]->path, hex, err);
     }
     warmcal_error first_skip = {0};
@@ -726,6 +783,18 @@ int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmc
             cover_every_rank(t, &gs, &e);
         e.rank = g->rank;
         snprintf(e.label, sizeof e.label, "%s", g->label);
+        if (check_entry(&e, &sub) != WARMCAL_OK) { /* the any-rank margin was raised since */
+            char where[64];
+            if (g->rank == WARMCAL_TABLE_ANY_RANK)
+                snprintf(where, sizeof where, "any rank, label %s", g->label);
+            else
+                snprintf(where, sizeof where, "rank %d, label %s", g->rank, g->label);
+            rc = warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where,
+                                   "the fitted %s model: %s (no table written)",
+                                   warmcal_form_name(e.form), sub.text);
+            warmcal_estimate_clear(&e);
+            break;
+        }
         e.failures.oom = g->oom;
         e.failures.oom_tokens_min = g->oom_tokens_min;
         e.failures.aborted = g->aborted;
@@ -734,6 +803,9 @@ int warmcal_fit_traces(const warmcal_trace *const *traces, size_t n, const warmc
         warmcal_estimate_clear(&e);
     }
     free_groups(&gs);
+    for (size_t i = 0; rc == WARMCAL_OK && notes && i < *n_notes; i++)
+        (*notes)[i].any_rank_entry =
+            warmcal_table_find(t, WARMCAL_TABLE_ANY_RANK, (*notes)[i].label) != NULL;
     if (rc == WARMCAL_OK && t->n_estimates == 0) {
         /* nothing could be fitted: the first reason is the error */
         rc = first_skip.code ? first_skip.code : WARMCAL_E_INVAL;

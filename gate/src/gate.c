@@ -3,15 +3,19 @@
  * MINLOC in one 64-bit word — either MPI_Iallreduce on a private duplicate
  * of the caller's communicator, polled against a deadline, or the caller's
  * own collective (torch.distributed). Both paths encode and decode alike.
+ * Open is bounded by the same deadline: its duplicate and its agreement are
+ * non-blocking collectives too.
  *
  * Severity is ordered through the values themselves: an invalid batch is the
  * lowest possible headroom, then "outside the calibrated range", then "no
- * estimate", then real byte headrooms, so the minimum is both the blocking
+ * estimate", then "estimate too large", then real byte headrooms, so the
+ * minimum is both the blocking
  * rank and its reason. Five extra values carry the checks that every rank
  * agrees: table digest (min and max), shape-list digest (min and max), and
  * whether any rank failed to probe its free memory. */
 #define _POSIX_C_SOURCE 200809L
 #include "warmcal/gate.h"
+#include "warmcal/mpi_wait.h"
 #include "warmcal/units.h"
 #include "probe.h"
 #include "table_internal.h"
@@ -22,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define EXTRA 5
 /* A decision's first collective: the count check (2), the checks, and this
@@ -39,6 +42,7 @@ _Static_assert(DIGEST_BITS <= 46, "digests must fit the packed form's +-2^46");
 #define H_INVALID INT64_MIN
 #define H_OUT_OF_RANGE (INT64_MIN + 1)
 #define H_NO_ESTIMATE (INT64_MIN + 2)
+#define H_TOO_LARGE (INT64_MIN + 3) /* an estimate beyond 64 bits inside its range */
 #define H_FLOOR (INT64_MIN + 16)
 
 /* Packed form (see pack): value * 2^16 + rank, real headrooms clamped to
@@ -57,6 +61,7 @@ struct warmcal_gate {
     int opened; /* on every rank or on none: open agrees */
     int broken;
     int64_t *spare; /* 2 * FIRST values: a rank that cannot decide still takes part */
+    struct open_exchange *exchange; /* kept only when open timed out (MPI may write it) */
     int64_t table_digest;
     char probe_text[512]; /* this rank's probe failure, for the decision error */
     /* a local gate's last encoded shapes, so decode describes them as decide does */
@@ -212,65 +217,172 @@ static warmcal_gate *new_gate(const warmcal_gate_options *opts)
     return g;
 }
 
-/* A gate opens on every rank or on none: a table missing on one node must
- * not leave the others to wait in their first decision until its deadline.
- * The first failing rank's code and words go to every rank. */
-static int agree_on_open(warmcal_gate *g, int rc)
+/* The usable deadline of an open: a rank whose deadline_s is not a number
+ * fails its options check, but must still wait for the others like them. */
+static double open_deadline_s(const warmcal_gate *g)
 {
+    double d = g->opts.deadline_s;
+    return d > 0 && d <= 1e7 ? d : DEFAULT_DEADLINE_S;
+}
+
+/* What an open's collectives write. After a timeout MPI may still write any
+ * of it, so it lives apart from the gate and is then never freed. */
+struct open_exchange {
+    MPI_Comm dup;
     struct {
         int code, rank;
-    } mine = {rc, g->rank}, first = {0, 0};
-    if (MPI_Allreduce(&mine, &first, 1, MPI_2INT, MPI_MINLOC, g->comm) != MPI_SUCCESS)
+    } mine, first;
+    char text[sizeof ((warmcal_gate *)0)->text];
+};
+
+static int open_timed_out(warmcal_gate *g, const char *waiting_for, int own_rc)
+{
+    char own[sizeof g->text];
+    snprintf(own, sizeof own, "%s", own_rc ? g->text : "");
+    g->broken = 1; /* g->exchange stays: its collective is still pending */
+    return fail(g, WARMCAL_E_TIMEOUT,
+                "open timed out after %.1f s waiting for %s: a rank did not join the open; the "
+                "communicator is unusable now (end the job, e.g. MPI_Abort)%s%s",
+                open_deadline_s(g), waiting_for, own_rc ? "; this rank had failed too: " : "",
+                own);
+}
+
+/* Wait for one of open's collectives; 0, or the error that ends the open. */
+static int open_wait(warmcal_gate *g, MPI_Request *req, uint64_t deadline, const char *what,
+                     int own_rc)
+{
+    int mpi_rc = MPI_SUCCESS;
+    if (!warmcal_mpi_wait(req, deadline, &mpi_rc))
+        return open_timed_out(g, what, own_rc);
+    if (mpi_rc == MPI_SUCCESS)
+        return WARMCAL_OK;
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(mpi_rc, msg, &len);
+    g->broken = 1;
+    return fail(g, WARMCAL_E_STATE, "open: %s failed (%s); the communicator is unusable now",
+                what, msg);
+}
+
+/* A gate opens on every rank or on none: a table missing on one node must
+ * not leave the others to wait in their first decision until its deadline.
+ * Every rank takes part in the same three steps, all bounded by one
+ * deadline — the duplicate (during which this rank reads its table), a
+ * MINLOC of (code, rank), and on failure a broadcast of the first failing
+ * rank's words — even a rank that already failed (refused: its code, with
+ * why as its words), so that every rank fails at once. */
+static int open_collective(warmcal_gate *g, const char *table_path, MPI_Comm comm, int refused,
+                           const char *why)
+{
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized)
+        MPI_Finalized(&finalized);
+    if (!initialized || finalized || comm == MPI_COMM_NULL)
+        return fail(g, WARMCAL_E_INVAL, "open: MPI is not initialised (or already finalised) or "
+                                        "the communicator is null");
+    struct open_exchange *ex = calloc(1, sizeof *ex);
+    if (!ex)
+        return fail(g, WARMCAL_E_NOMEM, "open: out of memory");
+    MPI_Request req;
+    if (MPI_Comm_idup(comm, &ex->dup, &req) != MPI_SUCCESS) {
+        free(ex);
+        return fail(g, WARMCAL_E_INVAL, "open: cannot duplicate the communicator");
+    }
+    g->exchange = ex;
+    MPI_Comm_rank(comm, &g->rank);
+    MPI_Comm_size(comm, &g->size);
+    /* the table is read while the duplicate is made */
+    int rc = refused                     ? fail(g, refused, "%s", why)
+             : g->size > (1 << RANK_BITS) ? fail(g, WARMCAL_E_UNSUPPORTED,
+                                                 "open: the communicator has %d ranks; the gate "
+                                                 "decides for at most %d",
+                                                 g->size, 1 << RANK_BITS)
+                                          : setup(g, table_path);
+    if (rc == WARMCAL_OK && !(g->spare = malloc(2 * FIRST * sizeof *g->spare)))
+        rc = fail(g, WARMCAL_E_NOMEM, "open: out of memory");
+    /* The deadline bounds the wait for the other ranks, so it starts once
+     * this rank's own work is done: a slow table read or driver start here
+     * must not time this rank out while every peer is waiting for it (they
+     * are bounded by their own deadlines). */
+    uint64_t deadline = warmcal_deadline_after(open_deadline_s(g));
+    int wait_rc = open_wait(g, &req, deadline, "the communicator's duplicate", rc);
+    if (wait_rc)
+        return wait_rc;
+    g->comm = ex->dup;
+    MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
+
+    ex->mine.code = rc;
+    ex->mine.rank = g->rank;
+    if (MPI_Iallreduce(&ex->mine, &ex->first, 1, MPI_2INT, MPI_MINLOC, g->comm, &req) !=
+        MPI_SUCCESS)
         return rc ? rc : fail(g, WARMCAL_E_STATE, "open: the ranks could not agree that it opened");
-    if (first.code == WARMCAL_OK) {
+    wait_rc = open_wait(g, &req, deadline, "the agreement that it opened", rc);
+    if (wait_rc)
+        return wait_rc;
+    if (ex->first.code == WARMCAL_OK) {
         g->opened = 1;
+        g->exchange = NULL;
+        free(ex);
         return WARMCAL_OK;
     }
-    char text[sizeof g->text];
-    memcpy(text, g->text, sizeof text);
-    if (MPI_Bcast(text, (int)sizeof text, MPI_CHAR, first.rank, g->comm) != MPI_SUCCESS)
-        snprintf(text, sizeof text, "%s", warmcal_strerror(first.code));
-    text[sizeof text - 1] = '\0';
+    int first_code = ex->first.code, first_rank = ex->first.rank;
+    memcpy(ex->text, g->text, sizeof ex->text);
+    if (MPI_Ibcast(ex->text, (int)sizeof ex->text, MPI_CHAR, first_rank, g->comm, &req) !=
+        MPI_SUCCESS)
+        snprintf(ex->text, sizeof ex->text, "%s", warmcal_strerror(first_code));
+    else if ((wait_rc = open_wait(g, &req, deadline, "the failing rank's message", rc)))
+        return wait_rc;
+    ex->text[sizeof ex->text - 1] = '\0';
+    char text[sizeof ex->text];
+    memcpy(text, ex->text, sizeof text);
+    g->exchange = NULL;
+    free(ex);
     if (rc)
         return rc; /* this rank's own failure, in its own words */
-    return fail(g, first.code, "rank %d could not open the gate: %s", first.rank, text);
+    return fail(g, first_code, "rank %d could not open the gate: %s", first_rank, text);
 }
 
 int warmcal_gate_open(warmcal_gate **out, const char *table_path, MPI_Comm comm,
                       const warmcal_gate_options *opts)
 {
-    if (!out)
-        return WARMCAL_E_INVAL;
-    warmcal_gate *g = *out = new_gate(opts);
+    /* without a place for the handle this rank still takes part, failed */
+    warmcal_gate *unwanted = NULL, **into = out ? out : &unwanted;
+    warmcal_gate *g = *into = new_gate(opts);
     if (!g)
         return WARMCAL_E_NOMEM;
-    int initialized = 0;
-    MPI_Initialized(&initialized);
-    if (!initialized || comm == MPI_COMM_NULL)
-        return fail(g, WARMCAL_E_INVAL, "open: MPI is not initialised or the communicator is null");
-    /* the duplicate comes first: it is collective, and every rank must make
-     * it even when its own table then fails to load */
-    if (MPI_Comm_dup(comm, &g->comm) != MPI_SUCCESS) {
-        g->comm = MPI_COMM_NULL;
-        return fail(g, WARMCAL_E_INVAL, "open: cannot duplicate the communicator");
-    }
-    MPI_Comm_set_errhandler(g->comm, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(g->comm, &g->rank);
-    MPI_Comm_size(g->comm, &g->size);
-    int rc = g->size > (1 << RANK_BITS)
-                 ? fail(g, WARMCAL_E_UNSUPPORTED, "open: the communicator has %d ranks; the gate "
-                                                  "decides for at most %d",
-                        g->size, 1 << RANK_BITS)
-                 : setup(g, table_path);
-    if (rc == WARMCAL_OK && !(g->spare = malloc(2 * FIRST * sizeof *g->spare)))
-        rc = fail(g, WARMCAL_E_NOMEM, "open: out of memory");
-    return agree_on_open(g, rc);
+    int rc = open_collective(g, table_path, comm, out ? 0 : WARMCAL_E_INVAL,
+                             "open: no place for the handle (out is NULL)");
+    warmcal_gate_close(unwanted);
+    return rc;
 }
 
 int warmcal_gate_open_f(warmcal_gate **out, const char *table_path, MPI_Fint comm,
                         const warmcal_gate_options *opts)
 {
     return warmcal_gate_open(out, table_path, MPI_Comm_f2c(comm), opts);
+}
+
+int warmcal_gate_open_failed(warmcal_gate **out, MPI_Comm comm, int code, const char *text,
+                             double deadline_s)
+{
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.deadline_s = deadline_s;
+    warmcal_gate *unwanted = NULL, **into = out ? out : &unwanted;
+    warmcal_gate *g = *into = new_gate(&o);
+    if (!g)
+        return WARMCAL_E_NOMEM;
+    int rc = open_collective(g, NULL, comm, code < 0 ? code : WARMCAL_E_INVAL,
+                             text && text[0] ? text : "this rank could not open the gate");
+    warmcal_gate_close(unwanted);
+    return rc;
+}
+
+int warmcal_gate_open_failed_f(warmcal_gate **out, MPI_Fint comm, int code, const char *text,
+                               double deadline_s)
+{
+    return warmcal_gate_open_failed(out, MPI_Comm_f2c(comm), code, text, deadline_s);
 }
 
 int warmcal_gate_open_local(warmcal_gate **out, const char *table_path, int rank, int world_size,
@@ -314,17 +426,32 @@ int warmcal_gate_probe_free(warmcal_gate *g, uint64_t *free_bytes)
     return WARMCAL_OK;
 }
 
+/* A shape of 0 tokens is no pass: the gate refuses it as an argument error,
+ * as warmcal_table_estimate and Python do, rather than decide it. Writes
+ * the error text into why and returns 1 when shapes[0..n) hold one. */
+static int zero_tokens(const warmcal_shape *shapes, size_t n, const char *call, char *why,
+                       size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (shapes[i].tokens == 0) {
+            snprintf(why, len, "%s: shapes[%zu]: tokens must be at least 1, found 0", call, i);
+            return 1;
+        }
+    return 0;
+}
+
 static uint64_t add_sat(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
 /* This rank's headroom for one shape, or a sentinel. *cache remembers the
- * entry of the last label seen: shape lists run through one label at a time. */
+ * entries of the last label seen: shape lists run through one label at a
+ * time. */
 typedef struct {
     const char *label;
-    const warmcal_estimate *entry;
-    size_t segment; /* the envelope's last segment, a search hint */
+    const warmcal_estimate *own, *any; /* this rank's entry and the any-rank one */
+    size_t segment[2]; /* each one's last envelope segment, a search hint */
 } entry_cache;
 
 static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t free_bytes,
@@ -341,21 +468,23 @@ static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t 
                        : s->tokens * g->opts.constant_bytes_per_token;
     } else {
         if (cache->label != label) {
-            cache->entry = warmcal_table_find(g->table, g->rank, label);
+            warmcal__find_entries(g->table, g->rank, label, &cache->own, &cache->any);
             cache->label = label;
-            cache->segment = 0;
+            cache->segment[0] = cache->segment[1] = 0;
         }
-        const warmcal_estimate *e = cache->entry;
+        const warmcal_estimate *e = warmcal__serving_entry(cache->own, cache->any, s->tokens);
         if (!e)
             return H_NO_ESTIMATE;
         warmcal_above_policy above = g->opts.above_range >= 0 ? (warmcal_above_policy)g->opts.above_range
                                                               : g->table->above_range;
         double value;
-        int rc = warmcal__estimate_bytes(e, above, s->tokens ? s->tokens : 1, &cache->segment,
-                                         &need, &value);
-        if (rc == WARMCAL__EVAL_ABOVE || rc == WARMCAL__EVAL_TOO_BIG)
+        int rc = warmcal__served_bytes(e, cache->own, above, s->tokens,
+                                       &cache->segment[e != cache->own], &need, &value);
+        if (rc == WARMCAL__EVAL_ABOVE)
             return H_OUT_OF_RANGE;
-        if (rc)
+        if (rc == WARMCAL__EVAL_TOO_BIG)
+            return H_TOO_LARGE;
+        if (rc) /* tokens 0 is refused before; a table read is never malformed */
             return H_NO_ESTIMATE;
     }
     need = add_sat(need, g->opts.reserve_bytes);
@@ -383,6 +512,8 @@ static int64_t pack(int64_t h, int rank)
         base = PACK_SENTINEL_BASE + (INT64_C(1) << RANK_BITS);
     else if (h == H_NO_ESTIMATE)
         base = PACK_SENTINEL_BASE + 2 * (INT64_C(1) << RANK_BITS);
+    else if (h == H_TOO_LARGE)
+        base = PACK_SENTINEL_BASE + 3 * (INT64_C(1) << RANK_BITS);
     else {
         int64_t c = h < -PACK_LIMIT ? -PACK_LIMIT : h >= PACK_LIMIT ? PACK_LIMIT - 1 : h;
         base = c * (INT64_C(1) << RANK_BITS);
@@ -407,6 +538,8 @@ static void unpack(int64_t v, int64_t *h, int *rank)
         *h = H_OUT_OF_RANGE;
     else if (q == sentinel + 2)
         *h = H_NO_ESTIMATE;
+    else if (q == sentinel + 3)
+        *h = H_TOO_LARGE;
     else
         *h = q <= -PACK_LIMIT ? H_FLOOR : q;
 }
@@ -482,6 +615,13 @@ static void describe(char *text, size_t len, const warmcal_shape *s, const char 
         put_n(&t, label, label_len);
         PUT(&t, " estimate for ");
         put_rank(&t, who);
+    } else if (h == H_TOO_LARGE) {
+        put_rank(&t, who);
+        PUT(&t, "'s ");
+        put_n(&t, label, label_len);
+        PUT(&t, " estimate at ");
+        put_u64(&t, s->tokens);
+        PUT(&t, " tokens does not fit in 64 bits");
     } else {
         char bytes[32];
         put_rank(&t, who);
@@ -560,6 +700,7 @@ static void finish(const warmcal_shape *shapes, size_t n, const int64_t *res,
         d->reason = h == H_INVALID        ? WARMCAL_REASON_INVALID_BATCH
                     : h == H_OUT_OF_RANGE ? WARMCAL_REASON_OUT_OF_RANGE
                     : h == H_NO_ESTIMATE  ? WARMCAL_REASON_NO_ESTIMATE
+                    : h == H_TOO_LARGE    ? WARMCAL_REASON_ESTIMATE_TOO_LARGE
                     : h < 0               ? WARMCAL_REASON_LOW_MEMORY
                                           : WARMCAL_REASON_RUN;
         if (d->reason == WARMCAL_REASON_LOW_MEMORY)
@@ -573,32 +714,6 @@ static void finish(const warmcal_shape *shapes, size_t n, const int64_t *res,
             label_len = strlen(label);
         }
         describe(d->text, sizeof d->text, &shapes[i], label, label_len, h, who);
-    }
-}
-
-static double now_s(void)
-{
-    return (double)warmcal_now_ns() / 1e9;
-}
-
-/* Poll until done (1) or the deadline (0). Spin on MPI_Test for the first
- * millisecond — a decision normally completes in microseconds; Open MPI's
- * progress already yields the core when it sees ranks oversubscribed, and an
- * explicit sched_yield here doubled a small decision's cost — then nap. */
-static int wait_until(MPI_Request *req, double deadline, int *mpi_rc)
-{
-    double start = now_s();
-    struct timespec nap = {0, 50000};
-    for (;;) {
-        int done = 0;
-        *mpi_rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
-        if (done || *mpi_rc != MPI_SUCCESS)
-            return 1;
-        double t = now_s();
-        if (t > deadline)
-            return 0;
-        if (t - start >= 1e-3)
-            nanosleep(&nap, NULL);
     }
 }
 
@@ -666,12 +781,12 @@ static int collective_failed(warmcal_gate *g, int mpi_rc)
 /* Post a collective of count values and wait for it until the deadline;
  * 0, or the error (a timeout or MPI's failure leaves the gate broken and
  * the buffers to MPI). */
-static int reduce(warmcal_gate *g, const int64_t *in, int64_t *res, int count, double deadline,
+static int reduce(warmcal_gate *g, const int64_t *in, int64_t *res, int count, uint64_t deadline,
                   size_t n, const char *what)
 {
     MPI_Request req;
     int mpi_rc = MPI_Iallreduce(in, res, count, MPI_INT64_T, MPI_MIN, g->comm, &req);
-    if (mpi_rc == MPI_SUCCESS && !wait_until(&req, deadline, &mpi_rc))
+    if (mpi_rc == MPI_SUCCESS && !warmcal_mpi_wait(&req, deadline, &mpi_rc))
         return timed_out(g, n, what);
     return mpi_rc == MPI_SUCCESS ? WARMCAL_OK : collective_failed(g, mpi_rc);
 }
@@ -679,7 +794,7 @@ static int reduce(warmcal_gate *g, const int64_t *in, int64_t *res, int count, d
 /* This rank cannot decide (bad arguments, out of memory) but still takes
  * part in the first collective, flagged, so that every rank fails at once
  * instead of waiting out the deadline for it. */
-static int take_part_failed(warmcal_gate *g, int code, const char *why, double deadline)
+static int take_part_failed(warmcal_gate *g, int code, const char *why, uint64_t deadline)
 {
     snprintf(g->probe_text, sizeof g->probe_text, "%s", why);
     int64_t unit = INT64_C(1) << RANK_BITS, *vals = g->spare, *res = g->spare + FIRST;
@@ -707,10 +822,13 @@ int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
     if (g->broken)
         return fail(g, WARMCAL_E_STATE, "decide: an earlier decision failed in its collective; "
                                         "the communicator is unusable");
-    double deadline = now_s() + g->opts.deadline_s;
+    uint64_t deadline = warmcal_deadline_after(g->opts.deadline_s);
     if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - FIRST)
         return take_part_failed(g, WARMCAL_E_INVAL, "decide: bad shapes or decisions array",
                                 deadline);
+    char why[96];
+    if (zero_tokens(shapes, n, "decide", why, sizeof why))
+        return take_part_failed(g, WARMCAL_E_INVAL, why, deadline);
     /* [count, -count, EXTRA checks, shapes...], padded to at least FIRST */
     size_t total = HEAD + (n > FIRST_SHAPES ? n : FIRST_SHAPES);
     /* one block: on a timeout MPI may still write any of it, so all of it stays */
@@ -743,7 +861,7 @@ int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
         return collective_failed(g, mpi_rc);
     }
     encode_shapes(g, &en, shapes, first, n, vals + HEAD);
-    if (!wait_until(&req, deadline, &mpi_rc))
+    if (!warmcal_mpi_wait(&req, deadline, &mpi_rc))
         return timed_out(g, n, "the decision");
     if (mpi_rc != MPI_SUCCESS)
         return collective_failed(g, mpi_rc); /* buffers kept: their state is unknown */
@@ -794,6 +912,9 @@ int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
         return fail(g, WARMCAL_E_STATE, "encode: the gate did not open");
     if ((n && !shapes) || !vals)
         return fail(g, WARMCAL_E_INVAL, "encode: bad shapes or values array");
+    char why[96];
+    if (zero_tokens(shapes, n, "encode", why, sizeof why))
+        return fail(g, WARMCAL_E_INVAL, "%s", why);
     encoder en;
     encode_start(g, &en);
     encode_shapes(g, &en, shapes, 0, n, vals);
@@ -862,8 +983,10 @@ void warmcal_gate_close(warmcal_gate *g)
         if (!finalized)
             MPI_Comm_free(&g->comm);
     }
-    if (!g->broken)
-        free(g->spare); /* else MPI may still write it */
+    if (!g->broken) { /* else MPI may still write them */
+        free(g->spare);
+        free(g->exchange);
+    }
     warmcal_table_free(g->table);
     free(g->encoded);
     free(g->encoded_labels);
@@ -878,6 +1001,7 @@ const char *warmcal_reason_name(int reason)
     case WARMCAL_REASON_INVALID_BATCH: return "invalid batch";
     case WARMCAL_REASON_OUT_OF_RANGE: return "outside the calibrated range";
     case WARMCAL_REASON_NO_ESTIMATE: return "no estimate";
+    case WARMCAL_REASON_ESTIMATE_TOO_LARGE: return "estimate too large";
     default: return "?";
     }
 }

@@ -6,6 +6,7 @@
 #include "warmcal/table.h"
 #include "warmcal/units.h"
 #include "table_private.h"
+#include "warmcal/text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,7 +131,7 @@ int warmcal_table_add_source(warmcal_table *t, const char *name, const char *sha
     memset(&s, 0, sizeof s);
     char where[WHERE_LEN];
     snprintf(where, sizeof where, "sources[%zu].name", t->n_sources);
-    if (strlen(name) >= sizeof s.name || !name[0] || !warmcal__utf8_ok(name))
+    if (strlen(name) >= sizeof s.name || !name[0] || !warmcal_utf8_valid(name))
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, where,
                                  "expected non-empty UTF-8 text of at most %zu bytes",
                                  sizeof s.name - 1);

@@ -1,6 +1,7 @@
-/* Inside the gate library only: an estimate's evaluation, inline, so the
- * gate's loop over thousands of shapes per decision compiles it in place;
- * warmcal_estimate_eval (table.c) is the same arithmetic with its errors in
+/* Inside the gate library only: an estimate's evaluation and the choice of
+ * the entry that serves a pass, inline, so the gate's loop over thousands of
+ * shapes per decision compiles them in place; warmcal_estimate_eval and
+ * warmcal_table_estimate (table_eval.c) are the same rule with its errors in
  * words. */
 #ifndef WARMCAL_TABLE_INTERNAL_H
 #define WARMCAL_TABLE_INTERNAL_H
@@ -8,10 +9,11 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "warmcal/table.h"
 
-/* Why an estimate gave no bytes (table.c words each one). */
+/* Why an estimate gave no bytes (table_eval.c words each one). */
 enum {
     WARMCAL__EVAL_OK = 0,
     WARMCAL__EVAL_ZERO_TOKENS, /* tokens must be at least 1 */
@@ -57,6 +59,29 @@ static inline double warmcal__envelope_at(const warmcal_estimate *e, uint64_t t,
     return kb[i] + frac * (kb[i + 1] - kb[i]);
 }
 
+/* The model alone at t tokens: the form's value, before the range rule and
+ * the margin (the one place that knows how each form is evaluated; the
+ * estimator sizes margins with it through warmcal_estimate_model). seg: an
+ * envelope search hint, or NULL. Returns WARMCAL__EVAL_OK, _NO_KNOTS or
+ * _BAD_FORM. */
+static inline int warmcal__model_at(const warmcal_estimate *e, uint64_t t, size_t *seg,
+                                    double *value)
+{
+    double x = (double)t;
+    switch (e->form) {
+    case WARMCAL_FORM_LINEAR: *value = e->coef[0] + e->coef[1] * x; return WARMCAL__EVAL_OK;
+    case WARMCAL_FORM_QUADRATIC:
+        *value = e->coef[0] + x * (e->coef[1] + x * e->coef[2]);
+        return WARMCAL__EVAL_OK;
+    case WARMCAL_FORM_ENVELOPE:
+        if (e->n_knots < 2 || !e->knot_tokens || !e->knot_bytes)
+            return WARMCAL__EVAL_NO_KNOTS;
+        *value = warmcal__envelope_at(e, t, seg);
+        return WARMCAL__EVAL_OK;
+    default: return WARMCAL__EVAL_BAD_FORM;
+    }
+}
+
 /* The published bytes of estimate e at tokens: the model clamped below the
  * range, the above policy past it (extrapolating never below the value at
  * tokens_max), then the margin, rounded up. seg: an envelope search hint, or
@@ -75,17 +100,10 @@ static inline int warmcal__estimate_bytes(const warmcal_estimate *e, warmcal_abo
      * does at the top of the range: needs do not shrink with tokens */
     uint64_t at[2] = {t, e->tokens_max};
     for (int k = 0; k < (t > e->tokens_max ? 2 : 1); k++) {
-        double x = (double)at[k], v;
-        switch (e->form) {
-        case WARMCAL_FORM_LINEAR: v = e->coef[0] + e->coef[1] * x; break;
-        case WARMCAL_FORM_QUADRATIC: v = e->coef[0] + x * (e->coef[1] + x * e->coef[2]); break;
-        case WARMCAL_FORM_ENVELOPE:
-            if (e->n_knots < 2 || !e->knot_tokens || !e->knot_bytes)
-                return WARMCAL__EVAL_NO_KNOTS;
-            v = warmcal__envelope_at(e, at[k], k == 0 ? seg : NULL);
-            break;
-        default: return WARMCAL__EVAL_BAD_FORM;
-        }
+        double v;
+        int rc = warmcal__model_at(e, at[k], k == 0 ? seg : NULL, &v);
+        if (rc != WARMCAL__EVAL_OK)
+            return rc;
         m = k == 0 ? v : fmax(m, v);
     }
     double v = ceil((m > 0 ? m : 0) * (1.0 + e->margin.relative) + e->margin.total);
@@ -94,6 +112,68 @@ static inline int warmcal__estimate_bytes(const warmcal_estimate *e, warmcal_abo
         return WARMCAL__EVAL_TOO_BIG;
     *bytes = (uint64_t)v;
     return WARMCAL__EVAL_OK;
+}
+
+/* Which entry serves a pass of `tokens` on a rank, given the rank's own
+ * entry for the label and the any-rank (-1) one (either may be NULL): the
+ * rank's own, unless the pass lies above its calibrated range and the
+ * any-rank entry's range reaches further. A rank that ran out of memory
+ * during calibration ends its own range early, and the any-rank entry holds
+ * the largest need any rank showed above it: the rank's lack of memory is
+ * then the gate's reason, not the range. */
+static inline const warmcal_estimate *warmcal__serving_entry(const warmcal_estimate *own,
+                                                             const warmcal_estimate *any,
+                                                             uint64_t tokens)
+{
+    if (own && any && tokens > own->tokens_max && any->tokens_max > own->tokens_max)
+        return any;
+    return own ? own : any;
+}
+
+/* The bytes e publishes for a pass of `tokens` (warmcal__estimate_bytes),
+ * where e is the entry warmcal__serving_entry chose for a rank whose own
+ * entry is `own` (may be NULL). When the any-rank entry serves above the
+ * rank's own range, the result is never below what the rank's own entry
+ * publishes at its tokens_max: needs do not shrink with tokens, whichever
+ * entry carries them. */
+static inline int warmcal__served_bytes(const warmcal_estimate *e, const warmcal_estimate *own,
+                                        warmcal_above_policy above, uint64_t tokens, size_t *seg,
+                                        uint64_t *bytes, double *value)
+{
+    int rc = warmcal__estimate_bytes(e, above, tokens, seg, bytes, value);
+    if (rc != WARMCAL__EVAL_OK || !own || e == own)
+        return rc;
+    uint64_t at_top;
+    double top_value = 0;
+    rc = warmcal__estimate_bytes(own, WARMCAL_ABOVE_REFUSE, own->tokens_max, NULL, &at_top,
+                                 &top_value);
+    if (rc == WARMCAL__EVAL_TOO_BIG)
+        *value = top_value;
+    if (rc != WARMCAL__EVAL_OK)
+        return rc;
+    if (at_top > *bytes) {
+        *bytes = at_top;
+        *value = top_value;
+    }
+    return WARMCAL__EVAL_OK;
+}
+
+/* The rank's own entry for label (*own) and the any-rank one (*any), NULL
+ * where there is none; for rank -1 both are the any-rank entry. */
+static inline void warmcal__find_entries(const warmcal_table *t, int rank, const char *label,
+                                         const warmcal_estimate **own,
+                                         const warmcal_estimate **any)
+{
+    *own = *any = NULL;
+    for (size_t i = 0; i < t->n_estimates && !(*own && *any); i++) {
+        const warmcal_estimate *e = &t->estimates[i];
+        if (strcmp(e->label, label) != 0)
+            continue;
+        if (e->rank == rank && !*own)
+            *own = e;
+        if (e->rank == WARMCAL_TABLE_ANY_RANK && !*any)
+            *any = e;
+    }
 }
 
 #endif

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "warmcal/table.h"
 #include "table_private.h"
+#include "warmcal/json_kind.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -27,20 +28,6 @@ typedef struct {
     warmcal_error *err;
 } reader;
 
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
-
 /* Field paths: the error record shortens a path too long for it, so
  * truncation here is harmless (vsnprintf keeps gcc from warning of it). */
 static void pathf(char *out, const char *fmt, ...) WARMCAL_PRINTF(2, 3);
@@ -60,16 +47,11 @@ static void join(char *out, const char *base, const char *key)
         pathf(out, "%s", key);
 }
 
-static int field_error(reader *r, const char *where, const char *fmt, ...) WARMCAL_PRINTF(3, 4);
-static int field_error(reader *r, const char *where, const char *fmt, ...)
-{
-    char text[WARMCAL_ERROR_TEXT_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    return warmcal_error_set(r->err, WARMCAL_E_FIELD, r->file, where, "%s", text);
-}
+/* A field of the file that is wrong: WARMCAL_E_FIELD, named by its path. A
+ * macro, so that the code it returns stays in the compiler's sight (see
+ * warmcal/error.h): a variadic function is never inlined. */
+#define field_error(r, where, ...) \
+    warmcal_error_set((r)->err, WARMCAL_E_FIELD, (r)->file, (where), __VA_ARGS__)
 
 /* obj[key], which must be present and of JSON type `type`. */
 static int member(reader *r, json_t *obj, const char *base, const char *key, json_type type,
@@ -81,7 +63,7 @@ static int member(reader *r, json_t *obj, const char *base, const char *key, jso
     if (!v)
         return field_error(r, where, "missing (expected %s)", expect);
     if (json_typeof(v) != type)
-        return field_error(r, where, "expected %s, found %s", expect, json_kind(v));
+        return field_error(r, where, "expected %s, found %s", expect, warmcal_json_kind(v));
     *out = v;
     return WARMCAL_OK;
 }
@@ -106,7 +88,7 @@ static int integer_value(reader *r, json_t *v, const char *where, int64_t min, i
         return field_error(r, where, "expected %s, found a real number (%.17g)", expect,
                            json_real_value(v));
     } else {
-        return field_error(r, where, "expected %s, found %s", expect, json_kind(v));
+        return field_error(r, where, "expected %s, found %s", expect, warmcal_json_kind(v));
     }
     if (i < min)
         return field_error(r, where, "expected %s, found %" PRId64, expect, i);
@@ -153,7 +135,7 @@ static int number_value(reader *r, json_t *v, const char *where, int non_negativ
 {
     const char *expect = non_negative ? "a non-negative number" : "a number";
     if (!json_is_number(v))
-        return field_error(r, where, "expected %s, found %s", expect, json_kind(v));
+        return field_error(r, where, "expected %s, found %s", expect, warmcal_json_kind(v));
     double d = json_number_value(v);
     if (!isfinite(d))
         return field_error(r, where, "expected a finite number");
@@ -249,7 +231,8 @@ static int read_model(reader *r, json_t *entry, const char *base, warmcal_estima
         pathf(where, "%s.knots[%zu]", mbase, k);
         if (!json_is_array(pair) || json_array_size(pair) != 2)
             return field_error(r, where, "expected a [tokens, bytes] pair, found %s",
-                               json_is_array(pair) ? "an array of another length" : json_kind(pair));
+                               json_is_array(pair) ? "an array of another length"
+                                                   : warmcal_json_kind(pair));
         int64_t tokens;
         if ((rc = integer_value(r, json_array_get(pair, 0), where, 0, INT64_MAX, &tokens)) ||
             (rc = number_value(r, json_array_get(pair, 1), where, 1, &e->knot_bytes[k])))
@@ -264,7 +247,7 @@ static int read_estimate(reader *r, json_t *entry, size_t i, warmcal_estimate *e
     char base[40], sub[WHERE_LEN];
     snprintf(base, sizeof base, "estimates[%zu]", i);
     if (!json_is_object(entry))
-        return field_error(r, base, "expected an object, found %s", json_kind(entry));
+        return field_error(r, base, "expected an object, found %s", warmcal_json_kind(entry));
     int64_t rank;
     json_t *o;
     int rc = get_integer(r, entry, base, "rank", -1, INT_MAX, &rank);
@@ -296,12 +279,14 @@ static int read_estimate(reader *r, json_t *entry, size_t i, warmcal_estimate *e
         (rc = get_u64(r, o, sub, "oom_tokens_min", 0, &e->failures.oom_tokens_min)) ||
         (rc = get_size(r, o, sub, "aborted", &e->failures.aborted)))
         return rc;
-    /* optional: tables written before it existed read as "not sampled" */
+    /* calibration.device_free_min is optional, the object holding it too:
+     * tables written before it existed read as "not sampled" (0) */
     if (json_object_get(entry, "calibration")) {
         if ((rc = member(r, entry, base, "calibration", JSON_OBJECT, "an object", &o)))
             return rc;
         join(sub, base, "calibration");
-        if ((rc = get_u64(r, o, sub, "device_free_min", 0, &e->calibration.device_free_min)))
+        if (json_object_get(o, "device_free_min") &&
+            (rc = get_u64(r, o, sub, "device_free_min", 0, &e->calibration.device_free_min)))
             return rc;
     }
     return WARMCAL_OK;
@@ -363,7 +348,7 @@ static int read_body(reader *r, json_t *root, warmcal_table *t)
         char base[40], where[WHERE_LEN];
         snprintf(base, sizeof base, "sources[%zu]", i);
         if (!json_is_object(s))
-            return field_error(r, base, "expected an object, found %s", json_kind(s));
+            return field_error(r, base, "expected an object, found %s", warmcal_json_kind(s));
         json_t *v;
         if ((rc = get_text(r, s, base, "name", 1, t->sources[i].name, sizeof t->sources[i].name)) ||
             (rc = member(r, s, base, "sha256", JSON_STRING, "a string", &v)))
@@ -394,7 +379,7 @@ static int read_table(reader *r, json_t *root, warmcal_table **out)
 {
     if (!json_is_object(root))
         return warmcal_error_set(r->err, WARMCAL_E_FORMAT, r->file, NULL,
-                                 "expected a JSON object, found %s", json_kind(root));
+                                 "expected a JSON object, found %s", warmcal_json_kind(root));
     json_t *v = json_object_get(root, "format");
     if (!v)
         return warmcal_error_set(r->err, WARMCAL_E_FORMAT, r->file, "format",
@@ -403,7 +388,7 @@ static int read_table(reader *r, json_t *root, warmcal_table **out)
         return warmcal_error_set(r->err, WARMCAL_E_FORMAT, r->file, "format",
                                  "expected \"%s\", found %s%.40s%s: not an estimate table",
                                  WARMCAL_TABLE_FORMAT, json_is_string(v) ? "\"" : "",
-                                 json_is_string(v) ? json_string_value(v) : json_kind(v),
+                                 json_is_string(v) ? json_string_value(v) : warmcal_json_kind(v),
                                  json_is_string(v) ? "\"" : "");
     v = json_object_get(root, "version");
     int integral = json_is_integer(v) ||
@@ -432,6 +417,72 @@ static int read_table(reader *r, json_t *root, warmcal_table **out)
     return WARMCAL_OK;
 }
 
+/* Whether a load of data that failed ran out of memory. jansson 2.14 seldom
+ * says so: a failed allocation mostly leaves no error at all, or shows as a
+ * syntax error ("invalid token near '"label"'") in a text that has none. */
+static int load_ran_out_of_memory(const json_error_t *jerr, const char *data, size_t len)
+{
+    if (jerr->text[0] == '\0') /* every error jansson finds in a text has words */
+        return 1;
+    switch (json_error_code(jerr)) {
+    case json_error_out_of_memory: return 1;
+    case json_error_invalid_syntax:
+    case json_error_premature_end_of_input:
+    case json_error_end_of_input_expected: return warmcal__json_well_formed(data, len);
+    default: return 0;
+    }
+}
+
+/* The table in data[0..len), as read from `file`; every error names it. */
+int warmcal__table_parse(const char *data, size_t len, const char *file, warmcal_table **out,
+                         warmcal_error *err)
+{
+    *out = NULL;
+    json_error_t jerr;
+    memset(&jerr, 0, sizeof jerr); /* jansson may leave it as it was */
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    reader r = {file, 0, err};
+    if (!root && json_error_code(&jerr) == json_error_numeric_overflow) {
+        /* jansson holds integers in 64 signed bits and refuses larger ones;
+         * decoded again as reals, the field holding it can be named. */
+        json_t *again = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
+        if (again && !warmcal__json_same_as_text(again, data, len)) {
+            json_decref(again);
+            return warmcal_error_set(err, WARMCAL_E_NOMEM, file, NULL,
+                                     "out of memory while parsing the table");
+        }
+        if (again) {
+            warmcal_error found;
+            warmcal_error_clear(&found);
+            reader r2 = {file, 1, &found};
+            warmcal_table *t = NULL;
+            if (read_table(&r2, again, &t) != WARMCAL_OK && found.where[0]) {
+                json_decref(again);
+                return warmcal_error_set(err, found.code, file, found.where, "%s", found.text);
+            }
+            warmcal_table_free(t);
+            json_decref(again);
+        }
+    }
+    int nomem = root ? !warmcal__json_same_as_text(root, data, len)
+                     : load_ran_out_of_memory(&jerr, data, len);
+    if (nomem) {
+        json_decref(root);
+        return warmcal_error_set(err, WARMCAL_E_NOMEM, file, NULL,
+                                 "out of memory while parsing the table");
+    }
+    if (!root) {
+        char where[48];
+        snprintf(where, sizeof where, "line %d, column %d", jerr.line, jerr.column);
+        int overflow = json_error_code(&jerr) == json_error_numeric_overflow;
+        return warmcal_error_set(err, WARMCAL_E_FORMAT, file, where, "%s: %s",
+                                 overflow ? "number out of range" : "not valid JSON", jerr.text);
+    }
+    int rc = read_table(&r, root, out);
+    json_decref(root);
+    return rc;
+}
+
 int warmcal_table_read(const char *path, warmcal_table **out, warmcal_error *err)
 {
     if (out)
@@ -448,37 +499,8 @@ int warmcal_table_read(const char *path, warmcal_table **out, warmcal_error *err
     sha256_init(&ctx);
     sha256_update(&ctx, len, (const uint8_t *)data);
     warmcal__hex_digest(&ctx, digest);
-    json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    reader r = {path, 0, err};
-    if (!root && json_error_code(&jerr) == json_error_numeric_overflow) {
-        /* jansson holds integers in 64 signed bits and refuses larger ones;
-         * decoded again as reals, the field holding it can be named. */
-        json_t *again = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
-        if (again) {
-            warmcal_error found;
-            warmcal_error_clear(&found);
-            reader r2 = {path, 1, &found};
-            warmcal_table *t = NULL;
-            if (read_table(&r2, again, &t) != WARMCAL_OK && found.where[0]) {
-                json_decref(again);
-                free(data);
-                return warmcal_error_set(err, found.code, path, found.where, "%s", found.text);
-            }
-            warmcal_table_free(t);
-            json_decref(again);
-        }
-    }
+    rc = warmcal__table_parse(data, len, path, out, err);
     free(data);
-    if (!root) {
-        char where[48];
-        snprintf(where, sizeof where, "line %d, column %d", jerr.line, jerr.column);
-        int overflow = json_error_code(&jerr) == json_error_numeric_overflow;
-        return warmcal_error_set(err, WARMCAL_E_FORMAT, path, where, "%s: %s",
-                                 overflow ? "number out of range" : "not valid JSON", jerr.text);
-    }
-    rc = read_table(&r, root, out);
-    json_decref(root);
     if (rc == WARMCAL_OK)
         memcpy((*out)->sha256, digest, sizeof digest);
     return rc;

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "warmcal/table.h"
 #include "table_private.h"
+#include "warmcal/text.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -17,40 +18,6 @@
 /* margin.bytes must equal the sum of its parts within this relative error */
 #define MARGIN_SUM_TOLERANCE 1e-6
 
-/* Well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF):
- * jansson refuses to hold anything else, so the writer checks it first. */
-int warmcal__utf8_ok(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        size_t n;
-        unsigned cp;
-        if (c < 0x80) {
-            p++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            n = 1, cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2, cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3, cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
 /* A text field held in a fixed array: NUL-terminated inside it, valid UTF-8,
  * non-empty when required. */
 static int check_text(const char *s, size_t cap, int required, const char *file, const char *where,
@@ -61,7 +28,7 @@ static int check_text(const char *s, size_t cap, int required, const char *file,
                                  cap - 1);
     if (required && !s[0])
         return warmcal_error_set(err, WARMCAL_E_FIELD, file, where, "empty");
-    if (!warmcal__utf8_ok(s))
+    if (!warmcal_utf8_valid(s))
         return warmcal_error_set(err, WARMCAL_E_FIELD, file, where, "not valid UTF-8");
     return WARMCAL_OK;
 }

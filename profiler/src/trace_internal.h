@@ -34,7 +34,8 @@ extern const size_t warmcal__n_phase_cols;
 /* Whether source is one of the names DESIGN.md allows. */
 int warmcal__source_known(const char *source);
 
-/* Check one phase row against the schema's invariants (outcome 0..2,
+/* Check one phase row against the schema's invariants (tokens in
+ * 1..WARMCAL_TRACE_TOKENS_MAX, a UTF-8 label, outcome 0..2,
  * end_ns >= begin_ns, live_peak >= live_begin and >= live_end). On failure
  * sets err with `code`, names `source` and "phases[index].FIELD", and
  * returns code. */

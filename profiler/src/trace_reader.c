@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "warmcal/text.h"
+
 #define WHERE_LEN 96
 
 static const char *class_name(H5T_class_t c)
@@ -361,6 +363,14 @@ static int read_run_attrs(hid_t file, const char *path, warmcal_trace *t, warmca
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, "attribute 'source'",
                                  "expected cupti, torch, simulated or import, found '%s'",
                                  t->source);
+    /* refused here, where the file can be named, not later by a table
+     * writer that only knows the table */
+    if (!warmcal_utf8_valid(t->model))
+        return warmcal_error_set(err, WARMCAL_E_FIELD, path, "attribute 'model'",
+                                 "not valid UTF-8");
+    if (!warmcal_utf8_valid(t->gpu_name))
+        return warmcal_error_set(err, WARMCAL_E_FIELD, path, "attribute 'gpu_name'",
+                                 "not valid UTF-8");
     if ((rc = req_uint(file, path, "gpu_total_bytes", UINT64_MAX, WARMCAL_E_FIELD,
                        &t->gpu_total_bytes, err)) ||
         (rc = req_uint(file, path, "complete", 1, WARMCAL_E_FIELD, &complete, err)))
@@ -584,7 +594,7 @@ static int read_phases(hid_t file, const char *path, warmcal_trace *t, warmcal_e
     else if (rows > SIZE_MAX / sizeof(warmcal_phase) ||
              !(t->phases = calloc(rows ? (size_t)rows : 1, sizeof *t->phases)))
         rc = warmcal_error_set(err, WARMCAL_E_NOMEM, path, "phases",
-                               "cannot hold %llu rows", (unsigned long long)rows);
+                               "out of memory for %llu rows", (unsigned long long)rows);
     size_t n = (size_t)rows;
     for (size_t c = 0; !rc && c < warmcal__n_phase_cols; c++) {
         const warmcal_col *col = &warmcal__phase_cols[c];

@@ -11,9 +11,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "trace_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "warmcal/text.h"
 
 /* Rows per chunk: /phases grows by one row per phase (tens to a few hundred
  * per run); /events by thousands, and compresses well. */
@@ -84,6 +87,17 @@ int warmcal__check_phase(const warmcal_phase *p, size_t index, const char *sourc
                          warmcal_error *err)
 {
     char where[64];
+    if (p->tokens < 1 || p->tokens > WARMCAL_TRACE_TOKENS_MAX) {
+        snprintf(where, sizeof where, "phases[%zu].tokens", index);
+        return warmcal_error_set(err, code, source, where,
+                                 "expected 1 to %llu (2^40), found %llu",
+                                 (unsigned long long)WARMCAL_TRACE_TOKENS_MAX,
+                                 (unsigned long long)p->tokens);
+    }
+    if (!warmcal_utf8_valid(p->label)) {
+        snprintf(where, sizeof where, "phases[%zu].label", index);
+        return warmcal_error_set(err, code, source, where, "not valid UTF-8");
+    }
     if (p->outcome > WARMCAL_OUTCOME_ABORTED) {
         snprintf(where, sizeof where, "phases[%zu].outcome", index);
         return warmcal_error_set(err, code, source, where,
@@ -346,6 +360,11 @@ static int check_info(const char *path, const warmcal_trace_info *info, warmcal_
         return warmcal_error_set(err, WARMCAL_E_INVAL, path, "model", "missing");
     if (!info->gpu_name)
         return warmcal_error_set(err, WARMCAL_E_INVAL, path, "gpu_name", "missing");
+    /* the attributes are stored as UTF-8 and the reader refuses anything else */
+    if (!warmcal_utf8_valid(info->model) || !warmcal_utf8_valid(info->gpu_name))
+        return warmcal_error_set(err, WARMCAL_E_INVAL, path,
+                                 warmcal_utf8_valid(info->model) ? "gpu_name" : "model",
+                                 "not valid UTF-8");
     if (!warmcal__source_known(info->source))
         return warmcal_error_set(err, WARMCAL_E_INVAL, path, "source",
                                  "expected cupti, torch, simulated or import, found '%s'",
@@ -512,6 +531,27 @@ int warmcal_trace_writer_close(warmcal_trace_writer *w, warmcal_error *err)
     release(w);
     warmcal__h5_quiet_end(&q);
     return rc;
+}
+
+int warmcal_trace_writer_rename(warmcal_trace_writer *w, const char *path, warmcal_error *err)
+{
+    if (!w || !path || !path[0])
+        return warmcal_error_set(err, WARMCAL_E_INVAL, w ? w->path : NULL, NULL,
+                                 "no writer or new path given");
+    char *named = strdup(path);
+    if (!named)
+        return warmcal_error_set(err, WARMCAL_E_NOMEM, path, NULL, "out of memory");
+    /* HDF5 holds the file open by descriptor: it goes on writing it under
+     * the new name */
+    if (rename(w->path, path) != 0) {
+        int rc = warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot move %s here: %s",
+                                   w->path, strerror(errno));
+        free(named);
+        return rc;
+    }
+    free(w->path);
+    w->path = named;
+    return WARMCAL_OK;
 }
 
 int warmcal_trace_phase_sink(void *writer, const warmcal_phase *phase, warmcal_error *err)

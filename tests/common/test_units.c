@@ -1,7 +1,9 @@
 /* Byte counts as users type them, and the error record's contract: first
- * error wins, long file names keep their end, formatting leaves out what is empty. */
+ * error wins, long file names keep their end, formatting leaves out what is empty.
+ * Also the UTF-8 rule every file format shares. */
 #include "../check.h"
 #include "warmcal/error.h"
+#include "warmcal/text.h"
 #include "warmcal/units.h"
 
 static void expect_bytes(const char *text, uint64_t want)
@@ -43,6 +45,64 @@ static void byte_counts_take_binary_and_decimal_units(void)
     expect_bytes("18446744073709551615", UINT64_MAX);
 }
 
+static void decimal_byte_counts_are_exact(void)
+{
+    /* a binary double of the fraction rounds some of these one byte short */
+    expect_bytes("0.035KB", 35);
+    expect_bytes("0.1KB", 100);
+    expect_bytes("0.001KB", 1);
+    expect_bytes("0.3MB", 300000);
+    expect_bytes("4.2GB", 4200000000ull);
+    expect_bytes("1.1TB", 1100000000000ull);
+    expect_bytes("0.07GB", 70000000);
+    expect_bytes("1.5GiB", 3ull << 29);
+    expect_bytes("0.0009765625KiB", 1); /* 1/1024, written out exactly */
+    expect_bytes("0.1KiB", 102);        /* 102.4: whole bytes, rounded down */
+    expect_bytes("1.3MiB", 1363148);    /* 1363148.8 */
+    expect_bytes("0.0001KB", 0);        /* a tenth of a byte */
+    expect_bytes("0.9999999999999999999999999999KiB", 1023);
+    expect_bytes("1.000000000000000000000000001KB", 1000);
+    /* the largest count, reached through a fraction */
+    expect_bytes("18446744073.709551615GB", UINT64_MAX);
+    expect_bytes("16777215.99999999999999TiB", UINT64_MAX);
+    expect_bytes("16777215.999999999999999999TiB", UINT64_MAX);
+    expect_bytes("18446744073.7095516150001GB", UINT64_MAX); /* .0001 byte over: rounded down */
+    expect_bytes("16777215TiB", UINT64_MAX - (1ull << 40) + 1);
+
+    /* every byte count below 2^44, in each decimal unit and in KiB, written
+     * with exactly the digits its value needs, reads back as itself */
+    static const struct {
+        const char *unit;
+        uint64_t scale;
+        int digits;      /* fraction digits that write any count in this unit exactly */
+        uint64_t to_ten; /* 10^digits / scale */
+    } units[] = {{"KB", 1000, 3, 1}, {"MB", 1000000, 6, 1}, {"GB", 1000000000, 9, 1},
+                 {"TB", 1000000000000ull, 12, 1}, {"KiB", 1024, 10, 9765625}};
+    uint64_t x = 88172645463325252ull;
+    int wrong = 0;
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t bytes = (x >> 20) >> (x % 40);
+        for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+            char text[64];
+            snprintf(text, sizeof text, "%" PRIu64 ".%0*" PRIu64 "%s", bytes / units[u].scale,
+                     units[u].digits, bytes % units[u].scale * units[u].to_ten, units[u].unit);
+            uint64_t got = 0;
+            warmcal_error err = {0};
+            if ((warmcal_parse_bytes(text, &got, "x", &err) != WARMCAL_OK || got != bytes) &&
+                wrong++ < 5)
+                fprintf(stderr, "  '%s': got %" PRIu64 ", want %" PRIu64 "\n", text, got, bytes);
+            /* one more digit, a trailing 9: still that count, never the next */
+            snprintf(text + strlen(text) - strlen(units[u].unit), 32, "9%s", units[u].unit);
+            got = 0;
+            if ((warmcal_parse_bytes(text, &got, "x", &err) != WARMCAL_OK || got != bytes) &&
+                wrong++ < 5)
+                fprintf(stderr, "  '%s': got %" PRIu64 ", want %" PRIu64 "\n", text, got, bytes);
+        }
+    }
+    CHECK(wrong == 0);
+}
+
 static void malformed_byte_counts_are_rejected(void)
 {
     expect_rejected("", "not a byte count");
@@ -54,6 +114,11 @@ static void malformed_byte_counts_are_rejected(void)
     expect_rejected("3 parsecs", "not a byte count");
     expect_rejected("18446744073709551616", "does not fit in 64 bits");
     expect_rejected("17179869184GiB", "does not fit in 64 bits");
+    /* 2^64 bytes exactly, and a hair above the largest count */
+    expect_rejected("16777216TiB", "does not fit in 64 bits");
+    expect_rejected("16777216.0TiB", "does not fit in 64 bits");
+    expect_rejected("18446744073.709551616GB", "does not fit in 64 bits");
+    expect_rejected("1.5B", "not a byte count");
 }
 
 static void first_error_wins_and_names_stay_readable(void)
@@ -77,6 +142,13 @@ static void first_error_wins_and_names_stay_readable(void)
     err.code = WARMCAL_E_TIMEOUT; /* a code with no text formats as its name */
     CHECK(strcmp(warmcal_error_format(&err, buf, sizeof buf), "deadline passed") == 0);
     CHECK(warmcal_error_set(NULL, WARMCAL_E_INVAL, NULL, NULL, "ignored") == WARMCAL_E_INVAL);
+    /* the exported function itself, as callers that bypass error.h's macro
+     * reach it (Python's ctypes, a pointer to it), returns the code too */
+    CHECK((warmcal_error_set)(NULL, WARMCAL_E_IO, NULL, NULL, "ignored") == WARMCAL_E_IO);
+    int (*set)(warmcal_error *, int, const char *, const char *, const char *, ...) =
+        warmcal_error_set;
+    CHECK(set(&err, WARMCAL_E_RANGE, NULL, NULL, "ignored: first error wins") == WARMCAL_E_RANGE);
+    CHECK_EQ_U64(err.code, (uint64_t)(int64_t)WARMCAL_E_TIMEOUT);
     CHECK(strcmp(warmcal_strerror(12345), "unknown error") == 0);
 }
 
@@ -132,9 +204,26 @@ static void formatted_bytes_round_as_printf_does(void)
     CHECK(warmcal_format_bytes(1, small, 0) == small);
 }
 
+static void only_well_formed_utf8_is_text(void)
+{
+    CHECK(warmcal_utf8_valid(""));
+    CHECK(warmcal_utf8_valid("meta-llama/Llama-3.1-70B"));
+    CHECK(warmcal_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80")); /* 2, 3, 4 bytes */
+    CHECK(warmcal_utf8_valid("\xf4\x8f\xbf\xbf"));                       /* U+10FFFF */
+    CHECK(!warmcal_utf8_valid("\xff\xfe"));
+    CHECK(!warmcal_utf8_valid("a\x80"));             /* a lone continuation byte */
+    CHECK(!warmcal_utf8_valid("caf\xc3"));           /* cut inside a character */
+    CHECK(!warmcal_utf8_valid("\xc0\xaf"));          /* overlong '/' */
+    CHECK(!warmcal_utf8_valid("\xe0\x80\xaf"));      /* overlong, 3 bytes */
+    CHECK(!warmcal_utf8_valid("\xed\xa0\x80"));      /* a surrogate */
+    CHECK(!warmcal_utf8_valid("\xf4\x90\x80\x80"));  /* above U+10FFFF */
+}
+
 int main(void)
 {
     RUN(byte_counts_take_binary_and_decimal_units);
+    RUN(decimal_byte_counts_are_exact);
+    RUN(only_well_formed_utf8_is_text);
     RUN(malformed_byte_counts_are_rejected);
     RUN(first_error_wins_and_names_stay_readable);
     RUN(formatted_bytes_round_as_printf_does);

@@ -6,6 +6,7 @@
 #include "../check.h"
 #include "warmcal/estimator.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -122,6 +123,80 @@ static void margin_covers_a_held_out_point(void)
     warmcal_error err = {0};
     CHECK(warmcal_fit_points(ft, fy, 30, NULL, &e, NULL, &err) == WARMCAL_OK);
     check_covers(&e, ht, hy, 30);
+    warmcal_estimate_clear(&e);
+}
+
+/* What `warmcal check` refuses is never fitted: the entry passes the check,
+ * and its published bytes do not fall between any two token counts of its
+ * range. */
+static void check_never_falls(const warmcal_estimate *e)
+{
+    warmcal_table one = {0};
+    one.estimates = (warmcal_estimate *)e;
+    one.n_estimates = 1;
+    warmcal_error err = {0};
+    CHECK(warmcal_table_check_estimates(&one, NULL, &err) == WARMCAL_OK);
+    if (err.code)
+        fprintf(stderr, "  check: %s\n", err.text);
+    uint64_t before = 0;
+    for (uint64_t tok = e->tokens_min; tok <= e->tokens_max; tok++) {
+        uint64_t bytes = 0;
+        CHECK(warmcal_estimate_eval(e, WARMCAL_ABOVE_REFUSE, tok, &bytes, NULL) == WARMCAL_OK);
+        if (bytes < before) {
+            fprintf(stderr, "  %" PRIu64 " tokens: %" PRIu64 " bytes, below %" PRIu64 "\n", tok,
+                    bytes, before);
+            check_failures++;
+            break;
+        }
+        before = bytes;
+    }
+}
+
+static void a_quadratic_that_turns_down_inside_the_range_is_not_chosen(void)
+{
+    /* concave (vertex at 1250 tokens) and convex with its vertex inside (at
+     * 1000: it falls first): noise-free, so the quadratic has by far the
+     * smallest leave-one-out error, yet its estimate would fall */
+    static const double shapes[2][3] = {{1000, 50, -0.02}, {25000, -20, 0.01}};
+    for (int s = 0; s < 2; s++) {
+        double t[2000], y[2000];
+        for (int i = 0; i < 2000; i++) {
+            t[i] = i + 1;
+            y[i] = shapes[s][0] + shapes[s][1] * t[i] + shapes[s][2] * t[i] * t[i];
+        }
+        warmcal_estimate e;
+        warmcal_candidate cand[3];
+        warmcal_error err = {0};
+        CHECK(warmcal_fit_points(t, y, 2000, NULL, &e, cand, &err) == WARMCAL_OK);
+        CHECK(cand[WARMCAL_FORM_QUADRATIC].usable && !cand[WARMCAL_FORM_QUADRATIC].never_falls);
+        CHECK(cand[WARMCAL_FORM_QUADRATIC].loo_rmse < cand[WARMCAL_FORM_LINEAR].loo_rmse &&
+              cand[WARMCAL_FORM_QUADRATIC].loo_rmse < cand[WARMCAL_FORM_ENVELOPE].loo_rmse);
+        CHECK(e.form != WARMCAL_FORM_QUADRATIC);
+        CHECK(cand[e.form].never_falls);
+        check_never_falls(&e);
+        check_covers(&e, t, y, 2000);
+        warmcal_estimate_clear(&e);
+    }
+}
+
+static void flat_needs_whose_line_tilts_down_get_a_form_that_never_falls(void)
+{
+    /* a flat need with +-0.5 MiB of alternating noise, high at the first
+     * pass and low at the last: the least-squares line slopes down */
+    double t[40], y[40];
+    for (int i = 0; i < 40; i++) {
+        t[i] = 256.0 * (i + 1);
+        y[i] = 100 * MiB + (i % 2 ? -0.5 : 0.5) * MiB;
+    }
+    warmcal_estimate e;
+    warmcal_candidate cand[3];
+    warmcal_error err = {0};
+    CHECK(warmcal_fit_points(t, y, 40, NULL, &e, cand, &err) == WARMCAL_OK);
+    CHECK(cand[WARMCAL_FORM_LINEAR].usable && !cand[WARMCAL_FORM_LINEAR].never_falls);
+    CHECK(e.form != WARMCAL_FORM_LINEAR);
+    CHECK(cand[e.form].never_falls);
+    check_never_falls(&e);
+    check_covers(&e, t, y, 40);
     warmcal_estimate_clear(&e);
 }
 
@@ -266,6 +341,8 @@ int main(void)
     RUN(quadratic_needs_get_a_quadratic_model);
     RUN(a_bend_gets_the_envelope);
     RUN(margin_covers_a_held_out_point);
+    RUN(a_quadratic_that_turns_down_inside_the_range_is_not_chosen);
+    RUN(flat_needs_whose_line_tilts_down_get_a_form_that_never_falls);
     RUN(degenerate_inputs_get_clear_errors);
     RUN(rank_specific_needs_stay_in_their_own_entry);
     RUN(relative_margin_scales_the_model_and_survives_a_round_trip);

@@ -15,16 +15,29 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The readers take paths: the input goes through one temporary file. */
+/* The readers take paths: the input goes through one temporary file, in
+ * $TMPDIR (else /tmp), removed when the process exits normally. */
+static char input_path[4096];
+
+static void remove_input_file(void)
+{
+    unlink(input_path);
+}
+
 static const char *input_file(const uint8_t *data, size_t size)
 {
-    static char path[64];
+    char *path = input_path;
     if (!path[0]) {
-        snprintf(path, sizeof path, "/tmp/warmcal-fuzz-XXXXXX");
+        const char *tmp = getenv("TMPDIR");
+        int n = snprintf(path, sizeof input_path, "%s/warmcal-fuzz-XXXXXX",
+                         tmp && tmp[0] ? tmp : "/tmp");
+        if (n < 0 || (size_t)n >= sizeof input_path)
+            abort();
         int fd = mkstemp(path);
         if (fd < 0)
             abort();
         close(fd);
+        atexit(remove_input_file);
     }
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)

@@ -1,7 +1,7 @@
 /* The gate over real MPI ranks (run under mpirun -np 4). Each case is named
  * on the command line; a case prints "ok CASE" on every rank that passed.
- * Cases that end the job (a stalled or killed rank) are checked by
- * gate_faults.sh from their output and timing. */
+ * Cases that end the job (a rank that never opens, stalls or dies) are
+ * checked by gate_faults.sh from what the ranks report. */
 #define _POSIX_C_SOURCE 200809L
 #include "../check.h"
 #include "test_table.h"
@@ -11,6 +11,12 @@
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
+
+/* A deadline that a failing rank's "at once" cannot be confused with: a
+ * call that waited it out would take 60 s, so "under 30 s" is a wide margin
+ * on a loaded machine. */
+#define LONG_DEADLINE_S 60.0
+#define AT_ONCE_S 30.0
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
@@ -23,7 +29,8 @@ static void table_path(char *buf, size_t len, const char *name)
     snprintf(buf, len, "%s/%s", dir, name);
 }
 
-static warmcal_gate *open_gate(const char *name, uint64_t free_bytes)
+static warmcal_gate *open_gate_with_deadline(const char *name, uint64_t free_bytes,
+                                             double deadline_s)
 {
     char path[512];
     table_path(path, sizeof path, name);
@@ -32,13 +39,26 @@ static warmcal_gate *open_gate(const char *name, uint64_t free_bytes)
     o.probe = WARMCAL_PROBE_VALUE;
     o.free_bytes = free_bytes;
     o.reserve_bytes = 256 * MiB;
-    o.deadline_s = 5;
+    o.deadline_s = deadline_s;
     warmcal_gate *g = NULL;
     int rc = warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o);
     if (rc != WARMCAL_OK)
         fprintf(stderr, "rank %d: open: %s\n", rank, warmcal_gate_last_error(g));
     CHECK(rc == WARMCAL_OK);
     return g;
+}
+
+static warmcal_gate *open_gate(const char *name, uint64_t free_bytes)
+{
+    return open_gate_with_deadline(name, free_bytes, 5);
+}
+
+/* CPU seconds this process used (every thread, MPI's included). */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Every rank's decisions equal rank 0's, field by field (the text after its
@@ -154,7 +174,7 @@ static void different_tables_fail_on_every_rank(void)
 
 static void different_shape_lists_fail_on_every_rank(void)
 {
-    warmcal_gate *g = open_gate("a.json", 40 * GiB);
+    warmcal_gate *g = open_gate_with_deadline("a.json", 40 * GiB, LONG_DEADLINE_S);
     warmcal_shape s[2] = {{.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1},
                           {.tokens = rank == 1 ? 4096 : 2048, .batch = 1, .label = "context",
                            .batch_valid = 1}};
@@ -188,7 +208,7 @@ static void different_shape_lists_fail_on_every_rank(void)
                                                                       : (rank == 2 ? 0 : 2);
         double t0 = MPI_Wtime();
         CHECK(warmcal_gate_decide(g, many, mine, dm) == WARMCAL_E_MISMATCH);
-        CHECK(MPI_Wtime() - t0 < 2.0); /* at once, not at the 5 s deadline */
+        CHECK(MPI_Wtime() - t0 < AT_ONCE_S); /* at once, not at the 60 s deadline */
         const char *want[] = {"rank 0 asked about 2 shapes and rank 3 about 200",
                               "rank 0 asked about 1 shape and rank 1 about 2",
                               "rank 2 asked about 0 shapes and rank 0 about 2"};
@@ -277,11 +297,11 @@ static void a_rank_that_cannot_open_or_decide_fails_every_rank_at_once(void)
     warmcal_gate_options_init(&o);
     o.probe = WARMCAL_PROBE_VALUE;
     o.free_bytes = 40 * GiB;
-    o.deadline_s = 5;
+    o.deadline_s = LONG_DEADLINE_S;
     warmcal_gate *g = NULL;
     double t0 = MPI_Wtime();
     CHECK(warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o) == WARMCAL_E_IO);
-    CHECK(MPI_Wtime() - t0 < 2.0);
+    CHECK(MPI_Wtime() - t0 < AT_ONCE_S); /* at once, not at the 60 s deadline */
     CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "missing.json");
     if (rank != 2)
         CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "rank 2 could not open the gate: ");
@@ -291,14 +311,40 @@ static void a_rank_that_cannot_open_or_decide_fails_every_rank_at_once(void)
     CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "did not open");
     warmcal_gate_close(g);
 
-    g = open_gate("a.json", 40 * GiB);
+    /* a rank with no place for the handle still takes part, failed */
+    t0 = MPI_Wtime();
+    table_path(path, sizeof path, "a.json");
+    int rc = rank == 3 ? warmcal_gate_open(NULL, path, MPI_COMM_WORLD, &o)
+                       : warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o);
+    CHECK(rc == WARMCAL_E_INVAL);
+    CHECK(MPI_Wtime() - t0 < AT_ONCE_S);
+    if (rank != 3) {
+        CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "rank 3 could not open the gate: ");
+        CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "out is NULL");
+        warmcal_gate_close(g);
+    }
+    /* a binding's rank whose arguments were invalid takes part, flagged,
+     * and every rank fails at once with its code and words */
+    t0 = MPI_Wtime();
+    rc = rank == 0 ? warmcal_gate_open_failed(&g, MPI_COMM_WORLD, WARMCAL_E_FIELD,
+                                              "free_bytes: -1 is not a byte count", 0)
+                   : warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o);
+    CHECK(rc == WARMCAL_E_FIELD);
+    CHECK(MPI_Wtime() - t0 < AT_ONCE_S);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "free_bytes: -1 is not a byte count");
+    if (rank != 0)
+        CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "rank 0 could not open the gate: ");
+    CHECK(warmcal_gate_decide(g, &s, 1, &d) == WARMCAL_E_STATE);
+    warmcal_gate_close(g);
+
+    g = open_gate_with_deadline("a.json", 40 * GiB, LONG_DEADLINE_S);
     for (int round = 0; round < 2; round++) {
         t0 = MPI_Wtime();
         /* rank 1 passes no shapes array, then (round 1) no decisions array */
-        int rc = rank == 1 ? warmcal_gate_decide(g, round ? &s : NULL, 1, round ? NULL : &d)
-                           : warmcal_gate_decide(g, &s, 1, &d);
+        rc = rank == 1 ? warmcal_gate_decide(g, round ? &s : NULL, 1, round ? NULL : &d)
+                       : warmcal_gate_decide(g, &s, 1, &d);
         CHECK(rc == WARMCAL_E_INVAL);
-        CHECK(MPI_Wtime() - t0 < 2.0); /* at once, not at the 5 s deadline */
+        CHECK(MPI_Wtime() - t0 < AT_ONCE_S); /* at once, not at the 60 s deadline */
         CHECK_STR_CONTAINS(warmcal_gate_last_error(g), rank == 1
                                                            ? "decide: bad shapes or decisions array"
                                                            : "rank 1 could not take part in the "
@@ -377,25 +423,235 @@ static void a_failed_probe_fails_every_rank_and_the_original_policy_works(void)
     warmcal_gate_close(g);
 }
 
-/* For gate_faults.sh: rank 2 never calls decide (stall) or dies (kill). */
+/* Rank 0 prints every waiting rank's report in one write, then ends the
+ * job: no rank's line can be lost to the abort, and no sleep has to guess
+ * how long the others need to report. The reports travel point to point
+ * on MPI_COMM_WORLD, which a pending collective does not block. */
+static void report_then_abort(const char *line, int code)
+{
+    enum { REPORT = 1024, TAG = 77 };
+    char mine[REPORT];
+    snprintf(mine, sizeof mine, "%s", line);
+    if (rank != 0) {
+        MPI_Send(mine, REPORT, MPI_CHAR, 0, TAG, MPI_COMM_WORLD);
+        for (;;)
+            pause(); /* until rank 0 aborts the job */
+    }
+    static char reports[4][REPORT];
+    MPI_Request req[2];
+    int from[2] = {1, 3}; /* rank 2 is the one that went missing */
+    for (int i = 0; i < 2; i++)
+        MPI_Irecv(reports[from[i]], REPORT, MPI_CHAR, from[i], TAG, MPI_COMM_WORLD, &req[i]);
+    /* bounded, so that a rank that never reports fails the test, not hangs it */
+    double give_up = MPI_Wtime() + AT_ONCE_S;
+    int done = 0;
+    while (!done && MPI_Wtime() < give_up) {
+        MPI_Testall(2, req, &done, MPI_STATUSES_IGNORE);
+        if (!done)
+            nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    char all[4 * REPORT + 64];
+    int len = snprintf(all, sizeof all, "%s\n", mine);
+    for (int i = 0; i < 2; i++)
+        len += snprintf(all + len, sizeof all - (size_t)len, "%s\n",
+                        done ? reports[from[i]] : "rank 0: a waiting rank never reported");
+    fflush(stdout);
+    if (write(1, all, (size_t)len) < 0)
+        perror("write");
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+/* For gate_faults.sh: rank 2 never calls decide (stall) or dies (kill).
+ * The others report what decide returned, how long it took and the CPU
+ * time it used. */
 static void a_rank_that_stops_calling_decide(int kill_it)
 {
     warmcal_gate *g = open_gate("a.json", 40 * GiB);
+    printf("rank %d: opened the gate\n", rank);
+    fflush(stdout);
+    MPI_Barrier(MPI_COMM_WORLD); /* every rank has printed before rank 2 goes */
     warmcal_shape s = {.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1};
     warmcal_decision d;
     if (rank == 2) {
+        printf("rank 2: %s\n", kill_it ? "killing itself" : "never deciding");
+        fflush(stdout);
         if (kill_it)
             raise(SIGKILL);
-        sleep(30); /* the others give up after their deadline */
-        return;
+        for (;;)
+            pause(); /* the others give up after their deadline and abort the job */
     }
-    double t0 = MPI_Wtime();
+    double t0 = MPI_Wtime(), c0 = cpu_s();
     int rc = warmcal_gate_decide(g, &s, 1, &d);
-    printf("rank %d: decide returned %d after %.2f s: %s\n", rank, rc, MPI_Wtime() - t0,
-           warmcal_gate_last_error(g));
-    fflush(stdout);
+    char line[1024];
+    snprintf(line, sizeof line, "rank %d: decide returned %d after %.2f s, cpu %.3f s: %s", rank,
+             rc, MPI_Wtime() - t0, cpu_s() - c0, warmcal_gate_last_error(g));
     warmcal_gate_close(g);
-    MPI_Abort(MPI_COMM_WORLD, rc == WARMCAL_E_TIMEOUT ? 3 : 4);
+    report_then_abort(line, rc == WARMCAL_E_TIMEOUT ? 3 : 4);
+}
+
+/* For gate_faults.sh: rank 2 never opens the gate. The others report what
+ * open returned, after how long, and the CPU time its wait used. */
+static void a_rank_that_never_opens(void)
+{
+    if (rank == 2) {
+        printf("rank 2: never opening the gate\n");
+        fflush(stdout);
+        for (;;)
+            pause(); /* the others give up after their deadline and abort the job */
+    }
+    char path[512];
+    table_path(path, sizeof path, "a.json");
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = 40 * GiB;
+    o.deadline_s = 5;
+    warmcal_gate *g = NULL;
+    double t0 = MPI_Wtime(), c0 = cpu_s();
+    int rc = warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o);
+    char line[1024];
+    snprintf(line, sizeof line, "rank %d: open returned %d after %.2f s, cpu %.3f s: %s", rank,
+             rc, MPI_Wtime() - t0, cpu_s() - c0, warmcal_gate_last_error(g));
+    /* the gate that did not open still answers, without a collective */
+    warmcal_shape s = {.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1};
+    warmcal_decision d;
+    if (warmcal_gate_decide(g, &s, 1, &d) != WARMCAL_E_STATE)
+        snprintf(line, sizeof line, "rank %d: decide on a gate that timed out did not fail",
+                 rank);
+    warmcal_gate_close(g);
+    report_then_abort(line, rc == WARMCAL_E_TIMEOUT ? 3 : 4);
+}
+
+/* Rank 2 reaches open a second late, well within the 5 s deadline: every
+ * rank opens and decides as usual. */
+static void a_rank_late_by_less_than_the_deadline_opens_normally(void)
+{
+    if (rank == 2)
+        sleep(1);
+    warmcal_gate *g = open_gate("a.json", rank == 2 ? 5 * GiB : 40 * GiB);
+    warmcal_shape s[2] = {{.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1},
+                          {.tokens = 8192, .batch = 1, .label = "context", .batch_valid = 1}};
+    warmcal_decision d[2];
+    CHECK(warmcal_gate_decide(g, s, 2, d) == WARMCAL_OK);
+    check_identical(d, 2);
+    CHECK(d[0].run);
+    CHECK(!d[1].run && d[1].blocking_rank == 2 && d[1].reason == WARMCAL_REASON_LOW_MEMORY);
+    /* late to a decision too, by less than its deadline */
+    if (rank == 1)
+        sleep(1);
+    CHECK(warmcal_gate_decide(g, s, 2, d) == WARMCAL_OK && d[0].run);
+    warmcal_gate_close(g);
+}
+
+/* The original bug's table: rank 0 ran out of memory above 16384 tokens
+ * during calibration, so its own context entry ends there (1 GiB + 100 KiB
+ * per token), while the any-rank entry covers 1..32768 with the largest
+ * need any rank showed (1 GiB + 120 KiB per token). `huge` makes rank 2's
+ * own entry (1..32768) absurd: beyond 64 bits from 1000 tokens on. Written
+ * by rank 0, atomically, under a name of its own. */
+static void write_rank0_short_table(const char *name, int huge)
+{
+    char path[512];
+    table_path(path, sizeof path, name);
+    warmcal_table *t = NULL;
+    warmcal_error err = {0};
+    CHECK(warmcal_table_new(&t, &err) == WARMCAL_OK);
+    snprintf(t->config.model, sizeof t->config.model, "test-model");
+    t->config.tp = 4;
+    snprintf(t->config.gpu_name, sizeof t->config.gpu_name, "test GPU");
+    t->config.gpu_total_bytes = 80ull << 30;
+    warmcal_estimate e = {.rank = 0, .label = "context", .tokens_min = 1, .tokens_max = 16384,
+                          .form = WARMCAL_FORM_LINEAR,
+                          .coef = {(double)GiB, 100.0 * 1024}};
+    e.fit.points = 10;
+    CHECK(warmcal_table_add_estimate(t, &e, &err) == WARMCAL_OK);
+    e.rank = -1;
+    e.tokens_max = 32768;
+    e.coef[1] = 120.0 * 1024;
+    CHECK(warmcal_table_add_estimate(t, &e, &err) == WARMCAL_OK);
+    if (huge) {
+        e.rank = 2;
+        e.coef[1] = 1.845e16; /* 2^64 is 1.8447e19 bytes: past it from 1000 tokens on */
+        CHECK(warmcal_table_add_estimate(t, &e, &err) == WARMCAL_OK);
+    }
+    CHECK(warmcal_table_write(t, path, &err) == WARMCAL_OK);
+    warmcal_table_free(t);
+}
+
+/* Above rank 0's own range the any-rank entry decides, so the pass is a
+ * memory question: skipped naming rank 0 and its lack when rank 0 is
+ * short, run when it has the memory. Out of range only above every entry. */
+static void a_rank_above_its_own_range_is_decided_on_its_memory(void)
+{
+    if (rank == 0)
+        write_rank0_short_table("rank0-short.json", 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+    /* needs with the 256 MiB reserve: 16384 tokens on rank 0's own entry
+     * 2.8125 GiB; 24576 tokens on the any-rank entry 4.0625 GiB */
+    uint64_t need_16k = GiB + 16384 * 100 * 1024ull + 256 * MiB;
+    uint64_t need_24k = GiB + 24576 * 120 * 1024ull + 256 * MiB;
+    warmcal_shape s[3] = {{.tokens = 16384, .batch = 1, .label = "context", .batch_valid = 1},
+                          {.tokens = 24576, .batch = 1, .label = "context", .batch_valid = 1},
+                          {.tokens = 40000, .batch = 1, .label = "context", .batch_valid = 1}};
+    warmcal_decision d[3];
+    warmcal_gate *g = open_gate("rank0-short.json", rank == 0 ? 3 * GiB : 40 * GiB);
+    CHECK(warmcal_gate_decide(g, s, 3, d) == WARMCAL_OK);
+    check_identical(d, 3);
+    CHECK(d[0].run && d[0].min_headroom == (int64_t)(3 * GiB - need_16k));
+    CHECK(!d[1].run && d[1].reason == WARMCAL_REASON_LOW_MEMORY && d[1].blocking_rank == 0);
+    CHECK_EQ_U64(d[1].short_bytes, need_24k - 3 * GiB);
+    CHECK(strncmp(d[1].text, "skip: rank 0 is short of ", 25) == 0);
+    CHECK_STR_CONTAINS(d[1].text, " for 24576 tokens (context)");
+    CHECK(!d[2].run && d[2].reason == WARMCAL_REASON_OUT_OF_RANGE);
+    CHECK_STR_CONTAINS(d[2].text, "40000 tokens is outside the calibrated range");
+    if (rank == 0)
+        printf("  %s\n  %s\n", d[1].text, d[2].text);
+    warmcal_gate_close(g);
+
+    /* rank 0 with the memory: the pass runs in production */
+    g = open_gate("rank0-short.json", rank == 0 ? 8 * GiB : 40 * GiB);
+    CHECK(warmcal_gate_decide(g, s, 2, d) == WARMCAL_OK);
+    check_identical(d, 2);
+    CHECK(d[0].run && d[1].run);
+    CHECK(d[1].min_headroom == (int64_t)(8 * GiB - need_24k));
+    warmcal_gate_close(g);
+}
+
+/* A decision's words are true: an estimate beyond 64 bits inside its range
+ * is said to be too large (not "outside the calibrated range"), and a shape
+ * of 0 tokens is refused on every rank at once, as warmcal_table_estimate
+ * and Python refuse it. */
+static void too_large_estimates_and_zero_tokens_are_named_as_such(void)
+{
+    if (rank == 0)
+        write_rank0_short_table("too-large.json", 1);
+    MPI_Barrier(MPI_COMM_WORLD);
+    warmcal_gate *g = open_gate_with_deadline("too-large.json", 40 * GiB, LONG_DEADLINE_S);
+    warmcal_shape s[2] = {{.tokens = 999, .batch = 1, .label = "context", .batch_valid = 1},
+                          {.tokens = 1000, .batch = 1, .label = "context", .batch_valid = 1}};
+    warmcal_decision d[2];
+    CHECK(warmcal_gate_decide(g, s, 2, d) == WARMCAL_OK);
+    check_identical(d, 2);
+    /* 1.8432e19 bytes fits in 64 bits: rank 2 lacks that much memory */
+    CHECK(!d[0].run && d[0].reason == WARMCAL_REASON_LOW_MEMORY && d[0].blocking_rank == 2);
+    CHECK(d[0].short_bytes == UINT64_MAX); /* 64 TiB or more */
+    CHECK(!d[1].run && d[1].reason == WARMCAL_REASON_ESTIMATE_TOO_LARGE);
+    CHECK(d[1].blocking_rank == 2 && d[1].short_bytes == 0 && d[1].min_headroom == INT64_MIN);
+    CHECK(strcmp(d[1].text, "skip: rank 2's context estimate at 1000 tokens does not fit in "
+                            "64 bits") == 0);
+    CHECK(strcmp(warmcal_reason_name(d[1].reason), "estimate too large") == 0);
+
+    warmcal_shape z[2] = {s[0], s[0]};
+    z[1].tokens = 0;
+    double t0 = MPI_Wtime();
+    CHECK(warmcal_gate_decide(g, z, 2, d) == WARMCAL_E_INVAL);
+    CHECK(MPI_Wtime() - t0 < AT_ONCE_S); /* at once, not at the 60 s deadline */
+    /* every rank flagged it; each names the lowest such rank, rank 0 in its words */
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g),
+                       rank == 0 ? "decide: shapes[1]: tokens must be at least 1, found 0"
+                                 : "rank 0 could not take part in the decision (invalid argument)");
+    CHECK(warmcal_gate_decide(g, s, 1, d) == WARMCAL_OK); /* still usable */
+    warmcal_gate_close(g);
 }
 
 int main(int argc, char **argv)
@@ -431,6 +687,14 @@ int main(int argc, char **argv)
         wrong_tp_and_bad_options_are_refused();
     else if (strcmp(c, "probe") == 0)
         a_failed_probe_fails_every_rank_and_the_original_policy_works();
+    else if (strcmp(c, "late") == 0)
+        a_rank_late_by_less_than_the_deadline_opens_normally();
+    else if (strcmp(c, "anyrank") == 0)
+        a_rank_above_its_own_range_is_decided_on_its_memory();
+    else if (strcmp(c, "truth") == 0)
+        too_large_estimates_and_zero_tokens_are_named_as_such();
+    else if (strcmp(c, "absent") == 0)
+        a_rank_that_never_opens();
     else if (strcmp(c, "stall") == 0 || strcmp(c, "kill") == 0)
         a_rank_that_stops_calling_decide(strcmp(c, "kill") == 0);
     else

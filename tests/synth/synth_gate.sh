@@ -9,17 +9,19 @@ trap 'rm -rf "$out"' EXIT
 model="$data/models/deepseek-v3"
 deploy="$model/deploy-tp4-rank0-overhead.json"
 "$@" "$synth" --model "$model/config.json" --deployment "$deploy" --seed 1 --out "$out/cal" \
-    2> "$out/cal.log" || { cat "$out/cal.log"; exit 1; }
+    2> "$out/cal.log" < /dev/null || { cat "$out/cal.log"; exit 1; }
 "$warmcal" fit "$out"/cal/rank-*.h5 -o "$out/table.json" > /dev/null || exit 1
-start=$(date +%s)
+# Ranks that took different decisions would part ways, and a rank left alone
+# in a collective reports "timed out" and fails the run: so the run's own
+# report, not a stopwatch, proves that nobody waited. The timeout is wide so
+# that a slow machine never trips it.
 "$@" "$synth" --model "$model/config.json" --deployment "$deploy" --seed 5 --unsynchronized \
-    --timeout 5 --gate "$out/table.json" --out "$out/gated" > "$out/log" 2>&1
+    --timeout 30 --gate "$out/table.json" --out "$out/gated" > "$out/log" 2>&1 < /dev/null
 status=$?
-elapsed=$(( $(date +%s) - start ))
 cat "$out/log"
 fail=0
 [ $status -eq 0 ] || { echo "FAIL: gated run exit $status"; fail=1; }
-[ $elapsed -lt 5 ] || { echo "FAIL: took ${elapsed}s: it waited for a timeout"; fail=1; }
+! grep -q "timed out" "$out/log" || { echo "FAIL: a rank waited for the timeout"; fail=1; }
 [ "$(grep -c ' 0 out of memory, 3 skipped by the gate' "$out/log")" -eq 4 ] ||
     { echo "FAIL: expected every rank: 0 out of memory, 3 skipped"; fail=1; }
 /usr/bin/python3 - "$out/gated" <<'PY' || fail=1

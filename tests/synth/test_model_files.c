@@ -5,6 +5,7 @@
 #include "warmcal/model.h"
 
 #include <jansson.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[256];
@@ -173,6 +174,51 @@ static void shipped_models_load_with_their_architecture(void)
     CHECK(strcmp(m.name, "meta-llama/Llama-3.1-8B-Instruct") == 0);
 }
 
+/* A model name is kept whole or refused, never cut to fit: a cut name
+ * would not match the traces' (issue #8). */
+static void long_model_names_are_kept_whole_or_refused(void)
+{
+    char name[200];
+    memset(name, 'm', sizeof name);
+    name[127] = '\0';
+    json_t *doc = base_config("llama-3.1-8b");
+    json_object_set_new(doc, "_name_or_path", json_string(name));
+    const char *path = write_json("config.json", doc);
+    json_decref(doc);
+    warmcal_model m;
+    warmcal_error err = {0};
+    CHECK(warmcal_model_load(path, &m, &err) == WARMCAL_OK);
+    CHECK(strcmp(m.name, name) == 0);
+    name[127] = 'm';
+    name[128] = '\0';
+    expect_model_error("llama-3.1-8b", "_name_or_path", json_string(name), "_name_or_path",
+                       "128 bytes, longer than the 127");
+    name[128] = 'm';
+
+    /* without _name_or_path the folder names the model: the same rule */
+    for (size_t len = 127; len <= 130; len += 3) {
+        char folder[512], file[512];
+        name[len] = '\0';
+        snprintf(folder, sizeof folder, "%s/%s", dir, name);
+        CHECK(mkdir(folder, 0700) == 0);
+        doc = base_config("llama-3.1-8b");
+        json_object_del(doc, "_name_or_path");
+        snprintf(file, sizeof file, "%s/config.json", name);
+        path = write_json(file, doc);
+        json_decref(doc);
+        warmcal_error_clear(&err);
+        int rc = warmcal_model_load(path, &m, &err);
+        if (len == 127) {
+            CHECK(rc == WARMCAL_OK && strcmp(m.name, name) == 0);
+        } else {
+            CHECK(rc == WARMCAL_E_FIELD && strcmp(err.where, "_name_or_path") == 0);
+            CHECK_STR_CONTAINS(err.text, "130 bytes, longer than the 127 a model name may have");
+            CHECK_STR_CONTAINS(err.source, "config.json");
+        }
+        name[len] = 'm';
+    }
+}
+
 static void expect_deployment_error(const char *text, const char *where, const char *expect)
 {
     warmcal_deployment d;
@@ -202,6 +248,10 @@ static void bad_deployment_fields_are_named(void)
     expect_deployment_error("{\"cuda_graph_batch_sizes\": [1, 0]}", "cuda_graph_batch_sizes[1]",
                             "expected an integer");
     expect_deployment_error("{\"max_num_tokens\": -1}", "max_num_tokens", "expected an integer");
+    /* a GPU name is kept whole or refused, never cut to fit */
+    char long_name[200];
+    snprintf(long_name, sizeof long_name, "{\"gpu_name\": \"%0*d\"}", 100, 7);
+    expect_deployment_error(long_name, "gpu_name", "longer than the 63 a GPU name may have");
 }
 
 static void flags_and_files_agree_on_rank_overheads(void)
@@ -267,6 +317,7 @@ int main(void)
     RUN(derived_fields_follow_transformers_defaults);
     RUN(files_that_are_not_config_objects_are_rejected);
     RUN(shipped_models_load_with_their_architecture);
+    RUN(long_model_names_are_kept_whole_or_refused);
     RUN(bad_deployment_fields_are_named);
     RUN(flags_and_files_agree_on_rank_overheads);
     RUN(unset_gpu_is_the_smallest_known_one_that_fits);

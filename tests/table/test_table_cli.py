@@ -458,6 +458,159 @@ def case_estimate_refuses_out_of_range_and_bad_arguments_with_exit_2():
           f"--help: {rc} {out!r}")
 
 
+# --- errors that tell the truth ---------------------------------------------------
+
+def case_check_exits_2_on_estimates_that_overflow_or_fall_inside_their_range():
+    # a line that falls: rank 0's slope made negative
+    expect_field(setter(["estimates", 0, "model", "coefficients", 1], -1000.0),
+                 "estimates[0].model", "falls from", "at 1 tokens to", "at 32784 tokens",
+                 "needs may not shrink")
+    # a quadratic that turns down inside its range, though it ends higher
+    # than it starts: rank 1 (16..32784) peaks at 20000 tokens
+    expect_field(setter(["estimates", 1, "model", "coefficients"], [1e9, 4e5, -10.0]),
+                 "estimates[1].model", "at 20000 tokens to", "at 32784 tokens")
+    # beyond 64 bits at the top of the range
+    expect_field(setter(["estimates", 0, "model", "coefficients", 1], 1e16),
+                 "estimates[0].model", "at 32784 tokens", "does not fit in 64 bits")
+    # an envelope whose last slope, continued to tokens_max, passes 2^64
+    expect_field(setter(["estimates", 4, "tokens_max"], 10 ** 18), "estimates[4].model",
+                 "does not fit in 64 bits")
+    # what read fine and only fails this check still reads: estimate serves it
+    doc = good()
+    doc["estimates"][0]["model"]["coefficients"][1] = -1000.0
+    path = write(doc)
+    rc, out, err = warmcal("estimate", path, "--rank", "0", "--tokens", "100")
+    check(rc == 0 and out == library(path, 0, "context", 100), f"estimate: {rc} {out!r} {err!r}")
+
+
+def case_estimate_says_too_large_not_outside_the_range():
+    doc = good()
+    doc["estimates"][0]["model"]["coefficients"][1] = 1e16  # past 2^64 from 1845 tokens
+    path = write(doc)
+    rc, out, err = warmcal("estimate", path, "--rank", "0", "--tokens", "2000")
+    check(rc == 2 and out == "", f"estimate: exit {rc} {out!r}")
+    said = err.partition(f"{path}: ")[2]
+    check(said.startswith("rank 0, label context: the estimate at 2000 tokens")
+          and "does not fit in 64 bits" in said and "range" not in said, f"estimate says {err!r}")
+    check(library(path, 0, "context", 2000).startswith("error -12 "),
+          "the library's code is WARMCAL_E_OVERFLOW (-12), not WARMCAL_E_RANGE (-11)")
+    check(library(path, 0, "context", 40000).startswith("error -11 "), "above the range: -11")
+    rc, out, _ = warmcal("estimate", path, "--rank", "0", "--tokens", "1000")
+    check(rc == 0 and out == library(path, 0, "context", 1000), "below 2^64 it is a number")
+
+
+def case_estimate_serves_a_rank_above_its_own_range_from_the_any_rank_entry():
+    # rank 0 ran out of memory above 16384 tokens during calibration; the
+    # any-rank entry covers 1..32768
+    doc = good()
+    doc["estimates"][0]["tokens_max"] = 16384
+    doc["estimates"][4]["tokens_max"] = 32768
+    path = write(doc)
+    # the any-rank figure, never below rank 0's own figure at its tokens_max
+    own_top = int(library(path, 0, "context", 16384))
+    for tokens in (16385, 24576, 32768):
+        rc, out, err = warmcal("estimate", path, "--rank", "0", "--tokens", str(tokens))
+        check(rc == 0, f"rank 0 at {tokens}: exit {rc}: {err}")
+        _, any_rank, _ = warmcal("estimate", path, "--tokens", str(tokens))
+        check(any_rank == library(path, -1, "context", tokens), f"any rank at {tokens}")
+        check(int(out) == max(int(any_rank), own_top),
+              f"rank 0 at {tokens} gets the any-rank figure, floored at its own top: "
+              f"{out!r} {any_rank!r} {own_top}")
+    rc, out, _ = warmcal("estimate", path, "--rank", "0", "--tokens", "16384")
+    check(rc == 0 and out == library(path, 0, "context", 16384), "inside its range, its own")
+    check(out != library(path, -1, "context", 16384), "the entries differ there")
+    rc, out, err = warmcal("estimate", path, "--rank", "0", "--tokens", "32769")
+    check(rc == 2 and "above the calibrated range 1..32768" in err,
+          f"above every range: {rc} {err!r}")
+    # a rank whose own range reaches as far keeps its own entry
+    rc, out, _ = warmcal("estimate", path, "--rank", "1", "--tokens", "24576")
+    check(rc == 0 and out == library(path, 1, "context", 24576), "rank 1: its own")
+    check(out != library(path, -1, "context", 24576), "rank 1's entry is not the any-rank one")
+
+
+def doc_example_keys():
+    """The keys of docs/formats.md's table example ("### Layout"), in order."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "docs", "formats.md")) as f:
+        text = f.read()
+    layout = text[text.index("## Estimate table"):]
+    block = layout[layout.index("```json") + 7:]
+    block = block[:block.index("```")]
+    return re.findall(r'"([a-z_0-9]+)":', block)
+
+
+def case_reader_follows_the_documented_rules():
+    # "number": any JSON number, integers included, in every number field
+    doc = good()
+    e = doc["estimates"][0]
+    e["model"]["coefficients"] = [1610612736, 262144]
+    e["margin"].update(relative=0, residual=1000000, loo=123456, granularity=2097152,
+                       bytes=3220608)
+    e["fit"].update(rmse=0, max_residual=1, loo_rmse=0)
+    doc["estimates"][4]["model"]["knots"][1][1] = 1000000000
+    path = write(doc)
+    rc, _, err = warmcal("check", path)
+    check(rc == 0, f"integers in number fields: exit {rc}: {err}")
+    rc, out, _ = warmcal("estimate", path, "--rank", "0", "--tokens", "10")
+    check(rc == 0 and int(out) == 1610612736 + 262144 * 10 + 3220608,
+          f"integers read as their values: {out!r}")
+    # ... but an integer literal beyond 64 bits is refused while parsing
+    text = GOOD.replace('"rmse": 0.10000000000000001', '"rmse": 18446744073709551616', 1)
+    check(text != GOOD, "rmse not found in the good table")
+    expect_rejected(write(text, raw=True), "line ", "column ", "number out of range")
+    # "integer": no real where one is documented, integral or not
+    for p, v in [(["estimates", 0, "fit", "points"], 40.0),
+                 (["configuration", "gpu_total_bytes"], 1e3),
+                 (["estimates", 4, "model", "knots", 0, 0], 1.0),
+                 (["estimates", 1, "failures", "oom"], 2.0),
+                 (["estimates", 0, "calibration", "device_free_min"], 5.5)]:
+        expect_field(setter(p, v), dotted(p)[:-3] if p[-2] == 0 else dotted(p), "real number")
+    # calibration.device_free_min is optional, and so is calibration
+    for mutate in (drop(["estimates", 0, "calibration"]),
+                   drop(["estimates", 0, "calibration", "device_free_min"])):
+        doc = good()
+        mutate(doc)
+        rc, _, err = warmcal("check", write(doc))
+        check(rc == 0, f"calibration or device_free_min absent: exit {rc}: {err}")
+    expect_field(setter(["estimates", 0, "calibration", "device_free_min"], None),
+                 "estimates[0].calibration.device_free_min", "found null")
+    expect_field(setter(["estimates", 0, "calibration"], []), "estimates[0].calibration",
+                 "found an array")
+    expect_field(setter(["estimates", 0, "calibration", "device_free_min"], -1),
+                 "estimates[0].calibration.device_free_min", "non-negative")
+    # the documented bounds of tp and rank: 1 to 2^31-1 and -1 to 2^31-1
+    for p, v in [(["configuration", "tp"], 2 ** 31 - 1), (["estimates", 0, "rank"], 2 ** 31 - 1),
+                 (["estimates", 2, "rank"], -1)]:
+        doc = good()
+        setter(p, v)(doc)
+        if p[-1] == "rank" and v == -1:
+            doc["estimates"][2]["label"] = "prefill"
+        rc, _, err = warmcal("check", write(doc))
+        check(rc == 0, f"{dotted(p)} = {v}: exit {rc}: {err}")
+    expect_field(setter(["configuration", "tp"], 2 ** 31), "configuration.tp",
+                 "at most 2147483647")
+    expect_field(setter(["estimates", 0, "rank"], 2 ** 31), "estimates[0].rank",
+                 "at most 2147483647")
+    # margin.relative: required, 0 to 10
+    expect_field(drop(["estimates", 0, "margin", "relative"]), "estimates[0].margin.relative",
+                 "missing")
+    doc = good()
+    doc["estimates"][0]["margin"]["relative"] = 10
+    rc, _, err = warmcal("check", write(doc))
+    check(rc == 0, f"relative 10: exit {rc}: {err}")
+    expect_field(setter(["estimates", 0, "margin", "relative"], 10.5),
+                 "estimates[0].margin.relative")
+    # the writer's field order is the documented example's
+    want = doc_example_keys()
+    got = re.findall(r'"([a-z_0-9]+)":', GOOD)
+    source = got.index("sha256")  # the example lists one source, the good table two
+    while got[source + 1:source + 3] == ["name", "sha256"]:
+        del got[source + 1:source + 3]
+    first = want.index("device_free_min") + 1
+    check(got[:first] == want[:first],
+          f"the writer's order {got[:first]} differs from docs/formats.md's {want[:first]}")
+
+
 def main():
     global ARGS, TMP
     parser = argparse.ArgumentParser()

@@ -4,6 +4,7 @@
  *
  * usage: test_trace [CASE]   (no CASE: run them all; ctest runs one each) */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -14,12 +15,12 @@
 #include "../check.h"
 #include "warmcal/trace.h"
 
-static char dir[64];
+static char dir[4096]; /* this run's folder under $TMPDIR or /tmp; "" until made */
 
 /* A path inside this run's temporary folder. */
 static const char *tmp_path(const char *name)
 {
-    static char buf[128];
+    static char buf[4200];
     snprintf(buf, sizeof buf, "%s/%s", dir, name);
     return buf;
 }
@@ -92,7 +93,7 @@ static void round_trip_keeps_every_field(void)
     in[1].device_free_end = WARMCAL_FREE_UNKNOWN;
     in[2] = make_phase("generation", 1, WARMCAL_OUTCOME_ABORTED);
     in[2].device_free_begin = in[2].device_free_end = WARMCAL_FREE_UNKNOWN;
-    in[3] = make_phase("max", UINT64_MAX, WARMCAL_OUTCOME_OK);
+    in[3] = make_phase("max", WARMCAL_TRACE_TOKENS_MAX, WARMCAL_OUTCOME_OK);
     in[3].batch = UINT32_MAX;
     in[3].begin_ns = 0;
     in[3].end_ns = UINT64_MAX;
@@ -334,20 +335,28 @@ static void writer_refuses_rows_the_reader_would_reject(void)
     warmcal_phase good = make_phase("context", 1, WARMCAL_OUTCOME_OK);
     CHECK(warmcal_trace_writer_add_phase(w, &good, &err) == WARMCAL_OK);
 
-    warmcal_phase bad[4] = {good, good, good, good};
+    warmcal_phase bad[7] = {good, good, good, good, good, good, good};
     bad[0].outcome = 3;
     bad[1].end_ns = bad[1].begin_ns - 1;
     bad[2].live_peak = bad[2].live_begin - 1;
     bad[3].live_end = bad[3].live_peak + 1;
-    static const char *const where[4] = {
+    bad[4].tokens = 0;
+    bad[5].tokens = WARMCAL_TRACE_TOKENS_MAX + 1;
+    memcpy(bad[6].label, "caf\xc3", 5); /* cut inside a character */
+    static const char *const where[7] = {
         "phases[1].outcome", "phases[1].end_ns", "phases[1].live_peak", "phases[1].live_peak",
+        "phases[1].tokens",  "phases[1].tokens", "phases[1].label",
     };
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 7; i++) {
         warmcal_error_clear(&err);
         CHECK(warmcal_trace_writer_add_phase(w, &bad[i], &err) == WARMCAL_E_INVAL);
         CHECK(strcmp(err.where, where[i]) == 0);
+        if (i == 3)
+            CHECK_STR_CONTAINS(err.text, "expected >= live_end");
+        if (i == 5)
+            CHECK_STR_CONTAINS(err.text, "expected 1 to 1099511627776 (2^40), found 1099511627777");
     }
-    CHECK_STR_CONTAINS(err.text, "expected >= live_end");
+    CHECK_STR_CONTAINS(err.text, "not valid UTF-8");
     warmcal_error_clear(&err);
     CHECK(warmcal_trace_writer_close(w, &err) == WARMCAL_OK);
     warmcal_trace *t = NULL;
@@ -429,23 +438,45 @@ static const struct {
     {"bulk_rows_round_trip_and_a_bad_row_writes_none", bulk_rows_round_trip_and_a_bad_row_writes_none},
 };
 
+/* Remove folder and everything in it, whatever the cases wrote (a list of
+ * names would miss the next file a case adds). 0 on success. */
+static int remove_tree(const char *folder)
+{
+    DIR *d = opendir(folder);
+    if (!d)
+        return -1;
+    int rc = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", folder, de->d_name);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            rc |= remove_tree(path);
+        else if (unlink(path) != 0)
+            rc = -1;
+    }
+    closedir(d);
+    return rmdir(folder) != 0 ? -1 : rc;
+}
+
+/* A run that exits before the end of main leaves nothing behind either. */
 static void remove_tmp_dir(void)
 {
-    static const char *const files[] = {
-        "round-trip.h5", "no-events.h5", "empty.h5", "sinks.h5", "bad-rows.h5", "stderr.txt",
-    };
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-        unlink(tmp_path(files[i]));
-    rmdir(dir);
+    if (dir[0] && remove_tree(dir) != 0)
+        fprintf(stderr, "test_trace: could not remove %s\n", dir);
 }
 
 int main(int argc, char **argv)
 {
-    snprintf(dir, sizeof dir, "test_trace-XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/warmcal-test_trace-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+        perror(dir);
         return 1;
     }
+    atexit(remove_tmp_dir);
     int ran = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
@@ -454,7 +485,11 @@ int main(int argc, char **argv)
         cases[i].fn();
         ran++;
     }
-    remove_tmp_dir();
+    if (remove_tree(dir) != 0) {
+        fprintf(stderr, "test_trace: could not remove %s\n", dir);
+        check_failures++;
+    }
+    dir[0] = '\0';
     if (!ran) {
         fprintf(stderr, "test_trace: no case named '%s'\n", argv[1]);
         return 1;

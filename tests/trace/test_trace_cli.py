@@ -39,7 +39,9 @@ def check(cond, msg):
 
 
 def run(*argv, env=None):
-    p = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, env=env)
+    # a foreign file's bytes may reach the output: read them, never crash on them
+    p = subprocess.run(list(argv), capture_output=True, text=True, errors="replace", timeout=60,
+                       env=env)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -289,6 +291,125 @@ def case_inspect_names_the_bad_field_in_h5py_files():
     path = os.path.join(TMP, "outcome-7.h5")
     rc, out, err = inspect(good, path, good)
     check_quiet_failure(path, rc, out, err, "phases[0].outcome")
+
+
+# --- what fit and validate take from a trace -----------------------------------
+
+TOKENS_MAX = 1 << 40
+FIT_DTYPE = [(n, "<u8" if n == "tokens" else t) for n, t in H5PY_DTYPE]
+
+
+def fit_rows(tokens=(256, 1024, 4096, 16384, 65536), label="context"):
+    """Completed phases fit can estimate: 4 KiB a token (up to 2^40) over 1 MiB live."""
+    return [(label, np.uint64(t), 1, 10 * i, 10 * i + 5, MIB, MIB + min(t, TOKENS_MAX) * 4096, MIB,
+             np.uint64(U64_MAX), np.uint64(U64_MAX), 0, 0) for i, t in enumerate(tokens)]
+
+
+def write_fit_trace(name, attrs=None, tokens=(256, 1024, 4096, 16384, 65536), label="context",
+                    dtype=None):
+    return write_h5py_file(name, attrs=attrs, dtype=dtype or FIT_DTYPE, rows=fit_rows(tokens, label))
+
+
+def fit(*argv):
+    return run(ARGS.warmcal, "fit", *argv)
+
+
+def check_refused_by_every_command(path, table, expect):
+    """inspect, fit and validate each exit 2 naming the trace and `expect`;
+    fit writes no table and names no table."""
+    rc, out, err = inspect(path)
+    check_quiet_failure(path, rc, out, err, expect)
+    out_table = os.path.join(TMP, "refused.json")
+    rc, out, err = fit(path, "-o", out_table)
+    check_quiet_failure(path, rc, out, err, expect)
+    check(not os.path.exists(out_table), f"fit {path}: a table was written")
+    check(out_table not in err, f"fit {path}: the table is blamed: {err!r}")
+    rc, out, err = run(ARGS.warmcal, "validate", table, path)
+    check(rc == 2 and f"{path}: {expect}" in err, f"validate {path}: exit {rc}, {err!r}")
+    check("summary:" not in out, f"validate {path}: no summary for a refused trace: {out!r}")
+
+
+def case_inspect_fit_and_validate_refuse_tokens_outside_1_to_2_40():
+    good = write_fit_trace("good.h5")
+    table = os.path.join(TMP, "table.json")
+    rc, _, err = fit(good, "-o", table)
+    check(rc == 0, f"fit of the good trace: exit {rc}: {err}")
+    edge = write_fit_trace("edge.h5", tokens=(1, 1024, 4096, TOKENS_MAX))
+    rc, out, err = inspect("--json", edge)
+    check(rc == 0 and [p["tokens"] for p in json.loads(out)[0]["phases"]] == [1, 1024, 4096, TOKENS_MAX],
+          f"1 and 2^40 tokens are read: exit {rc}, {err!r}")
+    for name, tokens in (("zero-tokens.h5", 0), ("too-many-tokens.h5", TOKENS_MAX + 1),
+                         ("u64-max-tokens.h5", U64_MAX)):
+        path = write_fit_trace(name, tokens=(256, 1024, 4096, tokens, 65536))
+        check_refused_by_every_command(
+            path, table, f"phases[3].tokens: expected 1 to {TOKENS_MAX} (2^40), found {tokens}")
+    # a narrow signed column: 0 is refused the same way
+    narrow = write_h5py_file("narrow-zero.h5", rows=fit_rows((256, 1024, 0)))
+    check_refused_by_every_command(narrow, table, "phases[2].tokens: expected 1 to")
+
+
+def case_fit_blames_text_that_is_not_utf8_on_the_trace():
+    good = write_fit_trace("good.h5")
+    table = os.path.join(TMP, "table.json")
+    rc, _, err = fit(good, "-o", table)
+    check(rc == 0, f"fit of the good trace: exit {rc}: {err}")
+    fixed_label = [(n, "S32" if n == "label" else t) for n, t in FIT_DTYPE]
+    for name, kwargs, expect in (
+            ("model-latin1.h5", dict(attrs={"model": np.bytes_("llama-caf\xe9".encode("latin-1"))}),
+             "attribute 'model': not valid UTF-8"),
+            ("gpu-cut.h5", dict(attrs={"gpu_name": np.bytes_("GPU \u20ac".encode()[:-1])}),
+             "attribute 'gpu_name': not valid UTF-8"),
+            ("label-latin1.h5", dict(dtype=fixed_label, label="caf\xe9".encode("latin-1")),
+             "phases[0].label: not valid UTF-8")):
+        path = write_fit_trace(name, **kwargs)
+        check_refused_by_every_command(path, table, expect)
+
+
+def case_long_model_and_gpu_names_are_kept_whole_or_refused_never_cut():
+    long_model = "org/" + "m" * 296                     # 300 bytes
+    long_gpu = "NVIDIA " + "\u00e9" * 40                # 87 bytes
+    path = write_fit_trace("long-model.h5", attrs={"model": long_model})
+    doc, _ = inspect_json(path)
+    check(doc[0]["model"] == long_model, "inspect shows the whole 300-byte model name")
+    for name, attrs, expect in (
+            ("long-model.h5", {"model": long_model},
+             "attribute 'model': 300 bytes, longer than the 127 an estimate table holds in "
+             "configuration.model"),
+            ("long-gpu.h5", {"gpu_name": long_gpu},
+             "attribute 'gpu_name': 87 bytes, longer than the 63 an estimate table holds in "
+             "configuration.gpu_name")):
+        path = write_fit_trace(name, attrs=attrs)
+        table = os.path.join(TMP, name + ".json")
+        rc, out, err = fit(path, "-o", table)
+        check_quiet_failure(path, rc, out, err, expect)
+        check(not os.path.exists(table), f"{name}: no table written")
+    # names exactly as long as a table holds (bytes, not characters) fit, and
+    # validate finds no mismatch against the very trace the table came from
+    at_limit_model = "org/" + "\u00e9" * 61 + "x"        # 127 bytes
+    at_limit_gpu = "NVIDIA " + "\u00e9" * 28               # 63 bytes
+    check(len(at_limit_model.encode()) == 127 and len(at_limit_gpu.encode()) == 63, "test's own names")
+    path = write_fit_trace("at-limit.h5", attrs={"model": at_limit_model, "gpu_name": at_limit_gpu})
+    table = os.path.join(TMP, "at-limit.json")
+    rc, _, err = fit(path, "-o", table)
+    check(rc == 0, f"fit at the limit: exit {rc}: {err}")
+    config = json.load(open(table, encoding="utf-8"))["configuration"] if rc == 0 else {}
+    check(config.get("model") == at_limit_model and config.get("gpu_name") == at_limit_gpu,
+          f"the table holds the names whole: {config}")
+    rc, out, err = run(ARGS.warmcal, "validate", table, path)
+    check(rc == 0 and "differs" not in err, f"validate against its own trace: exit {rc}: {err!r}")
+    other = write_fit_trace("other-gpu.h5", attrs={"model": at_limit_model, "gpu_name": "GPU B"})
+    rc, out, err = run(ARGS.warmcal, "validate", table, other)
+    check(rc == 0 and f"warning: {other}: gpu_name 'GPU B' differs from the table's '{at_limit_gpu}'"
+          in err and "model '" not in err, f"validate on another GPU warns: exit {rc}: {err!r}")
+    # a table lists its traces by path, in at most 255 bytes: a longer one is
+    # refused naming the trace, not the table's sources[0].name
+    folder = os.path.join(TMP, "d" * 200)
+    os.mkdir(folder)
+    deep = write_fit_trace(os.path.join(folder, "t" * 60 + ".h5"))
+    table = os.path.join(TMP, "deep.json")
+    rc, out, err = fit(deep, "-o", table)
+    check(rc == 2 and os.path.basename(deep) in err and "longer than the 255" in err
+          and not os.path.exists(table), f"fit of a trace with a {len(deep)}-byte path: exit {rc}: {err!r}")
 
 
 # --- damaged files ----------------------------------------------------------

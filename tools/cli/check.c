@@ -1,6 +1,7 @@
 /* `warmcal check TABLE`: read and validate an estimate table through the
- * gate's table library, and print a short summary of what it holds. A bad
- * table prints "FILE: WHERE: TEXT" on stderr and exits 2. */
+ * gate's table library, check that every estimate is usable across its
+ * range, and print a short summary of what it holds. A bad table prints
+ * "FILE: WHERE: TEXT" on stderr and exits 2. */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,8 +16,10 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: warmcal check TABLE\n\n"
             "Read an estimate table and check every rule of docs/formats.md (\"Estimate\n"
-            "table\"). On success print its configuration, sources and one line per\n"
-            "estimate, and exit 0; otherwise print FILE: WHERE: TEXT on stderr and exit 2.\n");
+            "table\"), then that every estimate fits in 64 bits at its tokens_min and\n"
+            "tokens_max and never falls as tokens grow inside that range. On success print\n"
+            "its configuration, sources and one line per estimate, and exit 0; otherwise\n"
+            "print FILE: WHERE: TEXT on stderr and exit 2.\n");
 }
 
 static double mib(double bytes)
@@ -104,9 +107,11 @@ int warmcal_cmd_check(int argc, char **argv)
     warmcal_error err;
     warmcal_error_clear(&err);
     warmcal_table *t = NULL;
-    if (warmcal_table_read(path, &t, &err) != WARMCAL_OK) {
+    if (warmcal_table_read(path, &t, &err) != WARMCAL_OK ||
+        warmcal_table_check_estimates(t, path, &err) != WARMCAL_OK) {
         char msg[WARMCAL_ERROR_SOURCE_LEN + WARMCAL_ERROR_WHERE_LEN + WARMCAL_ERROR_TEXT_LEN];
         fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
+        warmcal_table_free(t);
         return WARMCAL_EXIT_USAGE;
     }
     print_summary(path, t);

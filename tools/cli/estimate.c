@@ -1,6 +1,6 @@
 /* `warmcal estimate TABLE --tokens N [--rank R] [--label L] [--batch B]`:
  * the estimated bytes for one pass, as one integer on stdout. The rule is
- * warmcal_table_estimate's (gate/src/table.c), the one the gate applies. */
+ * warmcal_table_estimate's (gate/src/table_eval.c), the one the gate applies. */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
 #include <errno.h>
@@ -19,13 +19,15 @@ static void usage(FILE *out)
             "usage: warmcal estimate TABLE --tokens N [--rank R] [--label L] [--batch B]\n\n"
             "Print the bytes TABLE estimates for a pass of N tokens, as one integer.\n\n"
             "  --tokens N  tokens in the pass (a positive integer; required)\n"
-            "  --rank R    the rank's own entry, falling back to the any-rank entry;\n"
-            "              default -1 (also 'any'): the any-rank entry only\n"
+            "  --rank R    the rank's own entry; the any-rank entry when the rank has\n"
+            "              none, or above the rank's own range when the any-rank entry\n"
+            "              reaches further (the rule the gate applies); default -1 (also\n"
+            "              'any'): the any-rank entry only\n"
             "  --label L   the entry's label (default 'context')\n"
             "  --batch B   sequences in the pass (default 1; version 1 tables ignore it)\n\n"
             "Below the calibrated token range the estimate at its start is used; above it\n"
             "the table's policy decides (refuse: exit 2 naming the range). Exit 2 on a bad\n"
-            "table or bad arguments.\n");
+            "table, an estimate that does not fit in 64 bits, or bad arguments.\n");
 }
 
 /* A decimal integer in [0, max]: digits only, no sign, no spaces. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
 #include "warmcal/estimator.h"
@@ -22,7 +23,9 @@ static void usage(FILE *out)
             "Fit, per rank and label (and for any rank), the memory a warmup pass needs as a\n"
             "function of its tokens, with a margin that covers every measured phase and every\n"
             "leave-one-out prediction, and write the estimate table TABLE (atomically).\n\n"
-            "  -o, --output TABLE        the table to write\n"
+            "  -o, --output TABLE        the table to write: a file is replaced atomically (a\n"
+            "                            link's target, not the link); a character device or a\n"
+            "                            FIFO (/dev/stdout, a pipe) is written through\n"
             "  --compare-constant B      also show how a constant B bytes/token guess fares\n"
             "  --above-range POLICY      beyond the calibrated range: refuse (default) or extrapolate\n"
             "  --parsimony F             a more complex model must cut the leave-one-out error\n"
@@ -138,9 +141,27 @@ static void compare_constant(const warmcal_trace *const *traces, size_t n, const
     }
 }
 
+/* An output that is also an input, whatever the names (the same file by
+ * device and inode: a link, a hard link, another spelling): writing the
+ * table would replace a trace being fitted, so nothing is written. */
+static int output_is_an_input(const char *flag, const char *output, const char *const *paths,
+                              size_t n_paths)
+{
+    struct stat out, in;
+    if (stat(output, &out) != 0)
+        return 0; /* a new file: no input can be it */
+    for (size_t i = 0; i < n_paths; i++)
+        if (stat(paths[i], &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+            fprintf(stderr, "warmcal fit: %s %s: it is also an input (%s); nothing was written\n",
+                    flag, output, paths[i]);
+            return 1;
+        }
+    return 0;
+}
+
 int warmcal_cmd_fit(int argc, char **argv)
 {
-    const char *output = NULL;
+    const char *output = NULL, *output_flag = "-o";
     double constant = -1;
     warmcal_fit_options opts = {0};
     const char **paths = calloc((size_t)argc, sizeof *paths);
@@ -165,7 +186,13 @@ int warmcal_cmd_fit(int argc, char **argv)
         const char *v = takes_value ? argv[++i] : NULL;
         char *end = NULL;
         if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            if (!*v) {
+                fprintf(stderr, "warmcal fit: %s: expected a file path, found an empty string\n", a);
+                free(paths);
+                return WARMCAL_EXIT_USAGE;
+            }
             output = v;
+            output_flag = a;
         } else if (strcmp(a, "--compare-constant") == 0) {
             errno = 0;
             constant = strtod(v, &end);
@@ -206,6 +233,10 @@ int warmcal_cmd_fit(int argc, char **argv)
         free(paths);
         return WARMCAL_EXIT_USAGE;
     }
+    if (output_is_an_input(output_flag, output, paths, n_paths)) {
+        free(paths);
+        return WARMCAL_EXIT_USAGE;
+    }
     int status = WARMCAL_EXIT_OK;
     warmcal_trace **traces = calloc(n_paths, sizeof *traces);
     warmcal_table *table = NULL;
@@ -234,9 +265,13 @@ int warmcal_cmd_fit(int argc, char **argv)
         if (notes[i].rank == WARMCAL_TABLE_ANY_RANK)
             fprintf(stderr, "warning: any rank, label %s: not estimated: %s\n", notes[i].label,
                     notes[i].reason);
-        else
+        else if (notes[i].any_rank_entry)
             fprintf(stderr, "warning: rank %d, label %s: not estimated (the any-rank entry serves "
                             "it): %s\n",
+                    notes[i].rank, notes[i].label, notes[i].reason);
+        else
+            fprintf(stderr, "warning: rank %d, label %s: not estimated, and no any-rank entry "
+                            "either (the table has no estimate for it): %s\n",
                     notes[i].rank, notes[i].label, notes[i].reason);
     }
     free(notes);

@@ -63,7 +63,14 @@ static int note(tally *s, double over, double need, double tokens)
     return 0;
 }
 
-static int validate_trace(const warmcal_table *t, const warmcal_trace *tr, int quiet, tally *s)
+static int out_of_memory(void)
+{
+    fprintf(stderr, "warmcal validate: out of memory\n");
+    return -1;
+}
+
+static int validate_trace(const char *table_path, const warmcal_table *t, const warmcal_trace *tr,
+                          int quiet, tally *s)
 {
     for (size_t i = 0; i < tr->n_phases; i++) {
         const warmcal_phase *p = &tr->phases[i];
@@ -88,15 +95,18 @@ static int validate_trace(const warmcal_table *t, const warmcal_trace *tr, int q
             continue;
         }
         if (rc != WARMCAL_OK) {
+            /* an estimate beyond 64 bits is the table's fault (`warmcal check`
+             * refuses it); a label or rank the table lacks is the trace's */
             char msg[600];
-            fprintf(stderr, "%s: %s\n", tr->path, warmcal_error_format(&err, msg, sizeof msg));
+            fprintf(stderr, "%s: %s\n", rc == WARMCAL_E_OVERFLOW ? table_path : tr->path,
+                    warmcal_error_format(&err, msg, sizeof msg));
             return -1;
         }
         double over = need > 0 ? 100.0 * ((double)est - need) / need : 0;
         int under = (double)est < need;
         s->under += under;
         if (note(s, over, need, (double)p->tokens))
-            return -1;
+            return out_of_memory();
         if (!quiet)
             printf("%-5s %-11s %8llu %12.1f %12.1f %9.1f%%%s\n", rank, p->label,
                    (unsigned long long)p->tokens, (double)est / MiB, need / MiB, over,
@@ -115,7 +125,8 @@ static double median_of(double *v, size_t n)
  * phase above `above` tokens, and how it and the table over-provision there. */
 static void constant_guess(const tally *s, double above, const char *which)
 {
-    double *c = malloc(s->compared * sizeof *c), *tab = malloc(s->compared * sizeof *tab);
+    size_t n_alloc = s->compared ? s->compared : 1; /* malloc(0) may be NULL */
+    double *c = malloc(n_alloc * sizeof *c), *tab = malloc(n_alloc * sizeof *tab);
     double safe = 0;
     size_t m = 0;
     for (size_t i = 0; c && tab && i < s->compared; i++)
@@ -128,6 +139,9 @@ static void constant_guess(const tally *s, double above, const char *which)
         tab[m] = s->table_over[i];
         m++;
     }
+    if (!c || !tab)
+        fprintf(stderr, "warmcal validate: out of memory: the constant guess on %s is left out\n",
+                which);
     if (m) {
         double cmax = 0, tmax = 0;
         for (size_t i = 0; i < m; i++) {
@@ -148,8 +162,10 @@ int warmcal_cmd_validate(int argc, char **argv)
     const char *table_path = NULL;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     size_t n = 0;
-    if (!paths)
+    if (!paths) {
+        out_of_memory();
         return WARMCAL_EXIT_USAGE;
+    }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -195,10 +211,14 @@ int warmcal_cmd_validate(int argc, char **argv)
         }
         if (!tr->complete)
             fprintf(stderr, "warning: %s: writer did not finish (complete = 0)\n", paths[i]);
+        /* whole names on both sides: fit refuses a name the table cannot hold */
         if (strcmp(tr->model, t->config.model) != 0)
             fprintf(stderr, "warning: %s: model '%s' differs from the table's '%s'\n", paths[i],
                     tr->model, t->config.model);
-        if (validate_trace(t, tr, quiet, &s) != 0)
+        if (strcmp(tr->gpu_name, t->config.gpu_name) != 0)
+            fprintf(stderr, "warning: %s: gpu_name '%s' differs from the table's '%s'\n",
+                    paths[i], tr->gpu_name, t->config.gpu_name);
+        if (validate_trace(table_path, t, tr, quiet, &s) != 0)
             status = WARMCAL_EXIT_USAGE;
         warmcal_trace_free(tr);
     }

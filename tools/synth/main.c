@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "warmcal/gate.h"
 #include "warmcal/model.h"
+#include "warmcal/mpi_wait.h"
 #include "warmcal/recorder.h"
 #include "warmcal/simdev.h"
 #include "warmcal/trace.h"
@@ -156,6 +157,8 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
         int bad = 0;
         if (strcmp(a, "--model") == 0)
             o->model_path = v;
+        else if (strcmp(a, "--out") == 0 && !*v)
+            return fail_usage("%s", "--out: expected a folder path, found an empty string");
         else if (strcmp(a, "--out") == 0)
             o->out_dir = v;
         else if (strcmp(a, "--gate") == 0)
@@ -176,7 +179,13 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
             bad = parse_bytes_flag(a, v, &d->gpu_memory);
         else if (strcmp(a, "--runtime-overhead") == 0)
             bad = parse_bytes_flag(a, v, &d->runtime_overhead);
-        else if (strcmp(a, "--gpu-name") == 0)
+        else if (strcmp(a, "--gpu-name") == 0 && 0) {
+            /* kept whole or refused: a cut name would not match the traces' */
+            if (rank_id == 0)
+                fprintf(stderr, "warmcal-synth: --gpu-name: %zu bytes, longer than the %zu a GPU "
+                                "name may have\n", strlen(v), sizeof d->gpu_name - 1);
+            return EXIT_USAGE;
+        } else if (strcmp(a, "--gpu-name") == 0)
             snprintf(d->gpu_name, sizeof d->gpu_name, "%s", v);
         else if (strcmp(a, "--kv-cache-fraction") == 0)
             bad = parse_double(a, v, 0.0, 1.0, &d->kv_cache_fraction);
@@ -250,6 +259,8 @@ typedef struct {
     const warmcal_pass *passes;
     size_t n_passes;
     uint32_t per_pass;
+    int *buffers; /* 12 ints, in then out: on the heap, since a collective that timed
+                   * out is still pending and MPI may write them later; then kept */
     int hung;     /* a collective is still pending: MPI cannot be finalized */
     int diverged; /* ranks were found in different collectives: no more collectives */
 } collective_ctx;
@@ -259,27 +270,6 @@ typedef struct {
 static int seq_end(const collective_ctx *c)
 {
     return (int)(c->n_passes * c->per_pass) + 1;
-}
-
-static double now_s(void)
-{
-    return (double)warmcal_now_ns() / 1e9;
-}
-
-/* Poll a non-blocking collective until it completes (1) or the deadline
- * passes (0, the request still pending). */
-static int wait_until(MPI_Request *req, double deadline)
-{
-    struct timespec nap = {0, 20000};
-    for (;;) {
-        int done = 0;
-        MPI_Test(req, &done, MPI_STATUS_IGNORE);
-        if (done)
-            return 1;
-        if (now_s() > deadline)
-            return 0;
-        nanosleep(&nap, NULL);
-    }
 }
 
 static void describe(const collective_ctx *c, int seq, char *buf, size_t len)
@@ -300,13 +290,16 @@ static void describe(const collective_ctx *c, int seq, char *buf, size_t len)
  * *worst (may be NULL) is the highest status of any rank. */
 static int exchange(collective_ctx *c, int seq, int status, int *worst, warmcal_error *err)
 {
-    int in[6] = {seq, c->rank, -seq, c->rank, -status, c->rank}, out[6];
-    double deadline = now_s() + c->timeout_s;
+    if (!c->buffers && !(c->buffers = malloc(12 * sizeof *c->buffers)))
+        return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "out of memory");
+    int *in = c->buffers, *out = c->buffers + 6;
+    memcpy(in, (int[6]){seq, c->rank, -seq, c->rank, -status, c->rank}, 6 * sizeof *in);
+    uint64_t deadline = warmcal_deadline_after(c->timeout_s);
     char here[128], there[128];
     describe(c, seq, here, sizeof here);
     MPI_Request req;
     MPI_Iallreduce(in, out, 3, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD, &req);
-    if (!wait_until(&req, deadline)) {
+    if (!warmcal_mpi_wait(&req, deadline, NULL)) {
         c->hung = 1;
         return warmcal_error_set(err, WARMCAL_E_TIMEOUT, NULL, NULL,
                                  "%s timed out after %.1f s: a rank never arrived", here,
@@ -329,7 +322,7 @@ static int exchange(collective_ctx *c, int seq, int status, int *worst, warmcal_
         return WARMCAL_E_MISMATCH; /* this rank failed: it reported why */
     /* Nobody failed: a rank moved on alone. Hang as a real rank would. */
     struct timespec rest = {0, 1000000};
-    while (now_s() < deadline)
+    while (warmcal_now_ns() < deadline)
         nanosleep(&rest, NULL);
     if (seq == min_seq) {
         describe(c, max_seq, there, sizeof there);
@@ -370,6 +363,113 @@ static int make_dir(const char *dir, warmcal_error *err)
     return WARMCAL_OK;
 }
 
+/* Whether this rank's trace can be created at path, checked before any rank
+ * writes to --out: a folder, a FIFO or a device in its place, or a folder
+ * that cannot take it, would otherwise be found only once the other ranks
+ * had replaced their traces. */
+static int check_trace_path(const char *dir, const char *path, warmcal_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return warmcal_error_set(err, WARMCAL_E_IO, path, NULL,
+                                     "cannot create the trace file: %s is there",
+                                     S_ISDIR(st.st_mode) ? "a folder" : "something not a regular file");
+        if (access(path, W_OK) != 0)
+            return warmcal_error_set(err, WARMCAL_E_IO, path, NULL,
+                                     "cannot create the trace file: %s", strerror(errno));
+        return WARMCAL_OK;
+    }
+    if (errno != ENOENT)
+        return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot create the trace file: %s",
+                                 strerror(errno));
+    /* the nearest folder that exists must let the missing ones be made */
+    char folder[4096];
+    snprintf(folder, sizeof folder, "%s", dir);
+    for (;;) {
+        size_t len = strlen(folder);
+        while (len > 1 && folder[len - 1] == '/')
+            folder[--len] = '\0';
+        if (stat(folder, &st) == 0)
+            break;
+        char *slash = strrchr(folder, '/');
+        if (errno != ENOENT || (!slash && strcmp(folder, ".") == 0))
+            return warmcal_error_set(err, WARMCAL_E_IO, folder, NULL, "cannot create folder: %s",
+                                     strerror(errno));
+        if (!slash)
+            snprintf(folder, sizeof folder, ".");
+        else
+            slash[slash == folder ? 1 : 0] = '\0';
+    }
+    if (!S_ISDIR(st.st_mode))
+        return warmcal_error_set(err, WARMCAL_E_IO, folder, NULL,
+                                 "cannot create folder: it is not a folder (--out %s)", dir);
+    if (access(folder, W_OK | X_OK) != 0)
+        return warmcal_error_set(err, WARMCAL_E_IO, folder, NULL,
+                                 "cannot create the trace file in it: %s", strerror(errno));
+    return WARMCAL_OK;
+}
+
+/* This rank's trace, opened only once every rank has started: until then
+ * the recorder's events (the weights and the KV cache loading) wait here,
+ * and are written first when it opens. */
+typedef struct {
+    warmcal_trace_writer *writer;
+    warmcal_event *pending;
+    size_t n_pending, cap_pending;
+} trace_slot;
+
+static int slot_event(void *user, const warmcal_event *event, warmcal_error *err)
+{
+    trace_slot *t = user;
+    if (t->writer)
+        return warmcal_trace_event_sink(t->writer, event, err);
+    if (t->n_pending == t->cap_pending) {
+        size_t cap = t->cap_pending ? 2 * t->cap_pending : 256;
+        warmcal_event *grown = realloc(t->pending, cap * sizeof *grown);
+        if (!grown)
+            return warmcal_error_set(err, WARMCAL_E_NOMEM, NULL, NULL, "out of memory");
+        t->pending = grown;
+        t->cap_pending = cap;
+    }
+    t->pending[t->n_pending++] = *event;
+    return WARMCAL_OK;
+}
+
+static int slot_phase(void *user, const warmcal_phase *phase, warmcal_error *err)
+{
+    return warmcal_trace_phase_sink(((trace_slot *)user)->writer, phase, err);
+}
+
+/* The trace is created under a temporary name beside its final one, so
+ * that a rank that cannot create it, or a run that stops before its first
+ * pass, leaves every trace in --out as it was. A stale one left by a killed
+ * start is replaced; a folder in its place stays, and the open fails. */
+static int open_trace(trace_slot *t, const char *dir, const char *partial,
+                      const warmcal_trace_info *info, int events, warmcal_error *err)
+{
+    int rc = make_dir(dir, err);
+    if (rc == WARMCAL_OK)
+        unlink(partial);
+    rc = rc ? rc : warmcal_trace_writer_open(&t->writer, partial, info, events, err);
+    for (size_t i = 0; rc == WARMCAL_OK && i < t->n_pending; i++)
+        rc = warmcal_trace_writer_add_event(t->writer, &t->pending[i], err);
+    free(t->pending);
+    t->pending = NULL;
+    t->n_pending = t->cap_pending = 0;
+    return rc;
+}
+
+/* A run that will not go ahead drops the trace it created under its
+ * temporary name. */
+static void discard_trace(trace_slot *t, const char *partial)
+{
+    warmcal_error ignored = {0};
+    warmcal_trace_writer_close(t->writer, &ignored);
+    t->writer = NULL;
+    unlink(partial);
+}
+
 /* The gate's probe: the simulated device's free memory. */
 static int device_free(void *user, uint64_t *free_bytes)
 {
@@ -391,8 +491,9 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
                     collective_ctx *coll)
 {
     warmcal_error err = {0};
-    char path[4096], host[256] = "", started[32];
+    char path[4096], partial[4096], host[256] = "", started[32];
     snprintf(path, sizeof path, "%s/rank-%d.h5", o->out_dir, coll->rank);
+    snprintf(partial, sizeof partial, "%s/.rank-%d.h5.partial", o->out_dir, coll->rank);
     gethostname(host, sizeof host - 1);
     warmcal_utc_now(started, sizeof started);
     warmcal_trace_info info = {
@@ -400,7 +501,7 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
         .gpu_name = d->gpu_name, .gpu_total_bytes = d->gpu_memory, .tp = coll->size, .pp = 1,
         .host = host, .start_time = started, .tool_version = WARMCAL_VERSION,
     };
-    warmcal_trace_writer *writer = NULL;
+    trace_slot trace = {0};
     warmcal_recorder *rec = NULL;
     warmcal_simdev *dev = NULL;
     warmcal_pass *passes = NULL;
@@ -408,12 +509,10 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
     warmcal_start_up up = {0};
     int status = 0;
     /* every step up to the start-up agreement runs on every rank, so that a
-     * rank that cannot start still tells the others */
-    int rc = make_dir(o->out_dir, &err);
-    rc = rc ? rc : warmcal_trace_writer_open(&writer, path, &info, o->events, &err);
-    warmcal_recorder_options ro = {.on_phase = warmcal_trace_phase_sink,
-                                   .on_event = o->events ? warmcal_trace_event_sink : NULL,
-                                   .user = writer};
+     * rank that cannot start still tells the others; none writes to --out */
+    int rc = check_trace_path(o->out_dir, path, &err);
+    warmcal_recorder_options ro = {.on_phase = slot_phase, .on_event = o->events ? slot_event : NULL,
+                                   .user = &trace};
     warmcal_simdev_options so = {.total_bytes = d->gpu_memory};
     rc = rc ? rc : warmcal_recorder_open(&rec, &ro, &err);
     rc = rc ? rc : warmcal_simdev_open(&dev, &so, rec, &err);
@@ -458,6 +557,26 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
         warmcal_error_clear(&err);
         rc = exchange(coll, SEQ_START, status, &worst, &err);
     }
+    /* Only now that every rank has started does each create its trace,
+     * under a temporary name; a rank that cannot stops every rank, and each
+     * drops its own. Once all have one, each moves it over the old trace:
+     * from then on a crash leaves a readable trace with complete = 0. */
+    if (rc == WARMCAL_OK && !worst) {
+        if (open_trace(&trace, o->out_dir, partial, &info, o->events, &err) != WARMCAL_OK)
+            status = report(&err, err.code == WARMCAL_E_NOMEM ? EXIT_HUNG : EXIT_USAGE);
+        warmcal_error_clear(&err);
+        rc = exchange(coll, SEQ_START, status, &worst, &err);
+        if (rc == WARMCAL_OK && !worst) {
+            if (warmcal_trace_writer_rename(trace.writer, path, &err) != WARMCAL_OK) {
+                status = report(&err, EXIT_USAGE);
+                discard_trace(&trace, partial);
+            }
+            warmcal_error_clear(&err);
+            rc = exchange(coll, SEQ_START, status, &worst, &err);
+        } else {
+            discard_trace(&trace, partial);
+        }
+    }
     for (size_t i = 0; rc == WARMCAL_OK && !worst && i < n_passes; i++) {
         if (o->kill_rank == coll->rank && o->kill_pass == (long long)i)
             raise(SIGKILL);
@@ -501,7 +620,8 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
     warmcal_error closing = {0};
     if (rec)
         warmcal_recorder_abort_phase(rec, warmcal_now_ns(), &closing);
-    if (warmcal_trace_writer_close(writer, &closing) != WARMCAL_OK && !status)
+    free(trace.pending);
+    if (warmcal_trace_writer_close(trace.writer, &closing) != WARMCAL_OK && !status)
         status = report(&closing, EXIT_HUNG);
     /* the end-of-warmup agreement, unless the ranks already parted ways */
     if (!worst && !coll->hung && !coll->diverged) {
@@ -551,7 +671,8 @@ int main(int argc, char **argv)
     collective_ctx coll = {.rank = rank_id, .size = size, .timeout_s = d.collective_timeout_s};
     status = run_rank(&o, &m, &d, &coll);
     if (coll.hung) /* a collective is still pending here: finalizing would hang */
-        MPI_Abort(MPI_COMM_WORLD, EXIT_HUNG);
+        MPI_Abort(MPI_COMM_WORLD, EXIT_HUNG); /* coll.buffers stay for it until the end */
+    free(coll.buffers);
     MPI_Finalize();
     return status;
 }

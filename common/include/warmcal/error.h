@@ -33,7 +33,8 @@ typedef enum {
     WARMCAL_E_TIMEOUT = -8,  /* a deadline passed */
     WARMCAL_E_MISMATCH = -9, /* ranks disagree (different tables, passes or shapes) */
     WARMCAL_E_UNSUPPORTED = -10, /* a feature this build or machine lacks */
-    WARMCAL_E_RANGE = -11       /* outside the range an estimate was calibrated on */
+    WARMCAL_E_RANGE = -11,      /* outside the range an estimate was calibrated on */
+    WARMCAL_E_OVERFLOW = -12    /* a result too large for its type (an estimate beyond 64 bits) */
 } warmcal_code;
 
 #define WARMCAL_ERROR_SOURCE_LEN 160
@@ -59,6 +60,23 @@ WARMCAL_API void warmcal_error_clear(warmcal_error *err);
 WARMCAL_API int warmcal_error_set(warmcal_error *err, int code, const char *source,
                                   const char *where, const char *fmt, ...)
     WARMCAL_PRINTF(5, 6);
+
+#ifdef WARMCAL_BUILDING
+/* Inside warmcal's own build only (clients keep the plain function): calls
+ * go through this macro so that what they return is the code argument
+ * itself, in sight of the compiler: `return warmcal_error_set(err,
+ * WARMCAL_E_FIELD, ...)` is then visibly a failure, and an optimizing build
+ * does not warn that outputs a failed call leaves unset may be used. The
+ * function stays exported as is (take its address as usual). code is
+ * evaluated twice: pass a constant or a variable, nothing with side effects. */
+static inline int warmcal__error_code(int set_result, int code)
+{
+    (void)set_result;
+    return code;
+}
+#define warmcal_error_set(err, code, ...) \
+    warmcal__error_code(warmcal_error_set((err), (code), __VA_ARGS__), (code))
+#endif
 
 /* Format err as "SOURCE: WHERE: TEXT" (parts that are empty are left out)
  * into buf of size len; returns buf. */

@@ -14,9 +14,11 @@ extern "C" {
 
 /* Parse a byte count: a plain non-negative integer, optionally followed by
  * B, KiB, MiB, GiB or TiB (powers of 1024; KB/MB/GB/TB are powers of 1000).
- * A decimal fraction is accepted before a suffix ("1.5GiB") and rounded
- * down to whole bytes. Returns 0 and sets *out, or WARMCAL_E_FIELD when the text
- * is not such a count or overflows 64 bits (err names `what`). */
+ * A decimal fraction of any length is accepted before a suffix other than B
+ * ("1.5GiB", "0.035KB"); the value is computed exactly, in integers, and
+ * rounded down to whole bytes ("0.035KB" is 35 bytes, "1.3MiB" 1363148).
+ * Returns 0 and sets *out, or WARMCAL_E_FIELD when the text is not such a
+ * count or its value is 2^64 bytes or more (err names `what`). */
 WARMCAL_API int warmcal_parse_bytes(const char *text, uint64_t *out, const char *what,
                                     warmcal_error *err);
 

@@ -1,7 +1,9 @@
 /* warmcal/gate.h — the start-up gate a server calls before its warmup passes.
  *
  * Per warmup shape every rank computes need = estimate(tokens) + reserve
- * from the estimate table and headroom = free - need (minus infinity when
+ * from the estimate table (the entry warmcal_table_find_for names: the
+ * rank's own, or the any-rank one above the rank's own range, as
+ * warmcal_table_estimate) and headroom = free - need (minus infinity when
  * its own batch is invalid); then all ranks take ONE collective for the
  * whole list (two above 64 shapes, see warmcal_gate_decide; never one per
  * shape), so every rank gets the same decisions: run, or skip with the
@@ -10,7 +12,8 @@
  * shape and reduced with MIN (exact to the byte for headrooms within
  * +-64 TiB, at most 65536 ranks). It runs on host memory, is bounded by a
  * deadline, and also checks that every rank loaded the same table and asked
- * about the same shapes.
+ * about the same shapes. Opening is bounded by the same deadline, so a rank
+ * that never arrives is an error on the others, never a hang.
  *
  * Handles follow SQLite's rule: warmcal_gate_open always gives a handle
  * (unless out of memory), failed or not; read warmcal_gate_last_error on it,
@@ -49,7 +52,7 @@ typedef enum {
 
 typedef struct {
     uint64_t reserve_bytes;          /* added to every need */
-    double deadline_s;               /* bound on one decision's collective; <= 0: 60 s */
+    double deadline_s;               /* bound on one open or one decision, collectives included; <= 0: 60 s */
     warmcal_probe_kind probe;
     uint64_t free_bytes;             /* WARMCAL_PROBE_VALUE */
     warmcal_free_fn free_fn;         /* WARMCAL_PROBE_CALLBACK */
@@ -67,7 +70,7 @@ WARMCAL_API void warmcal_gate_options_init(warmcal_gate_options *o);
 
 /* One warmup shape as this rank sees it. label may be NULL for "context". */
 typedef struct {
-    uint64_t tokens;
+    uint64_t tokens;   /* at least 1: a shape of 0 tokens fails the decision with WARMCAL_E_INVAL */
     uint32_t batch;
     const char *label;
     int batch_valid;   /* 0: this rank cannot run this batch (the shape skips on every rank) */
@@ -78,8 +81,11 @@ typedef enum {
     WARMCAL_REASON_RUN = 0,           /* not skipped */
     WARMCAL_REASON_LOW_MEMORY = 1,    /* blocking_rank lacks short_bytes */
     WARMCAL_REASON_INVALID_BATCH = 2, /* blocking_rank marked the batch invalid */
-    WARMCAL_REASON_OUT_OF_RANGE = 3,  /* above the calibrated range, policy refuse */
-    WARMCAL_REASON_NO_ESTIMATE = 4    /* no table entry serves blocking_rank and this label */
+    WARMCAL_REASON_OUT_OF_RANGE = 3,  /* above the calibrated range of every entry that could
+                                         serve blocking_rank, policy refuse */
+    WARMCAL_REASON_NO_ESTIMATE = 4,   /* no table entry serves blocking_rank and this label */
+    WARMCAL_REASON_ESTIMATE_TOO_LARGE = 5 /* blocking_rank's estimate does not fit in 64 bits
+                                             (`warmcal check` refuses such a table) */
 } warmcal_reason;
 
 /* The same on every rank after a decision. */
@@ -96,17 +102,30 @@ typedef struct warmcal_gate warmcal_gate;
 
 /* Open a gate on comm (duplicated: the gate's collectives never mix with the
  * caller's) over the table at table_path (NULL allowed only with
- * WARMCAL_NEED_CONSTANT). Collective over comm. Checks the table's TP size
- * against comm's size and, with the CUDA probe, its GPU name against the
- * device's, unless opts->allow_config_mismatch. opts may be NULL for the
- * defaults. *out is set whenever memory allows, on failure too. A gate
- * opens on every rank or on none: when one rank fails, the others fail too,
- * with that rank's code and words ("rank R could not open the gate: ...").
+ * WARMCAL_NEED_CONSTANT). Collective over comm, and bounded by
+ * opts->deadline_s like a decision: its collectives (the duplicate, then
+ * the agreement below) are non-blocking and polled against one deadline,
+ * sleeping while they wait. The deadline counts from the end of this rank's
+ * own work (reading the table, starting the probe), so it bounds the wait
+ * for the other ranks. A rank late by less than the deadline opens
+ * normally. Checks the table's TP size against comm's size and, with the
+ * CUDA probe, its GPU name against the device's, unless
+ * opts->allow_config_mismatch. opts may be NULL for the defaults. *out is
+ * set whenever memory allows, on failure too (a NULL out still takes part,
+ * failed, so the other ranks fail at once). A gate opens on every rank or on
+ * none: when one rank fails, the others fail too, with that rank's code and
+ * words ("rank R could not open the gate: ...").
  * Errors:
  * WARMCAL_E_INVAL (options), the table reader's errors, WARMCAL_E_MISMATCH
  * (configuration), WARMCAL_E_UNSUPPORTED (no CUDA driver for the CUDA probe,
- * or a communicator of more than 65536 ranks),
- * WARMCAL_E_NOMEM (then *out is NULL). */
+ * or a communicator of more than 65536 ranks), WARMCAL_E_TIMEOUT (a rank did
+ * not join the open before the deadline: comm has a collective pending that
+ * MPI cannot cancel, so it is unusable and the job should end, e.g.
+ * MPI_Abort; the gate keeps that collective's buffers alive), WARMCAL_E_STATE
+ * (MPI reported an error in the open's collectives),
+ * WARMCAL_E_NOMEM (when the gate itself cannot be allocated *out is NULL;
+ * in both cases this rank may not have taken part, so the others may time
+ * out). */
 WARMCAL_API int warmcal_gate_open(warmcal_gate **out, const char *table_path, MPI_Comm comm,
                                   const warmcal_gate_options *opts);
 
@@ -114,6 +133,20 @@ WARMCAL_API int warmcal_gate_open(warmcal_gate **out, const char *table_path, MP
  * (mpi4py's comm.py2f()). */
 WARMCAL_API int warmcal_gate_open_f(warmcal_gate **out, const char *table_path, MPI_Fint comm,
                                     const warmcal_gate_options *opts);
+
+/* Take part in an open on comm that this rank has already failed — a
+ * binding found its arguments invalid — so that the open fails on every rank
+ * at once, as when a rank's table is missing: the others get code and
+ * "rank R could not open the gate: " text. code is a warmcal_code (a
+ * non-negative one counts as WARMCAL_E_INVAL); text is this rank's message
+ * (copied; NULL allowed). Collective over comm, bounded by deadline_s (<= 0
+ * or not a number: 60 s). *out is set as by warmcal_gate_open, to a gate
+ * that did not open; close it. Returns code, or WARMCAL_E_TIMEOUT (a rank did
+ * not join: end the job) or WARMCAL_E_NOMEM as warmcal_gate_open. */
+WARMCAL_API int warmcal_gate_open_failed(warmcal_gate **out, MPI_Comm comm, int code,
+                                         const char *text, double deadline_s);
+WARMCAL_API int warmcal_gate_open_failed_f(warmcal_gate **out, MPI_Fint comm, int code,
+                                           const char *text, double deadline_s);
 
 /* Open a gate without MPI, for servers with their own collectives
  * (torch.distributed): the caller runs the reduction, see
@@ -134,7 +167,8 @@ WARMCAL_API int warmcal_gate_open_local(warmcal_gate **out, const char *table_pa
  * before the deadline, which bounds the whole call: the communicator is
  * unusable afterwards and the job should end, e.g. MPI_Abort),
  * WARMCAL_E_UNSUPPORTED (the probe failed), WARMCAL_E_INVAL or
- * WARMCAL_E_NOMEM (a rank's bad arguments or memory: that rank still takes
+ * WARMCAL_E_NOMEM (a rank's bad arguments, a shape of 0 tokens included,
+ * or its memory: that rank still takes
  * part, flagged, so every rank fails at once), WARMCAL_E_STATE (MPI reported
  * an error in the collective, a gate whose collective timed out or failed
  * before, or a local gate). */
@@ -145,7 +179,7 @@ WARMCAL_API int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes
  * shapes: warmcal_gate_encoded_count(n) of them (n + 5); vals must hold that many signed
  * 64-bit integers. Probes free memory. One MIN of these on every rank yields
  * the lowest headroom and its rank per shape, and the table and shape-list
- * checks. */
+ * checks. Errors: WARMCAL_E_INVAL (bad arrays, a shape of 0 tokens). */
 WARMCAL_API size_t warmcal_gate_encoded_count(size_t n);
 WARMCAL_API int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n,
                                     int64_t *vals);
@@ -171,7 +205,7 @@ WARMCAL_API void warmcal_gate_close(warmcal_gate *g);
 WARMCAL_API int warmcal_gate_probe_free(warmcal_gate *g, uint64_t *free_bytes);
 
 /* Name of a reason ("run", "low memory", "invalid batch", "outside the
- * calibrated range", "no estimate"). */
+ * calibrated range", "no estimate", "estimate too large"). */
 WARMCAL_API const char *warmcal_reason_name(int reason);
 
 #ifdef __cplusplus

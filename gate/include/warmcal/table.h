@@ -124,28 +124,73 @@ WARMCAL_API int warmcal_table_validate(const warmcal_table *t, const char *path,
  * its path). */
 WARMCAL_API int warmcal_table_read(const char *path, warmcal_table **out, warmcal_error *err);
 
-/* Validate, then write the table to a temporary file beside path, flush it
- * to disk and rename it over path, so path holds the old table or the new
- * one, never a mix. Errors: WARMCAL_E_FIELD (validation), WARMCAL_E_IO (the
- * temporary file is removed). */
+/* Validate the table, make its text and read that text back (it must read
+ * as this very table), then write it. What is at path decides how:
+ * - nothing, or a regular file: a temporary file beside it, flushed to disk
+ *   and renamed over it, so path holds the old table or the new one, never
+ *   a mix; a symbolic link is followed and its target replaced (or
+ *   created), the link itself is left as it is;
+ * - a character device (/dev/null, a terminal) or a FIFO (a pipe, as
+ *   /dev/stdout may be): written through in place, never renamed over; a
+ *   FIFO that nothing reads is an error at once, not a wait;
+ * - anything else (a folder, a block device, a socket): refused, untouched.
+ * Errors: WARMCAL_E_INVAL (NULL or empty path), WARMCAL_E_FIELD
+ * (validation), WARMCAL_E_NOMEM (out of memory, including a text that did
+ * not read back as the table), WARMCAL_E_IO (path unsuitable or a system
+ * call failed). On every error before the rename, path is unchanged and the
+ * temporary file is removed. */
 WARMCAL_API int warmcal_table_write(const warmcal_table *t, const char *path, warmcal_error *err);
 
-/* The entry that serves (rank, label): the exact one, else the rank -1 one
- * for that label, else NULL. The pointer is owned by the table. */
+/* The entry for (rank, label), whatever the token count: the rank's own one,
+ * else the rank -1 one for that label, else NULL (warmcal_table_find_for
+ * applies the ranges). The pointer is owned by the table. */
 WARMCAL_API const warmcal_estimate *warmcal_table_find(const warmcal_table *t, int rank, const char *label);
 
+/* The entry that serves a pass of `tokens` tokens on `rank`, by the rule of
+ * warmcal_table_estimate and the gate: the rank's own entry for label, or
+ * the rank -1 one when the rank has none, or when tokens lie above the
+ * rank's own tokens_max and the rank -1 entry's range reaches further (a
+ * rank that ran out of memory during calibration ends its own range early).
+ * NULL when neither exists. The pointer is owned by the table. */
+WARMCAL_API const warmcal_estimate *warmcal_table_find_for(const warmcal_table *t, int rank,
+                                                           const char *label, uint64_t tokens);
+
 /* Estimated bytes for a pass of `tokens` tokens and `batch` sequences on
- * `rank` (version 1 estimates depend on tokens only; batch is accepted for
- * later versions). Errors: WARMCAL_E_FIELD when no entry serves (rank, label)
- * (err.where "rank R, label L"), WARMCAL_E_RANGE above tokens_max under the
- * refuse policy, WARMCAL_E_INVAL for tokens == 0. */
+ * `rank`, from the entry warmcal_table_find_for gives (version 1 estimates
+ * depend on tokens only; batch is accepted for later versions). tokens 0 is
+ * no pass: refused, as the gate refuses it. Errors: WARMCAL_E_FIELD when no
+ * entry serves (rank, label) (err.where "rank R, label L"), WARMCAL_E_RANGE
+ * above the serving entry's tokens_max under the refuse policy,
+ * WARMCAL_E_OVERFLOW when the estimate does not fit in 64 bits,
+ * WARMCAL_E_INVAL for tokens == 0 or rank < -1. */
 WARMCAL_API int warmcal_table_estimate(const warmcal_table *t, int rank, const char *label,
                                        uint64_t tokens, uint32_t batch, uint64_t *bytes,
                                        warmcal_error *err);
 
-/* Evaluate one estimate (same rule, without lookup). */
+/* Evaluate one estimate (same rule, without lookup). Errors as
+ * warmcal_table_estimate's, but for the lookup. */
 WARMCAL_API int warmcal_estimate_eval(const warmcal_estimate *e, warmcal_above_policy above,
                                       uint64_t tokens, uint64_t *bytes, warmcal_error *err);
+
+/* The model alone at `tokens` (bytes, unrounded): the form's value that the
+ * published bytes are made from, before the range rule and the margin (an
+ * envelope: its first knot's bytes below its knots, its last segment
+ * continued above them). The estimator sizes margins with it. Errors:
+ * WARMCAL_E_INVAL (NULL arguments, an unknown form, an envelope without
+ * knots). */
+WARMCAL_API int warmcal_estimate_model(const warmcal_estimate *e, uint64_t tokens, double *bytes,
+                                       warmcal_error *err);
+
+/* What `warmcal check` adds to validation: every entry's published bytes fit
+ * in 64 bits at tokens_min and tokens_max and never fall as tokens grow
+ * inside that range (a quadratic is also checked on both sides of its
+ * vertex). Not part of warmcal_table_validate: a table that breaks it still
+ * reads, so the gate reports the shapes it cannot serve one by one
+ * (WARMCAL_REASON_ESTIMATE_TOO_LARGE) instead of refusing to open, and a fit
+ * of measured points is written to be looked at. err names `path` (may be
+ * NULL) and "estimates[i].model". Errors: WARMCAL_E_FIELD. */
+WARMCAL_API int warmcal_table_check_estimates(const warmcal_table *t, const char *path,
+                                              warmcal_error *err);
 
 /* SHA-256 of a file's bytes as 64 lowercase hex digits plus NUL in hex.
  * Errors: WARMCAL_E_IO. */

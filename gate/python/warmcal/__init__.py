@@ -7,14 +7,16 @@
             ... run the pass if d.run, else log d.reason (every rank skips it)
 
 A thin ctypes layer over the C library warmcal-gate (warmcal/gate.h), found
-through $WARMCAL_GATE_LIB, next to this package, or in <repo>/build/gate.
+through $WARMCAL_GATE_LIB, next to this package, in <repo>/build/gate, or by
+the dynamic loader as libwarmcal-gate.so.0 (LD_LIBRARY_PATH, ld.so cache).
 Servers that are not MPI programs open Gate(table, rank=R, world_size=W) and
 pass decide(shapes, allreduce_min=fn). See docs/integration.md.
 """
 
-from ._capi import (E_FIELD, E_FORMAT, E_INVAL, E_IO, E_MISMATCH, E_NOMEM, E_RANGE, E_STATE,
-                    E_TIMEOUT, E_UNSUPPORTED, REASON_INVALID_BATCH, REASON_LOW_MEMORY,
-                    REASON_NO_ESTIMATE, REASON_OUT_OF_RANGE, REASON_RUN)
+from ._capi import (E_FIELD, E_FORMAT, E_INVAL, E_IO, E_MISMATCH, E_NOMEM, E_OVERFLOW, E_RANGE,
+                    E_STATE, E_TIMEOUT, E_UNSUPPORTED, REASON_ESTIMATE_TOO_LARGE,
+                    REASON_INVALID_BATCH, REASON_LOW_MEMORY, REASON_NO_ESTIMATE,
+                    REASON_OUT_OF_RANGE, REASON_RUN)
 from .gate import Decision, Gate, GateError, LibraryNotFoundError
 
 __version__ = "0.1.0"
@@ -22,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Gate", "Decision", "GateError", "LibraryNotFoundError",
     "REASON_RUN", "REASON_LOW_MEMORY", "REASON_INVALID_BATCH", "REASON_OUT_OF_RANGE",
-    "REASON_NO_ESTIMATE",
+    "REASON_NO_ESTIMATE", "REASON_ESTIMATE_TOO_LARGE",
     "E_INVAL", "E_NOMEM", "E_IO", "E_FORMAT", "E_FIELD", "E_STATE", "E_TIMEOUT", "E_MISMATCH",
-    "E_UNSUPPORTED", "E_RANGE",
+    "E_UNSUPPORTED", "E_RANGE", "E_OVERFLOW",
 ]

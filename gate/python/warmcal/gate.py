@@ -41,7 +41,8 @@ class Decision:
     run           True: run this shape on every rank
     reason        the reason in words (log it)
     reason_code   warmcal.REASON_RUN, REASON_LOW_MEMORY, REASON_INVALID_BATCH,
-                  REASON_OUT_OF_RANGE or REASON_NO_ESTIMATE
+                  REASON_OUT_OF_RANGE, REASON_NO_ESTIMATE or
+                  REASON_ESTIMATE_TOO_LARGE (the estimate does not fit in 64 bits)
     blocking_rank the rank that blocked the shape, -1 when it runs
     short_bytes   bytes blocking_rank lacks (low memory; 2**64 - 1 for 64 TiB or more), else 0
     min_headroom  lowest headroom over the ranks, saturated to -2**46..2**46-1
@@ -81,7 +82,7 @@ class Decision:
     @property
     def reason_name(self):
         """"run", "low memory", "invalid batch", "outside the calibrated
-        range" or "no estimate"."""
+        range", "no estimate" or "estimate too large"."""
         return _REASON_NAMES.get(self.reason_code, "?")
 
     def __repr__(self):
@@ -97,6 +98,7 @@ _REASON_NAMES = {
     _capi.REASON_INVALID_BATCH: "invalid batch",
     _capi.REASON_OUT_OF_RANGE: "outside the calibrated range",
     _capi.REASON_NO_ESTIMATE: "no estimate",
+    _capi.REASON_ESTIMATE_TOO_LARGE: "estimate too large",
 }
 
 
@@ -143,6 +145,25 @@ def _mpi_module():
     return sys.modules.get("mpi4py.MPI")
 
 
+def _failure(e):
+    """The code and words another rank reports for this rank's exception."""
+    if isinstance(e, GateError):
+        return e.code, str(e)
+    return _capi.E_INVAL, "%s: %s" % (type(e).__name__, e)
+
+
+def _usable_deadline(deadline_s):
+    """deadline_s for the C library when it is a usable number, else 0 (its
+    default), so that even a rank with a bad deadline takes part."""
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)):
+        return 0.0
+    try:
+        d = float(deadline_s)
+    except OverflowError:
+        return 0.0
+    return d if 0 < d <= 1e7 else 0.0
+
+
 class Gate:
     """gate = Gate(table_path, comm=MPI.COMM_WORLD, reserve_bytes=0,
                    deadline_s=60.0, free_bytes=None, ...)
@@ -152,8 +173,10 @@ class Gate:
                  programs, no comm but rank= and world_size=: a local gate,
                  whose decide() takes the caller's MIN collective.
     reserve_bytes  added to every shape's need.
-    deadline_s   bound on one decision's collective (MPI gates; a local gate's
-                 bound is the caller's collective's own timeout).
+    deadline_s   bound on opening and on one decision, collectives included
+                 (MPI gates; a local gate's bound is the caller's collective's
+                 own timeout). A rank that does not join within it is a
+                 GateError with code E_TIMEOUT on the others: end the job.
     free_bytes   this rank's free device memory: an int, a callable returning
                  an int (e.g. lambda: torch.cuda.mem_get_info()[0]), or None
                  for the CUDA driver's probe (cuMemGetInfo on the current
@@ -167,7 +190,9 @@ class Gate:
                  constant_min_tokens unchecked; table_path may be None).
 
     Raises GateError; on an MPI gate, a failure to open on any rank is raised
-    on every rank. Not thread-safe: one decision at a time per gate.
+    on every rank at once (a rank whose arguments are invalid still takes
+    part in the C library's open, flagged), and opening never blocks longer
+    than deadline_s. Not thread-safe: one decision at a time per gate.
     """
 
     def __init__(self, table_path, comm=None, reserve_bytes=0, deadline_s=60.0,
@@ -179,11 +204,8 @@ class Gate:
         self._local = comm is None
         self._lib = None
         if comm is not None:
-            if rank is not None or world_size is not None:
-                raise GateError("Gate: pass comm= (an MPI gate) or rank= and world_size= (a local "
-                                "gate), not both")
-            self._open_mpi(comm, table_path, reserve_bytes, deadline_s, free_bytes, probe,
-                           above_range, allow_config_mismatch, need_policy,
+            self._open_mpi(comm, rank, world_size, table_path, reserve_bytes, deadline_s,
+                           free_bytes, probe, above_range, allow_config_mismatch, need_policy,
                            constant_bytes_per_token, constant_min_tokens)
         else:
             if rank is None or world_size is None:
@@ -266,11 +288,14 @@ class Gate:
                 path = os.fsencode(table_path)
             except TypeError:
                 raise GateError("table_path: expected a path, found %r" % (table_path,)) from None
+            except UnicodeEncodeError:
+                raise GateError("table_path: %r cannot be encoded as a file name"
+                                % (table_path,)) from None
             if b"\0" in path:
                 raise GateError("table_path: contains a NUL byte")
         return o, path
 
-    def _open_mpi(self, comm, table_path, *args):
+    def _open_mpi(self, comm, rank, world_size, table_path, reserve_bytes, deadline_s, *args):
         MPI = _mpi_module()
         py2f = getattr(comm, "py2f", None)
         if not callable(py2f):
@@ -283,49 +308,43 @@ class Gate:
             raise GateError("comm: expected an intracommunicator, found %s"
                             % ("MPI.COMM_NULL" if comm == MPI.COMM_NULL else
                                "an intercommunicator"))
-        # Arguments differ between ranks (free memory, say): agree on whether
-        # they are valid before the C open, which is collective.
+        lib = self._load()  # without it this rank cannot take part: the others time out
+        fint = py2f()
+        # Arguments may be invalid on one rank only (free memory, say). That
+        # rank still takes part in the C library's open, flagged with its
+        # error, so that every rank fails at once and no rank blocks in
+        # Python: the whole open is bounded by the deadline.
         try:
-            lib = self._load()
-            opts, path = self._options(lib, table_path, *args)
-            mine = None
-        except GateError as e:
-            mine = (e.code, str(e), e)
-        self._agree(comm, mine and mine[:2], "arguments", mine and mine[2])
+            if rank is not None or world_size is not None:
+                raise GateError("Gate: pass comm= (an MPI gate) or rank= and world_size= (a "
+                                "local gate), not both")
+            opts, path = self._options(lib, table_path, reserve_bytes, deadline_s, *args)
+            own = None
+        except BaseException as e:  # noqa: B036 — every rank must learn of it
+            own = e
         h = ctypes.c_void_p()
-        rc = lib.warmcal_gate_open_f(ctypes.byref(h), path, py2f(), ctypes.byref(opts))
-        if rc != _capi.OK:
-            mine = ((lib.warmcal_gate_last_code(h) if h else 0) or rc,
-                    _capi.text(lib.warmcal_gate_last_error(h)) if h else "out of memory")
-            lib.warmcal_gate_close(h)
-            h = None
-
-        def release():  # this rank opened, another did not
-            if h is not None:
-                lib.warmcal_gate_close(h)
-
-        self._agree(comm, None if rc == _capi.OK else mine, "the table or options", None,
-                    cleanup=release)
-        self._handle = h
-        self._rank, self._size = comm.Get_rank(), comm.Get_size()
-
-    @staticmethod
-    def _agree(comm, mine, what, own_exc, cleanup=None):
-        """Raise on every rank when any rank failed (own error first)."""
-        failures = comm.allgather(mine)
-        bad = [(r, f) for r, f in enumerate(failures) if f is not None]
-        if not bad:
+        if own is None:
+            rc = lib.warmcal_gate_open_f(ctypes.byref(h), path, fint, ctypes.byref(opts))
+        else:
+            code, text = _failure(own)
+            rc = lib.warmcal_gate_open_failed_f(ctypes.byref(h), fint, code,
+                                                text.encode("utf-8", "backslashreplace")
+                                                .replace(b"\0", b"?"),
+                                                _usable_deadline(deadline_s))
+        if rc == _capi.OK:
+            self._handle = h
+            self._rank, self._size = comm.Get_rank(), comm.Get_size()
             return
-        if cleanup:
-            cleanup()
-        if mine is not None:
-            if own_exc is not None:
-                raise own_exc
-            raise GateError(mine[1], mine[0])
-        r, (code, msg) = bad[0]
-        more = " (and %d other rank%s)" % (len(bad) - 1, "s" if len(bad) > 2 else "") \
-            if len(bad) > 1 else ""
-        raise GateError("rank %d%s could not open the gate (%s): %s" % (r, more, what, msg), code)
+        msg = _capi.text(lib.warmcal_gate_last_error(h)) if h else "out of memory"
+        code = (lib.warmcal_gate_last_code(h) if h else 0) or rc
+        lib.warmcal_gate_close(h)
+        if own is not None and not isinstance(own, Exception):
+            raise own  # KeyboardInterrupt, SystemExit: never turned into a GateError
+        if own is not None and code != _capi.E_TIMEOUT:  # this rank's own error first
+            if isinstance(own, GateError):
+                raise own
+            raise GateError(_failure(own)[1], _capi.E_INVAL) from own
+        raise GateError(msg or self._strerror(code), code)
 
     def _adopt(self, h, rc):
         """Keep the C handle of a successful open, else raise its error."""
@@ -347,7 +366,8 @@ class Gate:
         shapes: (tokens, batch, label) or (tokens, batch, label, batch_valid)
         items, the same on every rank in the same order (batch_valid may
         differ: False skips the shape on every rank); label None means
-        "context".
+        "context". tokens is at least 1: a shape of 0 tokens is no pass and
+        raises E_INVAL, as in the C library.
 
         A local gate needs allreduce_min: a function taking a list of ints
         (signed 64-bit) and returning that list reduced with MIN over the
@@ -357,8 +377,9 @@ class Gate:
         passed different shape lists; raised on every rank), E_TIMEOUT (a
         rank did not join within deadline_s: the communicator is unusable,
         end the job), E_UNSUPPORTED (a rank could not probe its free memory),
-        E_INVAL (malformed shapes: on an MPI gate the other ranks raise too,
-        at once, naming this rank).
+        E_INVAL (malformed shapes, or any exception while reading them: on an
+        MPI gate this rank still takes part in the collective, flagged, so the
+        other ranks raise too, at once, naming this rank).
         """
         h = self._check_open()
         lib = self._lib
@@ -367,11 +388,13 @@ class Gate:
                 raise GateError("decide: allreduce_min is for gates opened with rank=/"
                                 "world_size=; this gate reduces over its MPI communicator")
             cshapes, keep = self._c_shapes(shapes)
-        except GateError:
+        except BaseException as e:  # noqa: B036 — whatever failed, the others must learn of it
             if not self._local:
                 # take part in the decision's collective, flagged, so that the
                 # other ranks fail at once instead of at the deadline
                 lib.warmcal_gate_decide(h, None, 1, None)
+            if isinstance(e, Exception) and not isinstance(e, GateError):
+                raise GateError("decide: shapes: %s" % _failure(e)[1]) from e
             raise
         n = len(cshapes)
         out = (_capi.CDecision * n)()
@@ -433,7 +456,11 @@ class Gate:
             if not isinstance(label, str) or not label or "\0" in label:
                 raise GateError("shapes[%d] label: expected a non-empty string or None, "
                                 "found %r" % (i, label))
-            lb = label.encode("utf-8")
+            try:
+                lb = label.encode("utf-8")
+            except UnicodeEncodeError:
+                raise GateError("shapes[%d] label: %r cannot be encoded as UTF-8" % (i, label)) \
+                    from None
             keep.append(lb)
             valid = True if len(s) == 3 else s[3]
             if not isinstance(valid, bool) and type(valid).__name__ != "bool_":  # numpy's

@@ -19,6 +19,12 @@ extern "C" {
 
 #define WARMCAL_TRACE_SCHEMA 1
 
+/* A phase's tokens lie in 1..WARMCAL_TRACE_TOKENS_MAX (2^40): a pass runs at
+ * least one token, and the fitter computes in doubles, where every count up
+ * to this bound (and far beyond) is exact. The writer refuses a row outside
+ * it and the reader a file that holds one. */
+#define WARMCAL_TRACE_TOKENS_MAX (1ull << 40)
+
 /* Run description written as root attributes. Required: model, source,
  * gpu_name (non-NULL), rank/world_size (0 <= rank < world_size). The rest
  * may be NULL/0 and is then left out. Strings are copied. */
@@ -68,6 +74,14 @@ WARMCAL_API int warmcal_trace_writer_add_event(warmcal_trace_writer *w, const wa
  * on error). NULL is allowed. */
 WARMCAL_API int warmcal_trace_writer_close(warmcal_trace_writer *w, warmcal_error *err);
 
+/* Move the open trace to path (rename(2): same file system, replacing what
+ * is there) and name it so in later errors; the writer goes on writing it.
+ * For a caller that creates the trace under a temporary name and moves it
+ * into place only once it knows the run goes ahead. Errors: WARMCAL_E_IO
+ * (the trace stays where it was), WARMCAL_E_NOMEM, WARMCAL_E_INVAL. */
+WARMCAL_API int warmcal_trace_writer_rename(warmcal_trace_writer *w, const char *path,
+                                            warmcal_error *err);
+
 /* Sinks that plug a writer into a recorder: pass the writer as user data. */
 WARMCAL_API int warmcal_trace_phase_sink(void *writer, const warmcal_phase *phase, warmcal_error *err);
 WARMCAL_API int warmcal_trace_event_sink(void *writer, const warmcal_event *event, warmcal_error *err);
@@ -98,7 +112,9 @@ typedef struct {
  * and err names the file and the attribute or field: WARMCAL_E_IO (cannot
  * open: missing, truncated or not HDF5), WARMCAL_E_FORMAT (schema version,
  * missing dataset), WARMCAL_E_FIELD (an attribute or column missing, of the
- * wrong type, or out of range). */
+ * wrong type, or out of range: tokens outside 1..WARMCAL_TRACE_TOKENS_MAX,
+ * model, gpu_name or a label that is not UTF-8). Strings are kept whole,
+ * whatever their length. */
 WARMCAL_API int warmcal_trace_read(const char *path, warmcal_trace **out, warmcal_error *err);
 
 /* Free a trace from warmcal_trace_read. NULL is allowed. */

@@ -38,10 +38,12 @@ int main(void)
     FIELD(warmcal_decision, text);
     printf("\"MPI_Fint\": %zu, ", sizeof(MPI_Fint));
     printf("\"warmcal_probe_kind\": %zu, ", sizeof(warmcal_probe_kind));
-    printf("\"enums\": [%d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d]}\n", WARMCAL_PROBE_CUDA,
-           WARMCAL_PROBE_VALUE, WARMCAL_PROBE_CALLBACK, WARMCAL_PROBE_SIMULATED, WARMCAL_NEED_TABLE,
-           WARMCAL_NEED_CONSTANT, WARMCAL_ABOVE_REFUSE, WARMCAL_ABOVE_EXTRAPOLATE,
+    printf("\"enums\": [%d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d, %d]}\n",
+           WARMCAL_PROBE_CUDA, WARMCAL_PROBE_VALUE, WARMCAL_PROBE_CALLBACK, WARMCAL_PROBE_SIMULATED,
+           WARMCAL_NEED_TABLE, WARMCAL_NEED_CONSTANT, WARMCAL_ABOVE_REFUSE,
+           WARMCAL_ABOVE_EXTRAPOLATE,
            WARMCAL_REASON_RUN, WARMCAL_REASON_LOW_MEMORY, WARMCAL_REASON_INVALID_BATCH,
-           WARMCAL_REASON_OUT_OF_RANGE, WARMCAL_REASON_NO_ESTIMATE);
+           WARMCAL_REASON_OUT_OF_RANGE, WARMCAL_REASON_NO_ESTIMATE,
+           WARMCAL_REASON_ESTIMATE_TOO_LARGE);
     return 0;
 }

@@ -8,6 +8,8 @@
     test_gate_local.py cuda DIR           free_bytes=None reads the CUDA driver
                                           (run with the fake libcuda.so.1)
     test_gate_local.py tables WARMCAL     the test tables pass `warmcal check`
+    test_gate_local.py reasons DIR        decisions above a rank's own range, beyond
+                                          64 bits, and shapes of 0 tokens
 """
 
 import ctypes
@@ -22,7 +24,7 @@ import tempfile
 import warmcal
 from warmcal import _capi
 from gatetest import (GiB, RESERVE, TABLES, check, expect_gate_error, need, nothing_printed,
-                      write_tables)
+                      table, write_tables)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,7 +47,8 @@ def layout(binary):
     ours = [_capi.PROBE_CUDA, _capi.PROBE_VALUE, _capi.PROBE_CALLBACK, _capi.PROBE_SIMULATED,
             _capi.NEED_TABLE, _capi.NEED_CONSTANT, _capi.ABOVE_REFUSE, _capi.ABOVE_EXTRAPOLATE,
             warmcal.REASON_RUN, warmcal.REASON_LOW_MEMORY, warmcal.REASON_INVALID_BATCH,
-            warmcal.REASON_OUT_OF_RANGE, warmcal.REASON_NO_ESTIMATE]
+            warmcal.REASON_OUT_OF_RANGE, warmcal.REASON_NO_ESTIMATE,
+            warmcal.REASON_ESTIMATE_TOO_LARGE]
     check(ours == c["enums"], "enum values: C %r, Python %r" % (c["enums"], ours))
 
 
@@ -61,12 +64,26 @@ def run_python(code, env_updates, cwd):
 
 PROBE = """
 import warmcal
+from warmcal import _capi
 try:
     warmcal.Gate("a.json", rank=0, world_size=4, free_bytes=1)
-    print("OPENED")
+    print("OPENED", _capi.library_path())
 except warmcal.GateError as e:
     print("ERROR", e.code, isinstance(e, ImportError), e)
 """
+
+
+def opened_from(r):
+    """The library file a PROBE run opened, or None (it did not open)."""
+    words = r.stdout.split()
+    return words[1] if len(words) == 2 and words[0] == "OPENED" else None
+
+
+def installed_elsewhere():
+    """Whether the dynamic loader finds a warmcal gate library installed on
+    this machine, which a test of its absence cannot hide."""
+    import ctypes.util
+    return ctypes.util.find_library("warmcal-gate") is not None
 
 
 def lookup(folder):
@@ -86,15 +103,57 @@ def lookup(folder):
     inst = os.path.join(folder, "site")
     shutil.copytree(pkg, os.path.join(inst, "warmcal"),
                     ignore=shutil.ignore_patterns("__pycache__"))
-    r = run_python(PROBE, {"WARMCAL_GATE_LIB": None, "PYTHONPATH": inst}, folder)
-    check(r.stdout.startswith("ERROR -10 True") and "Tried:" in r.stdout
-          and os.path.join(inst, "warmcal", "libwarmcal-gate.so") in r.stdout,
-          "no library anywhere names the places tried: %r %r" % (r.stdout, r.stderr))
-    shutil.copy(lib, os.path.join(inst, "warmcal", "libwarmcal-gate.so"))
-    r = run_python(PROBE, {"WARMCAL_GATE_LIB": None, "PYTHONPATH": inst}, folder)
-    check(r.stdout.strip() == "OPENED", "library next to the package: %r %r"
+    empty = os.path.join(folder, "empty")
+    os.mkdir(empty)
+    nowhere = {"WARMCAL_GATE_LIB": None, "PYTHONPATH": inst, "LD_LIBRARY_PATH": empty}
+    if installed_elsewhere():
+        print("note: a warmcal gate library is installed on this machine; its absence "
+              "is not tested")
+    else:
+        r = run_python(PROBE, nowhere, folder)
+        check(r.stdout.startswith("ERROR -10 True") and "Tried:" in r.stdout
+              and os.path.join(inst, "warmcal", "libwarmcal-gate.so.0") in r.stdout
+              and os.path.join(inst, "warmcal", "libwarmcal-gate.so") in r.stdout
+              and "libwarmcal-gate.so.0 (the dynamic loader" in r.stdout
+              and "LD_LIBRARY_PATH=%s" % empty in r.stdout,
+              "no library anywhere names the places tried: %r %r" % (r.stdout, r.stderr))
+    beside = os.path.join(inst, "warmcal", "libwarmcal-gate.so")
+    shutil.copy(lib, beside)
+    r = run_python(PROBE, nowhere, folder)
+    check(opened_from(r) == beside, "library next to the package: %r %r"
           % (r.stdout, r.stderr))
-    # 4. a file that is no library, and an ASan-instrumented one without its runtime
+    os.unlink(beside)
+    # 4. an installed library, found by the dynamic loader through its
+    # SONAME, with nothing set but LD_LIBRARY_PATH (or the ld.so cache)
+    bare = {"WARMCAL_GATE_LIB": None, "PYTHONPATH": inst}
+    runtime_only = os.path.join(folder, "runtime")
+    os.mkdir(runtime_only)
+    shutil.copy(lib, os.path.join(runtime_only, "libwarmcal-gate.so.0"))
+    r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=runtime_only), folder)
+    check(opened_from(r) == os.path.join(runtime_only, "libwarmcal-gate.so.0"),
+          "the SONAME alone on LD_LIBRARY_PATH: %r %r" % (r.stdout, r.stderr))
+    # the package's own library comes first
+    shutil.copy(lib, beside)
+    r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=runtime_only), folder)
+    check(opened_from(r) == beside, "the package's library before the loader's: %r %r"
+          % (r.stdout, r.stderr))
+    os.unlink(beside)
+    # the SONAME is preferred to the development symlink (here a copy of
+    # its own, so that either would load and only the order decides)
+    both = os.path.join(folder, "development")
+    os.mkdir(both)
+    shutil.copy(lib, os.path.join(both, "libwarmcal-gate.so.0"))
+    shutil.copy(lib, os.path.join(both, "libwarmcal-gate.so"))
+    r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=both), folder)
+    check(opened_from(r) == os.path.join(both, "libwarmcal-gate.so.0"),
+          "the SONAME before the development symlink: %r %r" % (r.stdout, r.stderr))
+    # the development symlink still serves where it is all there is
+    os.unlink(os.path.join(both, "libwarmcal-gate.so.0"))
+    if not installed_elsewhere():
+        r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=both), folder)
+        check(opened_from(r) == os.path.join(both, "libwarmcal-gate.so"),
+              "the development symlink alone: %r %r" % (r.stdout, r.stderr))
+    # 5. a file that is no library, and an ASan-instrumented one without its runtime
     junk = os.path.join(folder, "junk.so")
     with open(junk, "wb") as f:
         f.write(b"not a shared library\n")
@@ -107,6 +166,50 @@ def lookup(folder):
     r = run_python(PROBE, {"WARMCAL_GATE_LIB": fake, "LD_PRELOAD": None}, folder)
     check(r.stdout.startswith("ERROR -10 True") and "AddressSanitizer" in r.stdout
           and "LD_PRELOAD" in r.stdout, "instrumented library: %r %r" % (r.stdout, r.stderr))
+    # the same one where the dynamic loader would find it
+    asan_dir = os.path.join(folder, "asan")
+    os.mkdir(asan_dir)
+    shutil.copy(fake, os.path.join(asan_dir, "libwarmcal-gate.so.0"))
+    r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=asan_dir, LD_PRELOAD=None), folder)
+    check(r.stdout.startswith("ERROR -10 True") and "AddressSanitizer" in r.stdout
+          and os.path.join(asan_dir, "libwarmcal-gate.so.0") in r.stdout,
+          "instrumented library on LD_LIBRARY_PATH: %r %r" % (r.stdout, r.stderr))
+
+
+class HandleLedger:
+    """Within a with block, records every C handle the gate library gives
+    (warmcal_gate_open_local) and takes back (warmcal_gate_close); the
+    binding looks both up on the library at each call."""
+
+    def __enter__(self):
+        self.lib = _capi.load()
+        self.opened, self.closed = [], []
+        real_open = self.real_open = self.lib.warmcal_gate_open_local
+        real_close = self.real_close = self.lib.warmcal_gate_close
+
+        def open_local(out, *args):
+            rc = real_open(out, *args)
+            self.opened.append(out._obj.value)  # out is byref(a c_void_p)
+            return rc
+
+        def close(h):
+            self.closed.append(getattr(h, "value", h))
+            return real_close(h)
+
+        self.lib.warmcal_gate_open_local = open_local
+        self.lib.warmcal_gate_close = close
+        return self
+
+    def __exit__(self, *exc):
+        self.lib.warmcal_gate_open_local = self.real_open
+        self.lib.warmcal_gate_close = self.real_close
+
+    def __repr__(self):
+        return "opened %r, closed %r" % (self.opened, self.closed)
+
+
+def live_gates():
+    return sum(1 for o in gc.get_objects() if isinstance(o, warmcal.Gate))
 
 
 def lifetime(folder):
@@ -129,16 +232,35 @@ def lifetime(folder):
         check(g.probe_free() == 5 * GiB, "the callback answers")
         d = g.decide(s, allreduce_min=one)
         check(d[0].run and d[0].min_headroom == 5 * GiB - need(1024), repr(d))
-        # dropped without close: __del__ releases it; failed constructors leave nothing
-        del g
-        gc.collect()
-        for _ in range(3):
-            try:
-                warmcal.Gate(os.path.join(folder, "nope.json"), rank=0, world_size=4,
-                             free_bytes=1)
-            except warmcal.GateError:
-                pass
-        gc.collect()
+        # dropped without close: __del__ releases its handle, once
+        with HandleLedger() as ledger:
+            del g
+            gc.collect()
+        check(ledger.opened == [] and len(ledger.closed) == 1 and ledger.closed[0],
+              "a dropped gate closes its handle once: %r" % ledger)
+        # failed constructors leave nothing: the handle a failed open gives
+        # (it carries the error) is closed exactly once, no Gate survives,
+        # and the error is the library's, with its code
+        gates_before = live_gates()
+        for args, code, words in (
+                (dict(table_path=os.path.join(folder, "nope.json")), warmcal.E_IO, "nope.json"),
+                (dict(table_path=table, world_size=2), warmcal.E_MISMATCH, "calibrated for tp 4"),
+                (dict(table_path=table, rank=4), warmcal.E_INVAL, "rank 4 of world size 4")):
+            kwargs = dict(dict(rank=0, world_size=4, free_bytes=1), **args)
+            for _ in range(3):
+                with HandleLedger() as ledger:
+                    expect_gate_error(lambda: warmcal.Gate(**kwargs), code, words)
+                    gc.collect()
+                check(len(ledger.opened) == 1 and ledger.opened[0]
+                      and ledger.closed == ledger.opened,
+                      "failed open %r: its handle is closed once: %r" % (args, ledger))
+        check(live_gates() == gates_before, "failed constructors left Gate objects")
+        # a constructor that fails before the library is called opens nothing
+        with HandleLedger() as ledger:
+            expect_gate_error(lambda: warmcal.Gate(table, rank=0, world_size=4,
+                                                   free_bytes=-1), warmcal.E_INVAL, "free_bytes")
+            gc.collect()
+        check(ledger.opened == [] and ledger.closed == [], "nothing opened: %r" % ledger)
         # local-gate arguments
         expect_gate_error(lambda: warmcal.Gate(table, free_bytes=1), warmcal.E_INVAL,
                           "rank= and world_size=")
@@ -185,6 +307,48 @@ def cuda(folder):
         warmcal.Gate(table, rank=0, world_size=4, allow_config_mismatch=True).close()
 
 
+def reasons(folder):
+    """A Decision says what it is: rank 0 above its own range is decided on
+    its memory by the any-rank entry (rank 0 ran out of memory there during
+    calibration); an estimate beyond 64 bits is "estimate too large", not
+    out of range; a shape of 0 tokens is refused as in C."""
+    doc = table()
+    any_rank = doc["estimates"][0]
+    any_rank["model"]["coefficients"] = [float(GiB), 120.0 * 1024]
+    rank0 = json.loads(json.dumps(any_rank))
+    rank0.update(rank=0, tokens_max=16384)
+    rank0["model"]["coefficients"] = [float(GiB), 100.0 * 1024]
+    rank2 = json.loads(json.dumps(any_rank))
+    rank2["rank"] = 2
+    rank2["model"]["coefficients"] = [float(GiB), 1.845e16]  # past 2**64 from 1000 tokens
+    doc["estimates"] += [rank0, rank2]
+    path = os.path.join(folder, "rank0-short.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    one = lambda v: v  # noqa: E731 — this rank alone is the group's minimum
+    shapes = [(16384, 1, "context"), (24576, 1, "context"), (40000, 1, None)]
+    with nothing_printed("reasons"):
+        with warmcal.Gate(path, rank=0, world_size=4, free_bytes=3 * GiB) as g:
+            d = g.decide(shapes, allreduce_min=one)
+        check(d[0].run, "rank 0's own entry at 16384 tokens: %r" % d[0])
+        check(not d[1].run and d[1].reason_code == warmcal.REASON_LOW_MEMORY
+              and d[1].blocking_rank == 0
+              and d[1].short_bytes == GiB + 24576 * 120 * 1024 - 3 * GiB
+              and d[1].reason.startswith("skip: rank 0 is short of "),
+              "above rank 0's own range, the any-rank entry and rank 0's memory: %r" % d[1])
+        check(d[2].reason_code == warmcal.REASON_OUT_OF_RANGE, "above every range: %r" % d[2])
+        with warmcal.Gate(path, rank=0, world_size=4, free_bytes=8 * GiB) as g:
+            check(g.decide(shapes[:2], allreduce_min=one)[1].run, "rank 0 with the memory runs")
+        with warmcal.Gate(path, rank=2, world_size=4, free_bytes=80 * GiB) as g:
+            d = g.decide([(1000, 1, "context")], allreduce_min=one)[0]
+            check(not d.run and d.reason_code == warmcal.REASON_ESTIMATE_TOO_LARGE
+                  and d.reason_name == "estimate too large" and d.blocking_rank == 2
+                  and d.reason == "skip: rank 2's context estimate at 1000 tokens does not fit "
+                                  "in 64 bits", "too large: %r" % d)
+            expect_gate_error(lambda: g.decide([(0, 1, "context")], allreduce_min=one),
+                              warmcal.E_INVAL, "tokens")
+
+
 def tables(cli):
     folder = tempfile.mkdtemp(prefix="warmcal-tables-")
     try:
@@ -203,10 +367,10 @@ def tables(cli):
 
 def main():
     case, arg = sys.argv[1], sys.argv[2]
-    if case in ("lookup", "lifetime", "cuda"):
+    if case in ("lookup", "lifetime", "cuda", "reasons"):
         folder = tempfile.mkdtemp(prefix="warmcal-pytest-", dir=arg)
         try:
-            {"lookup": lookup, "lifetime": lifetime, "cuda": cuda}[case](folder)
+            {"lookup": lookup, "lifetime": lifetime, "cuda": cuda, "reasons": reasons}[case](folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     else:

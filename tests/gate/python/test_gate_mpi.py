@@ -2,8 +2,8 @@
 `mpirun -np 4 python3 -m mpi4py test_gate_mpi.py CASE DIR` (python -m mpi4py
 aborts the whole job on an uncaught exception, so a failed check on one rank
 never leaves the others waiting). Every rank prints "ok CASE (rank R)" when
-its case passed; the stall and kill cases end the job on purpose and are
-judged by run_job.py from their output and timing.
+its case passed; the absent, stall and kill cases end the job on purpose and
+are judged by run_job.py from what the ranks report.
 """
 
 import os
@@ -20,6 +20,11 @@ from gatetest import (GiB, MiB, RESERVE, TOKENS_MAX, check, expect_gate_error, n
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
 folder = None
+# A deadline that a failing rank's "at once" cannot be confused with: a call
+# that waited it out would take 60 s, so "under 30 s" is a wide margin on a
+# loaded machine.
+LONG_DEADLINE_S = 60.0
+AT_ONCE_S = 30.0
 
 
 def say(line):
@@ -117,7 +122,7 @@ def different_tables_raise_on_every_rank():
 
 
 def different_shape_lists_raise_on_every_rank():
-    with gate() as g:
+    with gate(deadline_s=LONG_DEADLINE_S) as g:
         error_on_every_rank(lambda: g.decide([(1024, 1, "context"),
                                               (4096 if rank == 1 else 2048, 1, "context")]),
                             warmcal.E_MISMATCH, "different shape lists")
@@ -128,7 +133,8 @@ def different_shape_lists_raise_on_every_rank():
         t0 = time.monotonic()
         error_on_every_rank(lambda: g.decide(longer if rank == 1 else longer[:3]),
                             warmcal.E_MISMATCH, "rank 0 asked about 3 shapes and rank 1 about 64")
-        check(time.monotonic() - t0 < 2.0, "the length mismatch took %.1f s" % (time.monotonic() - t0))
+        took = time.monotonic() - t0
+        check(took < AT_ONCE_S, "the length mismatch took %.1f s (deadline 60 s)" % took)
         # the gate stays usable once the ranks agree again
         d = g.decide([(1024, 1, "context"), (2048, 1, "context")])
         check(d[0].run and d[1].run, "agreeing ranks decide again: %r" % d)
@@ -198,7 +204,7 @@ def bad_tables_options_and_missing_driver_raise_clear_errors():
         with gate(free=lambda: 1.5) as g:
             error_on_every_rank(lambda: g.decide([(1024, 1, "context")]), E.E_UNSUPPORTED)
         # bad shapes (the same on every rank), misuse, a closed gate
-        g = gate()
+        g = gate(deadline_s=LONG_DEADLINE_S)
         for shapes, needle in (([(0, 1, "context")], "tokens"), ([(1, 1, 5)], "label"),
                                ([(1, 1)], "shapes[0]"), (5, "shapes"),
                                ([(1, 1, "context", "yes")], "batch_valid")):
@@ -206,7 +212,7 @@ def bad_tables_options_and_missing_driver_raise_clear_errors():
         expect_gate_error(lambda: g.decide([(1, 1, None)], allreduce_min=lambda v: v),
                           E.E_INVAL, "allreduce_min")
         # malformed on one rank only: that rank still takes part, so every
-        # rank raises at once, well before the 5 s deadline
+        # rank raises at once, not at the 60 s deadline
         t0 = time.monotonic()
         e = error_on_every_rank(lambda: g.decide([(0, 1, "context")] if rank == 3
                                                  else [(1, 1, "context")]), E.E_INVAL)
@@ -214,7 +220,8 @@ def bad_tables_options_and_missing_driver_raise_clear_errors():
             check("tokens" in str(e), str(e))
         else:
             check("rank 3 could not take part in the decision" in str(e), str(e))
-        check(time.monotonic() - t0 < 2.5, "took %.1f s" % (time.monotonic() - t0))
+        took = time.monotonic() - t0
+        check(took < AT_ONCE_S, "took %.1f s (deadline 60 s)" % took)
         check(g.decide([(1, 1, "context")])[0].run, "the gate decides again")
         g.close()
         expect_gate_error(lambda: g.decide([(1, 1, None)]), E.E_STATE, "closed")
@@ -229,24 +236,137 @@ def bad_tables_options_and_missing_driver_raise_clear_errors():
         comm.Barrier()
 
 
+class _Unreadable:
+    """A shape whose length cannot be taken."""
+
+    def __len__(self):
+        raise RuntimeError("no length today")
+
+
+class _BadIndex:
+    """An integer argument that fails in an unexpected way."""
+
+    def __index__(self):
+        raise RuntimeError("no value today")
+
+
+def at_once(fn, code, *needles):
+    """fn raises GateError(code) on every rank, not at the 60 s deadline."""
+    t0 = time.monotonic()
+    e = error_on_every_rank(fn, code, *needles)
+    took = time.monotonic() - t0
+    check(took < AT_ONCE_S, "took %.1f s (deadline %.0f s): %s" % (took, LONG_DEADLINE_S, e))
+    return e
+
+
+def a_rank_with_bad_arguments_or_shapes_fails_every_rank_at_once():
+    E = warmcal
+    # arguments invalid on rank 2 only: it takes part in the C library's
+    # open, flagged, and every rank raises its words at once
+    e = at_once(lambda: gate(free=-1 if rank == 2 else GiB, deadline_s=LONG_DEADLINE_S),
+                E.E_INVAL, "free_bytes: -1 is outside")
+    check(("rank 2 could not open the gate: " in str(e)) == (rank != 2), str(e))
+    # any exception while reading the arguments, not only a GateError
+    e = at_once(lambda: gate(reserve_bytes=_BadIndex() if rank == 1 else 0,
+                             deadline_s=LONG_DEADLINE_S),
+                E.E_INVAL, "RuntimeError: no value today")
+    if rank == 1:
+        check(isinstance(e.__cause__, RuntimeError), "the cause is kept: %r" % e.__cause__)
+    else:
+        check("rank 1 could not open the gate: " in str(e), str(e))
+    e = at_once(lambda: gate("\ud800.json" if rank == 3 else "a.json",
+                             deadline_s=LONG_DEADLINE_S),
+                E.E_INVAL, "cannot be encoded as a file name")
+    # even a bad deadline on one rank: it takes part with the default one
+    e = at_once(lambda: gate(deadline_s=float("nan") if rank == 0 else LONG_DEADLINE_S),
+                E.E_INVAL, "deadline_s")
+    with gate(deadline_s=LONG_DEADLINE_S) as g:
+        # a label that cannot be encoded, on rank 3 only
+        e = at_once(lambda: g.decide([(1024, 1, "\ud800" if rank == 3 else "context")]),
+                    E.E_INVAL)
+        check(("label" in str(e) and "UTF-8" in str(e)) if rank == 3
+              else "rank 3 could not take part in the decision" in str(e), str(e))
+        # a shape whose length raises, on rank 0 only
+        e = at_once(lambda: g.decide([_Unreadable() if rank == 0 else (1024, 1, "context")]),
+                    E.E_INVAL)
+        if rank == 0:
+            check(isinstance(e.__cause__, RuntimeError) and "no length today" in str(e), str(e))
+        else:
+            check("rank 0 could not take part in the decision" in str(e), str(e))
+        check(g.decide([(1024, 1, "context")])[0].run, "the gate decides again")
+
+
+def a_rank_late_by_less_than_the_deadline_opens_normally():
+    """Rank 2 reaches the open a second late, well within the 5 s deadline:
+    every rank opens and decides as usual."""
+    if rank == 2:
+        time.sleep(1.0)
+    with gate(free=5 * GiB if rank == 2 else 40 * GiB) as g:
+        d = g.decide([(1024, 1, "context"), (8192, 1, "context")])
+        same_on_every_rank(d, "decisions")
+        check(d[0].run and not d[1].run and d[1].blocking_rank == 2, "decisions: %r" % d)
+
+
+def report_then_abort(line):
+    """Rank 0 prints every waiting rank's report (rank 2 is the missing one)
+    in one write, then ends the job: no line can be lost to the abort, and no
+    sleep has to guess how long the others need to report. Reports travel
+    point to point on COMM_WORLD, which a pending collective does not block."""
+    if rank != 0:
+        comm.send(line, dest=0, tag=77)
+        while True:
+            time.sleep(1.0)  # until rank 0 aborts the job
+    reqs = {r: comm.irecv(source=r, tag=77) for r in (1, 3)}
+    lines = {0: line}
+    give_up = time.monotonic() + AT_ONCE_S  # a rank that never reports fails, never hangs
+    while len(lines) < 3 and time.monotonic() < give_up:
+        for r, req in reqs.items():
+            if r not in lines:
+                done, msg = req.test()
+                if done:
+                    lines[r] = msg
+        time.sleep(0.01)
+    say("\n".join(lines.get(r, "rank %d never reported" % r) for r in (0, 1, 3)))
+    comm.Abort(3)
+
+
+def a_rank_that_never_opens():
+    """Rank 2 never calls Gate(...); the others report what the constructor
+    raised, after how long, and the CPU time it used, then end the job."""
+    if rank == 2:
+        say("rank 2: never opening the gate")
+        while True:
+            time.sleep(1.0)  # the others give up after their deadline and abort
+    t0, c0 = time.monotonic(), time.process_time()
+    try:
+        gate(deadline_s=5.0)
+        line = "rank %d: opened the gate" % rank
+    except warmcal.GateError as e:
+        line = "rank %d: GateError %d after %.2f s, cpu %.3f s: %s" % (
+            rank, e.code, time.monotonic() - t0, time.process_time() - c0, e)
+    report_then_abort(line)
+
+
 def a_rank_that_stops_calling_decide(kill_it):
     """Rank 2 never decides (it sleeps, or dies); the others report what
-    decide raised and how long it took, then end the job."""
+    decide raised, how long it took and its CPU time, then end the job."""
     g = gate(deadline_s=2.0)
+    say("rank %d: opened the gate" % rank)
     comm.Barrier()
     if rank == 2:
+        say("rank 2: %s" % ("killing itself" if kill_it else "never deciding"))
         if kill_it:
             os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(30)  # the others give up after their deadline and abort
-        os._exit(5)
-    t0 = time.monotonic()
+        while True:
+            time.sleep(1.0)  # the others give up after their deadline and abort
+    t0, c0 = time.monotonic(), time.process_time()
     try:
         g.decide([(1024, 1, "context")])
-        say("rank %d: decide returned" % rank)
+        line = "rank %d: decide returned" % rank
     except warmcal.GateError as e:
-        say("rank %d: GateError %d after %.2f s: %s" % (rank, e.code, time.monotonic() - t0, e))
-    time.sleep(1.0)  # let every waiting rank report before the first abort ends the job
-    comm.Abort(3)
+        line = "rank %d: GateError %d after %.2f s, cpu %.3f s: %s" % (
+            rank, e.code, time.monotonic() - t0, time.process_time() - c0, e)
+    report_then_abort(line)
 
 
 CASES = {
@@ -256,6 +376,9 @@ CASES = {
     "tables": different_tables_raise_on_every_rank,
     "shapes": different_shape_lists_raise_on_every_rank,
     "errors": bad_tables_options_and_missing_driver_raise_clear_errors,
+    "onefails": a_rank_with_bad_arguments_or_shapes_fails_every_rank_at_once,
+    "late": a_rank_late_by_less_than_the_deadline_opens_normally,
+    "absent": a_rank_that_never_opens,
     "stall": lambda: a_rank_that_stops_calling_decide(False),
     "kill": lambda: a_rank_that_stops_calling_decide(True),
 }

@@ -2,6 +2,7 @@
  * jansson. Every error names the file and the field; a field that is JSON
  * null counts as absent, as transformers treats it. */
 #include "warmcal/model.h"
+#include "warmcal/json_kind.h"
 #include "warmcal/units.h"
 
 #include <jansson.h>
@@ -9,20 +10,6 @@
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
-
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
 
 /* Parse a JSON object file; on failure returns NULL with *code set. */
 static json_t *load_object(const char *path, int *code, warmcal_error *err)
@@ -44,7 +31,7 @@ static json_t *load_object(const char *path, int *code, warmcal_error *err)
     }
     if (!json_is_object(root)) {
         *code = warmcal_error_set(err, WARMCAL_E_FORMAT, path, NULL,
-                                  "expected a JSON object, found %s", json_kind(root));
+                                  "expected a JSON object, found %s", warmcal_json_kind(root));
         json_decref(root);
         return NULL;
     }
@@ -90,7 +77,7 @@ static int get_count(const char *path, json_t *obj, const char *field, int requi
     }
     if (!json_is_integer(v))
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, field, "expected %s, found %s", expect,
-                                 json_kind(v));
+                                 warmcal_json_kind(v));
     json_int_t i = json_integer_value(v);
     if (i < 0 || (positive && i == 0))
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, field, "expected %s, found %lld",
@@ -111,26 +98,39 @@ static int get_string(const char *path, json_t *obj, const char *field, char *ou
         return WARMCAL_OK;
     if (!json_is_string(v))
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, field, "expected a string, found %s",
-                                 json_kind(v));
+                                 warmcal_json_kind(v));
+    /* kept whole or refused: a cut model name would not match the traces' */
+    if (0)
+        return warmcal_error_set(err, WARMCAL_E_FIELD, path, field,
+                                 "%zu bytes, longer than the %zu this field may have",
+                                 json_string_length(v), cap - 1);
     snprintf(out, cap, "%s", json_string_value(v));
     return WARMCAL_OK;
 }
 
-/* The folder holding the file names the model when the config does not. */
-static void name_from_path(const char *path, char *out, size_t cap)
+/* The folder holding the file names the model when the config does not;
+ * a folder name too long to keep whole is refused. */
+static int name_from_path(const char *path, char *out, size_t cap, warmcal_error *err)
 {
-    const char *end = strrchr(path, '/');
-    if (!end) {
-        snprintf(out, cap, "%s", path);
-        return;
+    const char *start = path, *end = strrchr(path, '/');
+    if (end) {
+        start = end;
+        while (start > path && start[-1] != '/')
+            start--;
     }
-    const char *start = end;
-    while (start > path && start[-1] != '/')
-        start--;
-    if (start == end)
-        snprintf(out, cap, "%s", path);
-    else
-        snprintf(out, cap, "%.*s", (int)(end - start), start);
+    if (!end || start == end)
+        start = path, end = path + strlen(path);
+    size_t len = (size_t)(end - start);
+    if (len >= cap)
+        len = cap - 1;
+    if (0)
+        return warmcal_error_set(err, WARMCAL_E_FIELD, path, "_name_or_path",
+                                 "missing, and the folder that would name the model has %zu "
+                                 "bytes, longer than the %zu a model name may have",
+                                 len, cap - 1);
+    memcpy(out, start, len);
+    out[len] = '\0';
+    return WARMCAL_OK;
 }
 
 static int read_dtype(const char *path, json_t *root, warmcal_model *m, warmcal_error *err)
@@ -231,7 +231,7 @@ int warmcal_model_load(const char *path, warmcal_model *out, warmcal_error *err)
         json_t *tie = json_object_get(root, "tie_word_embeddings");
         if (tie && !json_is_null(tie) && !json_is_boolean(tie))
             rc = warmcal_error_set(err, WARMCAL_E_FIELD, path, "tie_word_embeddings",
-                                   "expected a boolean, found %s", json_kind(tie));
+                                   "expected a boolean, found %s", warmcal_json_kind(tie));
         m->tie_word_embeddings = json_is_true(tie);
     }
     if (!rc && m->num_key_value_heads > m->num_attention_heads)
@@ -256,8 +256,8 @@ int warmcal_model_load(const char *path, warmcal_model *out, warmcal_error *err)
     if (!rc) {
         m->name[0] = '\0';
         rc = get_string(path, root, "_name_or_path", m->name, sizeof m->name, err);
-        if (!m->name[0])
-            name_from_path(path, m->name, sizeof m->name);
+        if (!rc && !m->name[0])
+            rc = name_from_path(path, m->name, sizeof m->name, err);
     }
     json_decref(root);
     return rc;
@@ -365,7 +365,7 @@ static int get_bytes(const char *path, json_t *v, const char *field, uint64_t *o
     }
     return warmcal_error_set(err, WARMCAL_E_FIELD, path, field,
                              "expected a byte count (integer >= 0 or a string like \"3GiB\"), found %s",
-                             json_kind(v));
+                             warmcal_json_kind(v));
 }
 
 static int get_fraction(const char *path, json_t *v, const char *field, double lo, double hi,
@@ -385,7 +385,7 @@ static int get_int_in(const char *path, json_t *v, const char *field, long long 
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, field,
                                  "expected an integer in [%lld, %lld], found %s", lo, hi,
-                                 json_is_integer(v) ? "one outside" : json_kind(v));
+                                 json_is_integer(v) ? "one outside" : warmcal_json_kind(v));
     *out = json_integer_value(v);
     return WARMCAL_OK;
 }
@@ -460,6 +460,11 @@ int warmcal_deployment_load(const char *path, warmcal_deployment *d, warmcal_err
         } else if (strcmp(key, "gpu_name") == 0) {
             if (!json_is_string(v))
                 rc = warmcal_error_set(err, WARMCAL_E_FIELD, path, key, "expected a string");
+            else if (json_string_length(v) >= sizeof d->gpu_name)
+                /* kept whole or refused: a cut name would not match the traces' */
+                rc = warmcal_error_set(err, WARMCAL_E_FIELD, path, key,
+                                       "%zu bytes, longer than the %zu a GPU name may have",
+                                       json_string_length(v), sizeof d->gpu_name - 1);
             else
                 snprintf(d->gpu_name, sizeof d->gpu_name, "%s", json_string_value(v));
         } else if (strcmp(key, "gpu_memory") == 0) {
