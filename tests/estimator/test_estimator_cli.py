@@ -182,6 +182,14 @@ def same_fit(text, reference):
     return a == b
 
 
+def table_at(text, start=0):
+    """The JSON document that text holds from start on, as text (what follows it is ignored)."""
+    try:
+        return json.dumps(json.JSONDecoder().raw_decode(text, start)[0])
+    except ValueError:
+        return ""
+
+
 def fit_through_fifo(trace, fifo):
     """Run fit onto a FIFO while this process reads it; (exit, stderr, what was read)."""
     rd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader exists before fit opens it
@@ -229,6 +237,22 @@ def case_fit_output_that_is_not_a_regular_file_is_never_renamed_over(tmp):
         check(snapshot(null) == before and stat.S_ISCHR(os.lstat(null).st_mode),
               f"the device node is left a device node: {before} -> {snapshot(null)}")
 
+    # the real /dev/null, which needs no root to name: it stays the same device. Were it
+    # renamed over (the bug this guards against, run as root) it is put back at once.
+    real_null = "/dev/null"
+    before = snapshot(real_null)
+    if not (stat.S_ISCHR(before[0]) and before[1] == os.makedev(1, 3)):
+        print(f"SKIP {real_null} part: it is not the null device here: {before}")
+    else:
+        rc, _, err = run(ARGS.warmcal, "fit", trace, "-o", real_null)
+        after = snapshot(real_null)
+        if after != before and os.geteuid() == 0:
+            os.unlink(real_null)
+            os.mknod(real_null, stat.S_IFCHR, os.makedev(1, 3))
+            os.chmod(real_null, 0o666)
+        check(rc == 0, f"fit -o {real_null}: exit {rc}: {err}")
+        check(after == before, f"{real_null} is left the null device: {before} -> {after}")
+
     # a FIFO with a reader gets the table; without one, exit 2 at once
     fifo = f"{tmp}/fifo"
     os.mkfifo(fifo)
@@ -247,6 +271,26 @@ def case_fit_output_that_is_not_a_regular_file_is_never_renamed_over(tmp):
     check(rc == 0 and '"format": "warmcal-table"' in out, f"fit -o a link to stdout: exit {rc}: {err}")
     check(os.path.islink(stdout_link) and os.readlink(stdout_link) == "/proc/self/fd/1",
           "the stdout link is left a link")
+    rc, out, err = run(ARGS.warmcal, "fit", trace, "-o", "/dev/stdout")
+    check(rc == 0 and same_fit(table_at(out), table_text),
+          f"fit -o /dev/stdout into a pipe: exit {rc}: {err}")
+
+    # `fit -o /dev/stdout >> log` (and stdout's other names): the table goes after what the
+    # log held, through the descriptor the shell opened; the log is not replaced by it
+    log = f"{tmp}/log.txt"
+    for name in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
+        with open(log, "w") as f:
+            f.write("earlier lines\n")
+        inode = os.stat(log).st_ino
+        with open(log, "a") as f:
+            p = subprocess.run([ARGS.warmcal, "fit", trace, "-o", name], stdout=f, stderr=subprocess.PIPE,
+                               text=True, timeout=240)
+        text = open(log).read()
+        head = "earlier lines\n"
+        check(p.returncode == 0 and text.startswith(head) and same_fit(table_at(text, len(head)), table_text),
+              f"fit -o {name} >> log: exit {p.returncode}, the log now reads {text[:60]!r}: {p.stderr}")
+        check(os.stat(log).st_ino == inode and f"table {name}:" in text,
+              f"fit -o {name} >> log: the log is the same file, with the summary after the table")
 
     # a symlink output replaces its target, not the link: relative, and dangling
     os.mkdir(f"{tmp}/real")

@@ -12,16 +12,18 @@ static char dir[256];
 
 static const char *write_json(const char *name, json_t *doc)
 {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    static char path[1024];
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK(n > 0 && (size_t)n < sizeof path);
     CHECK(json_dump_file(doc, path, 0) == 0);
     return path;
 }
 
 static const char *write_text(const char *name, const char *text)
 {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    static char path[1024];
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK(n > 0 && (size_t)n < sizeof path);
     FILE *f = fopen(path, "w");
     CHECK(f != NULL);
     if (f) {

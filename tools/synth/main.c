@@ -179,14 +179,14 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
             bad = parse_bytes_flag(a, v, &d->gpu_memory);
         else if (strcmp(a, "--runtime-overhead") == 0)
             bad = parse_bytes_flag(a, v, &d->runtime_overhead);
-        else if (strcmp(a, "--gpu-name") == 0 && 0) {
+        else if (strcmp(a, "--gpu-name") == 0 && strlen(v) >= sizeof d->gpu_name) {
             /* kept whole or refused: a cut name would not match the traces' */
             if (rank_id == 0)
                 fprintf(stderr, "warmcal-synth: --gpu-name: %zu bytes, longer than the %zu a GPU "
                                 "name may have\n", strlen(v), sizeof d->gpu_name - 1);
             return EXIT_USAGE;
         } else if (strcmp(a, "--gpu-name") == 0)
-            snprintf(d->gpu_name, sizeof d->gpu_name, "%s", v);
+            memcpy(d->gpu_name, v, strlen(v) + 1);
         else if (strcmp(a, "--kv-cache-fraction") == 0)
             bad = parse_double(a, v, 0.0, 1.0, &d->kv_cache_fraction);
         else if (strcmp(a, "--moe-hot-share") == 0)

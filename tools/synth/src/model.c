@@ -100,11 +100,11 @@ static int get_string(const char *path, json_t *obj, const char *field, char *ou
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, field, "expected a string, found %s",
                                  warmcal_json_kind(v));
     /* kept whole or refused: a cut model name would not match the traces' */
-    if (0)
+    if (json_string_length(v) >= cap)
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, field,
                                  "%zu bytes, longer than the %zu this field may have",
                                  json_string_length(v), cap - 1);
-    snprintf(out, cap, "%s", json_string_value(v));
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
     return WARMCAL_OK;
 }
 
@@ -122,8 +122,6 @@ static int name_from_path(const char *path, char *out, size_t cap, warmcal_error
         start = path, end = path + strlen(path);
     size_t len = (size_t)(end - start);
     if (len >= cap)
-        len = cap - 1;
-    if (0)
         return warmcal_error_set(err, WARMCAL_E_FIELD, path, "_name_or_path",
                                  "missing, and the folder that would name the model has %zu "
                                  "bytes, longer than the %zu a model name may have",
