@@ -39,6 +39,7 @@ const warmcal_col warmcal__phase_cols[] = {
     {"failed_alloc_bytes", WARMCAL_COL_U64, offsetof(warmcal_phase, failed_alloc_bytes), 0},
     {"pinned_peak", WARMCAL_COL_U64, offsetof(warmcal_phase, pinned_peak), 1},
     {"anomalies", WARMCAL_COL_U32, offsetof(warmcal_phase, anomalies), 1},
+    {"lower_bound", WARMCAL_COL_U32, offsetof(warmcal_phase, lower_bound), 1},
 };
 const size_t warmcal__n_phase_cols = sizeof warmcal__phase_cols / sizeof warmcal__phase_cols[0];
 
@@ -552,6 +553,46 @@ int warmcal_trace_writer_rename(warmcal_trace_writer *w, const char *path, warmc
     free(w->path);
     w->path = named;
     return WARMCAL_OK;
+}
+
+static int check_extra_attr(warmcal_trace_writer *w, const char *name, warmcal_error *err)
+{
+    if (!w || !name || !name[0] || !warmcal_utf8_valid(name))
+        return warmcal_error_set(err, WARMCAL_E_INVAL, w ? w->path : NULL, NULL,
+                                 "no writer, or an empty or non-UTF-8 attribute name");
+    htri_t exists = H5Aexists(w->file, name);
+    if (exists != 0)
+        return warmcal_error_set(err, exists > 0 ? WARMCAL_E_INVAL : WARMCAL_E_IO, w->path, name,
+                                 exists > 0 ? "attribute already written"
+                                            : "cannot look the attribute up");
+    return WARMCAL_OK;
+}
+
+int warmcal_trace_writer_set_attr_string(warmcal_trace_writer *w, const char *name,
+                                         const char *value, warmcal_error *err)
+{
+    if (!value || !warmcal_utf8_valid(value))
+        return warmcal_error_set(err, WARMCAL_E_INVAL, w ? w->path : NULL, name,
+                                 "no value, or a value that is not UTF-8");
+    warmcal_h5_quiet q;
+    warmcal__h5_quiet_begin(&q);
+    int rc = check_extra_attr(w, name, err);
+    if (!rc && write_string_attr(w->file, name, value) < 0)
+        rc = io_error(w, name, "cannot write the attribute", err);
+    warmcal__h5_quiet_end(&q);
+    return rc;
+}
+
+int warmcal_trace_writer_set_attr_u64(warmcal_trace_writer *w, const char *name, uint64_t value,
+                                      warmcal_error *err)
+{
+    warmcal_h5_quiet q;
+    warmcal__h5_quiet_begin(&q);
+    int rc = check_extra_attr(w, name, err);
+    if (!rc && write_attr(w->file, name, H5T_STD_U64LE, &value) < 0)
+        rc = io_error(w, name, "cannot write the attribute", err);
+    warmcal__h5_quiet_end(&q);
+    return rc;
 }
 
 int warmcal_trace_phase_sink(void *writer, const warmcal_phase *phase, warmcal_error *err)

@@ -15,5 +15,6 @@ int warmcal_cmd_fit(int argc, char **argv);
 int warmcal_cmd_check(int argc, char **argv);
 int warmcal_cmd_estimate(int argc, char **argv);
 int warmcal_cmd_validate(int argc, char **argv);
+int warmcal_cmd_profile(int argc, char **argv);
 
 #endif

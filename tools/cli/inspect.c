@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "warmcal/spool.h"
 #include "warmcal/trace.h"
 #include "warmcal/units.h"
 
@@ -18,7 +19,9 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: warmcal inspect TRACE... [--json]\n\n"
             "Print each trace's run attributes and phase table (bytes in MiB, '-' where\n"
-            "device free memory was not sampled), then a summary line.\n\n"
+            "device free memory was not sampled; a lower_bound column when a phase's peak\n"
+            "may be below the truth: dropped records, unexplained device usage, no\n"
+            "allocation, or the process ended inside it), then a summary line.\n\n"
             "  --json  print one JSON document instead: an array with one object per trace\n"
             "          (exact byte counts; free memory not sampled is null; a value above\n"
             "          2^63-1 is written as a decimal string)\n");
@@ -26,10 +29,10 @@ static void usage(FILE *out)
 
 /* --- text ------------------------------------------------------------------ */
 
-#define CELL_LEN 32
+#define CELL_LEN 48
 
 enum { C_INDEX, C_LABEL, C_TOKENS, C_BATCH, C_OUTCOME, C_BEGIN, C_PEAK, C_DELTA, C_END,
-       C_FREE_BEGIN, C_FREE_END, C_FAILED, N_COLS };
+       C_FREE_BEGIN, C_FREE_END, C_FAILED, C_LOWER, N_COLS };
 
 static const struct {
     const char *head;
@@ -38,7 +41,33 @@ static const struct {
     {"#", 0},          {"label", 1},     {"tokens", 0},     {"batch", 0},
     {"outcome", 1},    {"live_begin", 0}, {"live_peak", 0}, {"peak_delta", 0},
     {"live_end", 0},   {"free_begin", 0}, {"free_end", 0},  {"failed_alloc", 0},
+    {"lower_bound", 1},
 };
+
+/* Short names of the WARMCAL_LOWER_BOUND_* bits for the table's cells. */
+static void lower_bound_cell(char *cell, uint32_t mask)
+{
+    static const char *const names[] = {"dropped", "unexplained", "no-alloc", "aborted"};
+    size_t used = 0;
+    cell[0] = '\0';
+    for (unsigned i = 0; i < 32 && used < CELL_LEN; i++)
+        if (mask & (1u << i)) {
+            int n = snprintf(cell + used, CELL_LEN - used, "%s%s", used ? "," : "",
+                             i < 4 ? names[i] : "?");
+            used += n > 0 ? (size_t)n : 0;
+        }
+    if (!mask)
+        snprintf(cell, CELL_LEN, "-");
+}
+
+/* Whether any phase is marked a lower bound: the column is shown only then. */
+static int any_lower_bound(const warmcal_trace *t)
+{
+    for (size_t i = 0; i < t->n_phases; i++)
+        if (t->phases[i].lower_bound)
+            return 1;
+    return 0;
+}
 
 typedef char row_cells[N_COLS][CELL_LEN];
 
@@ -78,13 +107,14 @@ static void fill_row(row_cells row, size_t i, const warmcal_phase *p)
         mib_cell(row[C_FAILED], p->failed_alloc_bytes);
     else
         snprintf(row[C_FAILED], CELL_LEN, "-");
+    lower_bound_cell(row[C_LOWER], p->lower_bound);
 }
 
-static void print_row(row_cells row, const int *width)
+static void print_row(row_cells row, const int *width, int n_cols)
 {
     fputs("  ", stdout);
-    for (int c = 0; c < N_COLS; c++) {
-        int last = c == N_COLS - 1;
+    for (int c = 0; c < n_cols; c++) {
+        int last = c == n_cols - 1;
         if (cols[c].left && last)
             fputs(row[c], stdout);
         else
@@ -110,16 +140,21 @@ static int print_table(const warmcal_trace *t)
             width[c] = w > width[c] ? w : width[c];
         }
     }
+    int lower = any_lower_bound(t);
     for (size_t i = 0; i <= t->n_phases; i++)
-        print_row(rows[i], width);
+        print_row(rows[i], width, lower ? N_COLS : C_LOWER);
     free(rows);
+    if (lower)
+        printf("lower_bound: the phase's peak may be below the truth (CUPTI dropped records,\n"
+               "device memory fell more than allocations explain, no allocation seen although\n"
+               "the process allocates, or the process ended inside the phase)\n");
     return 0;
 }
 
 static void print_summary(const warmcal_trace *t)
 {
     size_t count[3] = {0, 0, 0};
-    uint64_t max_delta = 0, max_pinned = 0, anomalies = 0;
+    uint64_t max_delta = 0, max_pinned = 0, anomalies = 0, lower = 0;
     for (size_t i = 0; i < t->n_phases; i++) {
         const warmcal_phase *p = &t->phases[i];
         count[p->outcome]++;
@@ -128,6 +163,7 @@ static void print_summary(const warmcal_trace *t)
         if (p->pinned_peak > max_pinned)
             max_pinned = p->pinned_peak;
         anomalies += p->anomalies;
+        lower += p->lower_bound != 0;
     }
     printf("summary: %zu phases (%zu ok, %zu oom, %zu aborted), max peak delta %.1f MiB",
            t->n_phases, count[WARMCAL_OUTCOME_OK], count[WARMCAL_OUTCOME_OOM],
@@ -136,6 +172,8 @@ static void print_summary(const warmcal_trace *t)
         printf(", max pinned peak %.1f MiB", mib(max_pinned));
     if (anomalies)
         printf(", %" PRIu64 " anomalies", anomalies);
+    if (lower)
+        printf(", %" PRIu64 " lower-bound phase%s", lower, lower == 1 ? "" : "s");
     if (t->n_events)
         printf(", %zu events", t->n_events);
     putchar('\n');
@@ -209,6 +247,19 @@ static int put(json_t *obj, const char *key, json_t *value)
     return rc;
 }
 
+/* The names of the lower_bound bits set, as an array. */
+static json_t *reasons_json(uint32_t mask)
+{
+    json_t *a = json_array();
+    for (unsigned i = 0; a && i < 32; i++)
+        if ((mask & (1u << i)) &&
+            json_array_append_new(a, json_string(warmcal_lower_bound_name(1u << i))) < 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
+}
+
 static json_t *phase_json(size_t i, const warmcal_phase *p)
 {
     json_t *o = json_object();
@@ -227,7 +278,9 @@ static json_t *phase_json(size_t i, const warmcal_phase *p)
               put(o, "outcome", json_string(warmcal_outcome_name(p->outcome))) |
               put(o, "failed_alloc_bytes", u64_json(p->failed_alloc_bytes)) |
               put(o, "pinned_peak", u64_json(p->pinned_peak)) |
-              put(o, "anomalies", json_integer((json_int_t)p->anomalies));
+              put(o, "anomalies", json_integer((json_int_t)p->anomalies)) |
+              put(o, "lower_bound", json_integer((json_int_t)p->lower_bound)) |
+              put(o, "lower_bound_reasons", reasons_json(p->lower_bound));
     if (bad) {
         json_decref(o);
         return NULL;

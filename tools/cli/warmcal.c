@@ -16,6 +16,7 @@ static const struct {
     {"check", warmcal_cmd_check, "validate an estimate table"},
     {"estimate", warmcal_cmd_estimate, "print the estimated bytes for a pass"},
     {"validate", warmcal_cmd_validate, "compare a table with measured phases"},
+    {"profile", warmcal_cmd_profile, "run a command under the CUPTI profiler, one trace per rank"},
 };
 
 static void usage(FILE *out)

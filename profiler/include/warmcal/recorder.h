@@ -52,6 +52,8 @@ typedef struct {
     /* extensions (optional in files written by other programs) */
     uint64_t pinned_peak;       /* running maximum of live pinned host bytes */
     uint32_t anomalies;         /* unknown-address frees, double frees, reused live addresses */
+    uint32_t lower_bound;       /* why the peak may be below the truth: WARMCAL_LOWER_BOUND_*
+                                 * bits (warmcal/spool.h); the recorder leaves it 0 */
 } warmcal_phase;
 
 /* Event kinds of the optional /events timeline. */

@@ -82,6 +82,15 @@ WARMCAL_API int warmcal_trace_writer_close(warmcal_trace_writer *w, warmcal_erro
 WARMCAL_API int warmcal_trace_writer_rename(warmcal_trace_writer *w, const char *path,
                                             warmcal_error *err);
 
+/* Add a root attribute beyond the run description (a source's own
+ * figures: "dropped_records", "session"): a UTF-8 string, or an unsigned
+ * 64-bit integer. Errors: WARMCAL_E_INVAL (no name, text that is not UTF-8,
+ * a name already written), WARMCAL_E_IO. */
+WARMCAL_API int warmcal_trace_writer_set_attr_string(warmcal_trace_writer *w, const char *name,
+                                                     const char *value, warmcal_error *err);
+WARMCAL_API int warmcal_trace_writer_set_attr_u64(warmcal_trace_writer *w, const char *name,
+                                                  uint64_t value, warmcal_error *err);
+
 /* Sinks that plug a writer into a recorder: pass the writer as user data. */
 WARMCAL_API int warmcal_trace_phase_sink(void *writer, const warmcal_phase *phase, warmcal_error *err);
 WARMCAL_API int warmcal_trace_event_sink(void *writer, const warmcal_event *event, warmcal_error *err);

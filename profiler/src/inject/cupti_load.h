@@ -1,0 +1,60 @@
+/* cupti_load.h — libcupti and the driver's functions, found at run time.
+ * The injected library links neither: libcupti is dlopen()ed from the
+ * toolkit's usual places, the driver is the libcuda.so.1 already loaded by
+ * the process that called InitializeInjection. Internal. */
+#ifndef WARMCAL_CUPTI_LOAD_H
+#define WARMCAL_CUPTI_LOAD_H
+
+#include <stddef.h>
+#include <cupti.h>
+
+/* The CUPTI functions the profiler calls. All are required except
+ * get_result_string (used for messages only). */
+typedef struct {
+    void *handle;
+    char path[4096]; /* the file that was loaded (dlinfo's, or the name given to dlopen) */
+    CUptiResult (*get_timestamp)(uint64_t *timestamp);
+    CUptiResult (*activity_enable)(CUpti_ActivityKind kind);
+    CUptiResult (*activity_disable)(CUpti_ActivityKind kind);
+    CUptiResult (*activity_register_callbacks)(CUpti_BuffersCallbackRequestFunc requested,
+                                               CUpti_BuffersCallbackCompleteFunc completed);
+    CUptiResult (*activity_get_next_record)(uint8_t *buffer, size_t valid, CUpti_Activity **record);
+    CUptiResult (*activity_get_num_dropped_records)(CUcontext ctx, uint32_t stream, size_t *dropped);
+    CUptiResult (*activity_flush_all)(uint32_t flag);
+    CUptiResult (*subscribe)(CUpti_SubscriberHandle *sub, CUpti_CallbackFunc cb, void *user);
+    CUptiResult (*unsubscribe)(CUpti_SubscriberHandle sub);
+    CUptiResult (*enable_callback)(uint32_t enable, CUpti_SubscriberHandle sub, CUpti_CallbackDomain domain,
+                                   CUpti_CallbackId cbid);
+    CUptiResult (*get_result_string)(CUptiResult result, const char **str);
+} warmcal__cupti_api;
+
+/* Load libcupti: WARMCAL_CUPTI_LIB when set (then that file only), else
+ * libcupti.so(.13) in $CUDA_HOME/extras/CUPTI/lib64, $CUDA_HOME/lib64,
+ * $CUDA_HOME/lib, the same under /usr/local/cuda, then the loader's own
+ * search for libcupti.so.13 and libcupti.so. Resolves every function.
+ * Returns 0, or -1 with msg (len bytes) naming where it looked or what
+ * was missing. */
+int warmcal__cupti_load(warmcal__cupti_api *api, char *msg, size_t len);
+
+/* A CUPTI result as text ("CUPTI_ERROR_NOT_INITIALIZED" or "CUPTI error 15"). */
+const char *warmcal__cupti_error(const warmcal__cupti_api *api, CUptiResult rc, char *buf, size_t len);
+
+/* The driver functions the profiler calls, from the loaded libcuda.so.1.
+ * Any may be NULL (a driver without it): callers then go without. */
+typedef struct {
+    void *handle;
+    CUresult (*mem_get_info)(size_t *free_bytes, size_t *total_bytes);       /* cuMemGetInfo_v2 */
+    CUresult (*ctx_get_current)(CUcontext *ctx);                            /* cuCtxGetCurrent */
+    CUresult (*ctx_get_device)(CUdevice *device);                           /* cuCtxGetDevice */
+    CUresult (*device_get)(CUdevice *device, int ordinal);                  /* cuDeviceGet */
+    CUresult (*device_get_name)(char *name, int len, CUdevice device);      /* cuDeviceGetName */
+    CUresult (*device_total_mem)(size_t *bytes, CUdevice device);           /* cuDeviceTotalMem_v2 */
+    CUresult (*driver_get_version)(int *version);                           /* cuDriverGetVersion */
+} warmcal__driver_api;
+
+/* Resolve the driver functions from the libcuda.so.1 already in the
+ * process (RTLD_NOLOAD: never loads a driver itself). Returns 0, or -1
+ * with msg when no driver is loaded. */
+int warmcal__driver_load(warmcal__driver_api *api, char *msg, size_t len);
+
+#endif

@@ -1,0 +1,882 @@
+/* inject.c — the core of libwarmcal-inject.so: InitializeInjection (called
+ * by the CUDA driver through CUDA_INJECTION64_PATH), CUPTI activity buffers
+ * and driver-API callbacks turned into spool events, phase edges stamped on
+ * CUPTI's clock, and the one-message disable. It must never harm the host:
+ * every failure ends in warmcal__inject_disable, never in exit or abort. */
+#define _POSIX_C_SOURCE 200809L
+#include "inject.h"
+#include "cupti_load.h"
+#include "cupti_records.h"
+
+#include "warmcal/error.h"
+#include "warmcal/spool.h"
+#include "warmcal/units.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* CUPTI buffers: large enough that a warmup pass rarely fills one, small
+ * enough that a server with many threads does not notice them. */
+#define ACTIVITY_BUFFER_BYTES ((size_t)1 << 20)
+
+/* Process-wide state. Fields marked (mu) are read and written under mu;
+ * flags that callbacks test on every call are atomics. */
+static struct {
+    pthread_mutex_t mu;
+    atomic_int init_called;   /* InitializeInjection ran (once per process) */
+    atomic_int active;        /* recording: set once ready, cleared at exit, disable, fork */
+    atomic_int disabled;      /* warmcal__inject_disable ran */
+    atomic_int settled;       /* the disable's clean-up (CUPTI off, note spooled) ran */
+    atomic_int exited;        /* the atexit handler ran */
+    atomic_int need_device_info; /* the recorded device was chosen; its attributes are not spooled yet */
+    atomic_int warned[WARMCAL__WARN_KINDS];
+    atomic_int cupti_ready;   /* g.cupti holds resolved functions */
+    pid_t pid;
+    warmcal__cupti_api cupti;
+    warmcal__driver_api driver;
+    CUpti_SubscriberHandle subscriber;
+    int subscribed, activity_enabled;
+    char disable_reason[512];
+
+    warmcal_spool_writer *spool; /* (mu) NULL when none, or after a write failed */
+    char spool_path[PATH_MAX];
+    int device;                  /* (mu) the recorded device ordinal, -1 until chosen */
+    int in_phase;                /* (mu) */
+    uint64_t drop_since;         /* (mu) CUPTI time of the last dropped-records check */
+    /* (mu) the cuMemCreate handles recorded and not yet released: a
+     * cuMemRelease does not say its device, so this tells ours from the
+     * other devices' (open addressing; 0 marks an empty slot, a tombstone
+     * is 1 << 63 | 1, neither ever a live handle of ours: see handle_key) */
+    uint64_t *handles;
+    size_t handles_cap, handles_used;
+    int handles_untracked; /* (mu) a handle could not be stored: releases are all kept */
+    atomic_uint_fast64_t last_time; /* latest CUPTI timestamp read: a stamp when the clock fails late */
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .device = -1};
+
+/* Per thread: > 0 while the profiler itself calls the driver (its calls are
+ * not the server's and must not be recorded), and while it holds g.mu. */
+static _Thread_local int tl_busy;
+static _Thread_local int tl_locked;
+
+static void lock(void)
+{
+    pthread_mutex_lock(&g.mu);
+    tl_locked = 1;
+}
+
+static void unlock(void)
+{
+    tl_locked = 0;
+    pthread_mutex_unlock(&g.mu);
+}
+
+/* One line on stderr with a single write(2): never stdio, whose locks and
+ * buffers belong to the host. */
+static void emit(const char *prefix, const char *text)
+{
+    char line[768];
+    int n = snprintf(line, sizeof line, "warmcal: %s%s\n", prefix, text);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    if (len > 0 && line[len - 1] != '\n')
+        line[len - 1] = '\n';
+    const char *p = line;
+    while (len > 0) {
+        ssize_t k = write(STDERR_FILENO, p, len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return;
+        p += k;
+        len -= (size_t)k;
+    }
+}
+
+int warmcal__inject_active(void)
+{
+    return atomic_load_explicit(&g.active, memory_order_acquire) &&
+           !atomic_load_explicit(&g.disabled, memory_order_acquire);
+}
+
+void warmcal__inject_disable(const char *fmt, ...)
+{
+    if (atomic_exchange(&g.disabled, 1))
+        return;
+    atomic_store(&g.active, 0);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g.disable_reason, sizeof g.disable_reason, fmt, ap);
+    va_end(ap);
+    /* The clean-up (CUPTI off, a note in the spool) waits for a safe point:
+     * this may run inside a CUPTI callback or with g.mu held. Until then
+     * every callback returns at its first test of the active flag. */
+    emit("profiler disabled: ", g.disable_reason);
+}
+
+/* CUPTI's clock; a failure disables the profiler. */
+static int timestamp(uint64_t *t)
+{
+    CUptiResult rc = g.cupti.get_timestamp(t);
+    if (rc != CUPTI_SUCCESS) {
+        char buf[96];
+        warmcal__inject_disable("cuptiGetTimestamp failed: %s",
+                                warmcal__cupti_error(&g.cupti, rc, buf, sizeof buf));
+        return -1;
+    }
+    atomic_store(&g.last_time, *t);
+    return 0;
+}
+
+/* A spool write failed: stop writing (the file would no longer be a
+ * faithful record) and disable. Caller holds g.mu. */
+static void spool_failed_locked(const warmcal_error *err)
+{
+    warmcal__inject_disable("cannot write the spool %s: %s", g.spool_path,
+                            err->text[0] ? err->text : warmcal_strerror(err->code));
+    warmcal_error ignored = {0};
+    warmcal_spool_writer_close(g.spool, &ignored);
+    g.spool = NULL;
+}
+
+static void note_locked(uint64_t t, const char *text)
+{
+    warmcal_error err = {0};
+    if (g.spool && warmcal_spool_write_note(g.spool, t, text, &err) != 0)
+        spool_failed_locked(&err);
+}
+
+void warmcal__inject_warn_once(int kind, const char *fmt, ...)
+{
+    /* a disabled profiler has said its one message: nothing more */
+    if (atomic_load(&g.disabled))
+        return;
+    if (kind < 0 || kind >= WARMCAL__WARN_KINDS || atomic_exchange(&g.warned[kind], 1))
+        return;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    emit("warning: ", text);
+    if (!warmcal__inject_active())
+        return;
+    uint64_t t = atomic_load(&g.last_time);
+    if (atomic_load(&g.cupti_ready) && g.cupti.get_timestamp(&t) != CUPTI_SUCCESS)
+        t = atomic_load(&g.last_time); /* the clock's failure is not this warning's business */
+    if (tl_locked) {
+        note_locked(t, text);
+    } else {
+        lock();
+        note_locked(t, text);
+        unlock();
+    }
+}
+
+/* Whether an event of `device` is recorded; chooses the recorded device on
+ * the first device-bound event. Caller holds g.mu. */
+static int accept_device_locked(uint32_t device)
+{
+    if (device == WARMCAL__DEVICE_HOST || device == WARMCAL__DEVICE_UNKNOWN)
+        return 1;
+    if (g.device < 0) {
+        g.device = (int)device;
+        atomic_store(&g.need_device_info, 1);
+        return 1;
+    }
+    if (device == (uint32_t)g.device)
+        return 1;
+    unsigned a = (unsigned)g.device, b = device;
+    warmcal__inject_warn_once(WARMCAL__WARN_DEVICES,
+                              "process uses devices %u and %u; recording device %d (set WARMCAL_DEVICE "
+                              "to choose)",
+                              a < b ? a : b, a < b ? b : a, g.device);
+    return 0;
+}
+
+/* ---- the set of recorded cuMemCreate handles ---- */
+
+#define HANDLE_EMPTY 0u
+#define HANDLE_GONE (UINT64_C(1) << 63 | 1u)
+
+/* Keys are handle + 1, so that a handle of 0 is still storable; a handle
+ * equal to HANDLE_GONE - 1 collides with the tombstone and is then treated
+ * as not tracked (its release is recorded whatever its device). */
+static uint64_t handle_key(uint64_t handle)
+{
+    return handle + 1u;
+}
+
+static size_t handle_slot(uint64_t key, size_t cap)
+{
+    key ^= key >> 33;
+    key *= UINT64_C(0xff51afd7ed558ccd);
+    key ^= key >> 33;
+    return (size_t)key & (cap - 1);
+}
+
+/* Insert; -1 when memory runs out (the caller then keeps its releases). */
+static int handles_add_locked(uint64_t handle)
+{
+    uint64_t key = handle_key(handle);
+    if (key == HANDLE_EMPTY || key == HANDLE_GONE)
+        return -1;
+    if ((g.handles_used + 1) * 2 > g.handles_cap) {
+        size_t cap = g.handles_cap ? g.handles_cap * 2 : 64;
+        uint64_t *t = calloc(cap, sizeof *t);
+        if (!t)
+            return -1;
+        size_t used = 0;
+        for (size_t i = 0; i < g.handles_cap; i++) {
+            uint64_t k = g.handles[i];
+            if (k == HANDLE_EMPTY || k == HANDLE_GONE)
+                continue;
+            size_t j = handle_slot(k, cap);
+            while (t[j] != HANDLE_EMPTY)
+                j = (j + 1) & (cap - 1);
+            t[j] = k;
+            used++;
+        }
+        free(g.handles);
+        g.handles = t;
+        g.handles_cap = cap;
+        g.handles_used = used;
+    }
+    size_t j = handle_slot(key, g.handles_cap);
+    while (g.handles[j] != HANDLE_EMPTY && g.handles[j] != HANDLE_GONE && g.handles[j] != key)
+        j = (j + 1) & (g.handles_cap - 1);
+    if (g.handles[j] != key) {
+        if (g.handles[j] == HANDLE_EMPTY)
+            g.handles_used++; /* tombstones count as used until the next growth */
+        g.handles[j] = key;
+    }
+    return 0;
+}
+
+/* Remove; whether the handle was there. */
+static int handles_remove_locked(uint64_t handle)
+{
+    uint64_t key = handle_key(handle);
+    if (!g.handles_cap || key == HANDLE_EMPTY || key == HANDLE_GONE)
+        return 0;
+    size_t j = handle_slot(key, g.handles_cap);
+    for (size_t n = 0; n < g.handles_cap && g.handles[j] != HANDLE_EMPTY; n++) {
+        if (g.handles[j] == key) {
+            g.handles[j] = HANDLE_GONE;
+            return 1;
+        }
+        j = (j + 1) & (g.handles_cap - 1);
+    }
+    return 0;
+}
+
+/* Whether a callback event is recorded: device filter, and for virtual
+ * memory, the handle bookkeeping that lets a release be filtered too.
+ * Caller holds g.mu. */
+static int accept_callback_event_locked(const warmcal__parsed *p)
+{
+    if (p->event.kind == WARMCAL_EV_ALLOC_FAILED)
+        return accept_device_locked(p->device);
+    /* the others are a cuMemCreate (ALLOC) or a cuMemRelease (FREE) of a handle */
+    if (p->event.kind == WARMCAL_EV_FREE) {
+        if (handles_remove_locked(p->event.address))
+            return 1;
+        /* not ours: another device's, or one the set could not hold */
+        return g.handles_untracked;
+    }
+    if (!accept_device_locked(p->device))
+        return 0;
+    if (handles_add_locked(p->event.address) != 0)
+        g.handles_untracked = 1;
+    return 1;
+}
+
+static void write_info_locked(const char *key, const char *value)
+{
+    warmcal_error err = {0};
+    if (g.spool && warmcal_spool_write_info(g.spool, key, value, &err) != 0)
+        spool_failed_locked(&err);
+}
+
+/* "550.54.15" from /proc/driver/nvidia/version, or "unknown". */
+static void read_driver_version(char *out, size_t len)
+{
+    snprintf(out, len, "unknown");
+    FILE *f = fopen("/proc/driver/nvidia/version", "re");
+    if (!f)
+        return;
+    char line[512];
+    if (fgets(line, sizeof line, f)) {
+        /* "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Wed ..." */
+        const char *p = strstr(line, "Kernel Module");
+        p = p ? p + strlen("Kernel Module") : NULL;
+        while (p && *p == ' ')
+            p++;
+        size_t n = 0;
+        while (p && ((p[n] >= '0' && p[n] <= '9') || p[n] == '.'))
+            n++;
+        if (n > 0 && n < len)
+            snprintf(out, len, "%.*s", (int)n, p);
+    }
+    fclose(f);
+}
+
+/* Spool the recorded device's attributes once it is chosen: called outside
+ * g.mu and outside CUPTI's buffer thread (the driver is asked). */
+static void write_device_info(void)
+{
+    if (!atomic_load(&g.need_device_info) || !warmcal__inject_active() ||
+        atomic_exchange(&g.need_device_info, 0) == 0)
+        return;
+    lock();
+    int ordinal = g.device;
+    unlock();
+    char name[256] = "unknown", total_text[32] = "0", cuda[32] = "unknown", driver[64], ordinal_text[16];
+    const char *failed = NULL;
+    CUresult rc = CUDA_SUCCESS;
+    tl_busy++;
+    CUdevice dev = 0;
+    size_t total = 0;
+    int version = 0;
+    if (!g.driver.device_get || (rc = g.driver.device_get(&dev, ordinal)) != CUDA_SUCCESS)
+        failed = "cuDeviceGet";
+    else if (!g.driver.device_get_name || (rc = g.driver.device_get_name(name, (int)sizeof name, dev)) != CUDA_SUCCESS)
+        failed = "cuDeviceGetName";
+    else if (!g.driver.device_total_mem || (rc = g.driver.device_total_mem(&total, dev)) != CUDA_SUCCESS)
+        failed = "cuDeviceTotalMem_v2";
+    else if (!g.driver.driver_get_version || (rc = g.driver.driver_get_version(&version)) != CUDA_SUCCESS)
+        failed = "cuDriverGetVersion";
+    tl_busy--;
+    if (failed) {
+        if (rc == CUDA_SUCCESS)
+            warmcal__inject_disable("the CUDA driver has no %s", failed);
+        else
+            warmcal__inject_disable("%s failed for device %d: CUDA error %d", failed, ordinal, (int)rc);
+        return;
+    }
+    name[sizeof name - 1] = '\0';
+    snprintf(total_text, sizeof total_text, "%llu", (unsigned long long)total);
+    snprintf(cuda, sizeof cuda, "%d.%d", version / 1000, (version % 1000) / 10);
+    snprintf(ordinal_text, sizeof ordinal_text, "%d", ordinal);
+    read_driver_version(driver, sizeof driver);
+    lock();
+    write_info_locked("device", ordinal_text);
+    write_info_locked("gpu_name", name);
+    write_info_locked("gpu_total_bytes", total_text);
+    write_info_locked("driver_version", driver);
+    write_info_locked("cuda_version", cuda);
+    unlock();
+}
+
+/* Read and reset CUPTI's dropped-record count; spool any with the span
+ * since the last check. Outside g.mu. */
+static void check_dropped(CUcontext ctx, uint32_t stream)
+{
+    size_t dropped = 0;
+    CUptiResult rc = g.cupti.activity_get_num_dropped_records(ctx, stream, &dropped);
+    if (rc != CUPTI_SUCCESS) {
+        char buf[96];
+        warmcal__inject_disable("cuptiActivityGetNumDroppedRecords failed: %s",
+                                warmcal__cupti_error(&g.cupti, rc, buf, sizeof buf));
+        return;
+    }
+    uint64_t now;
+    if (timestamp(&now) != 0)
+        return;
+    lock();
+    warmcal_spool_dropped d = {.since_ns = g.drop_since, .until_ns = now, .count = dropped};
+    g.drop_since = now;
+    warmcal_error err = {0};
+    if (dropped && g.spool && warmcal_spool_write_dropped(g.spool, &d, &err) != 0)
+        spool_failed_locked(&err);
+    unlock();
+    if (dropped)
+        warmcal__inject_warn_once(WARMCAL__WARN_DROPPED,
+                                  "CUPTI dropped %zu activity record%s (its buffers were full or refused); "
+                                  "the phases they fall in are marked as lower bounds",
+                                  dropped, dropped == 1 ? "" : "s");
+}
+
+/* ---- CUPTI callbacks ---- */
+
+static void CUPTIAPI buffer_requested(uint8_t **buffer, size_t *size, size_t *max_records)
+{
+    *max_records = 0; /* as many as fit */
+    *buffer = NULL;
+    *size = 0;
+    if (!warmcal__inject_active())
+        return; /* CUPTI drops what it has no buffer for: nothing records it now */
+    void *p = NULL;
+    if (posix_memalign(&p, 8, ACTIVITY_BUFFER_BYTES) != 0)
+        return; /* counted by CUPTI as dropped records, reported at the next check */
+    *buffer = p;
+    *size = ACTIVITY_BUFFER_BYTES;
+}
+
+/* Whether a pool's size differs from the last one spooled for it. A small
+ * table of the pools seen last: a miss only costs one more pool record. */
+static int pool_size_changed_locked(const warmcal_spool_pool *p)
+{
+    static struct {
+        uint64_t pool, reserved;
+    } seen[8];
+    static unsigned next;
+    for (unsigned i = 0; i < sizeof seen / sizeof seen[0]; i++)
+        if (seen[i].pool == p->pool) {
+            if (seen[i].reserved == p->reserved_bytes)
+                return 0;
+            seen[i].reserved = p->reserved_bytes;
+            return 1;
+        }
+    unsigned i = next++ % (sizeof seen / sizeof seen[0]);
+    seen[i].pool = p->pool;
+    seen[i].reserved = p->reserved_bytes;
+    return 1;
+}
+
+static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size,
+                                      size_t valid)
+{
+    (void)size;
+    if (buffer && valid > 0 && warmcal__inject_active()) {
+        lock();
+        CUpti_Activity *rec = NULL;
+        warmcal_error err = {0};
+        int rc = 0;
+        while (rc == 0 && g.spool) {
+            CUptiResult cr = g.cupti.activity_get_next_record(buffer, valid, &rec);
+            if (cr == CUPTI_ERROR_MAX_LIMIT_REACHED || cr == CUPTI_ERROR_INVALID_KIND)
+                break; /* the end, or an incomplete record that ends the valid part */
+            if (cr != CUPTI_SUCCESS) {
+                char buf[96];
+                warmcal__inject_disable("cuptiActivityGetNextRecord failed: %s",
+                                        warmcal__cupti_error(&g.cupti, cr, buf, sizeof buf));
+                break;
+            }
+            warmcal__parsed p;
+            int type = warmcal__cupti_parse_activity(rec, &p);
+            if (type == WARMCAL__PARSED_NONE || !accept_device_locked(p.device))
+                continue;
+            if (type == WARMCAL__PARSED_EVENT) {
+                rc = warmcal_spool_write_event(g.spool, &p.event, &err);
+                if (rc == 0 && p.event_has_pool && pool_size_changed_locked(&p.pool))
+                    rc = warmcal_spool_write_pool(g.spool, &p.pool, &err);
+            } else
+                rc = warmcal_spool_write_pool(g.spool, &p.pool, &err);
+        }
+        if (rc == 0 && g.spool)
+            rc = warmcal_spool_flush(g.spool, &err);
+        if (rc != 0 && g.spool)
+            spool_failed_locked(&err);
+        unlock();
+    }
+    free(buffer);
+    if (warmcal__inject_active())
+        check_dropped(ctx, stream);
+}
+
+static void CUPTIAPI on_driver_api(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId cbid,
+                                   const void *data)
+{
+    (void)user;
+    const CUpti_CallbackData *cb = data;
+    if (tl_busy || domain != CUPTI_CB_DOMAIN_DRIVER_API || !cb || cb->callbackSite != CUPTI_API_EXIT ||
+        !warmcal__inject_active())
+        return;
+    warmcal__parsed p;
+    if (warmcal__cupti_parse_callback(cbid, cb, 0, &p) != WARMCAL__PARSED_EVENT)
+        return;
+    tl_busy++;
+    uint64_t t;
+    if (timestamp(&t) == 0) {
+        p.event.time_ns = t;
+        /* the call ran on this thread's context: its device is the event's
+         * (frees of a handle are kept whatever the thread: the handle says) */
+        CUdevice dev;
+        if (p.device == WARMCAL__DEVICE_UNKNOWN && p.event.kind != WARMCAL_EV_FREE && g.driver.ctx_get_device &&
+            g.driver.ctx_get_device(&dev) == CUDA_SUCCESS && dev >= 0)
+            p.device = (uint32_t)dev;
+        lock();
+        warmcal_error err = {0};
+        if (g.spool && warmcal__inject_active() && accept_callback_event_locked(&p) &&
+            warmcal_spool_write_event(g.spool, &p.event, &err) != 0)
+            spool_failed_locked(&err);
+        unlock();
+        write_device_info();
+    }
+    tl_busy--;
+}
+
+/* ---- phases ---- */
+
+/* The clean-up a disable leaves for a safe point (outside g.mu, outside
+ * CUPTI's callbacks): CUPTI stops calling us, the spool gets the reason. */
+static void settle_disabled(void)
+{
+    if (!atomic_load(&g.disabled) || atomic_exchange(&g.settled, 1))
+        return;
+    tl_busy++;
+    if (g.subscribed) {
+        g.cupti.unsubscribe(g.subscriber);
+        g.subscribed = 0;
+    }
+    if (g.activity_enabled) {
+        g.cupti.activity_disable(CUPTI_ACTIVITY_KIND_MEMORY2);
+        g.cupti.activity_disable(CUPTI_ACTIVITY_KIND_MEMORY_POOL);
+        g.activity_enabled = 0;
+    }
+    tl_busy--;
+    char text[600];
+    snprintf(text, sizeof text, "profiler disabled: %s", g.disable_reason);
+    lock();
+    warmcal_error err = {0};
+    if (g.spool) {
+        note_locked(atomic_load(&g.last_time), text);
+        if (g.spool && warmcal_spool_flush(g.spool, &err) != 0) {
+            warmcal_spool_writer_close(g.spool, &err);
+            g.spool = NULL;
+        }
+    }
+    unlock();
+}
+
+/* Device free memory for a phase edge, or WARMCAL_FREE_UNKNOWN: sampled
+ * only when this thread's context is on the recorded device (chosen here
+ * when no allocation chose it yet). */
+static uint64_t sample_free(void)
+{
+    if (!g.driver.ctx_get_current || !g.driver.ctx_get_device || !g.driver.mem_get_info) {
+        warmcal__inject_warn_once(WARMCAL__WARN_FREE_UNKNOWN,
+                                  "the CUDA driver lacks cuCtxGetCurrent, cuCtxGetDevice or cuMemGetInfo_v2: "
+                                  "device free memory is not sampled at phase edges");
+        return WARMCAL_FREE_UNKNOWN;
+    }
+    CUcontext ctx = NULL;
+    CUdevice dev = -1;
+    if (g.driver.ctx_get_current(&ctx) != CUDA_SUCCESS || !ctx ||
+        g.driver.ctx_get_device(&dev) != CUDA_SUCCESS || dev < 0) {
+        warmcal__inject_warn_once(WARMCAL__WARN_FREE_UNKNOWN,
+                                  "no CUDA context is current on the thread that marks phases: device free "
+                                  "memory is not sampled at its phase edges");
+        return WARMCAL_FREE_UNKNOWN;
+    }
+    lock();
+    if (g.device < 0) {
+        g.device = dev;
+        atomic_store(&g.need_device_info, 1);
+    }
+    int recorded = g.device;
+    unlock();
+    if (dev != recorded) {
+        warmcal__inject_warn_once(WARMCAL__WARN_FREE_UNKNOWN,
+                                  "phases are marked on a thread working on device %d, not the recorded "
+                                  "device %d: device free memory is not sampled at those edges",
+                                  (int)dev, recorded);
+        return WARMCAL_FREE_UNKNOWN;
+    }
+    size_t free_bytes = 0, total = 0;
+    CUresult rc = g.driver.mem_get_info(&free_bytes, &total);
+    if (rc != CUDA_SUCCESS) {
+        warmcal__inject_disable("cuMemGetInfo_v2 failed: CUDA error %d", (int)rc);
+        return WARMCAL_FREE_UNKNOWN;
+    }
+    return free_bytes;
+}
+
+/* Spool a free-memory sample and a phase edge at the same time t; caller
+ * holds g.mu. Returns 0 or a negative warmcal_code. */
+static int edge_locked(uint64_t t, uint64_t free_bytes, int begin, const char *label, uint64_t tokens,
+                       uint32_t batch)
+{
+    warmcal_error err = {0};
+    int rc = 0;
+    if (free_bytes != WARMCAL_FREE_UNKNOWN) {
+        warmcal_spool_event ev = {.time_ns = t, .bytes = free_bytes, .kind = WARMCAL_EV_DEVICE_FREE};
+        rc = warmcal_spool_write_event(g.spool, &ev, &err);
+    }
+    if (rc == 0)
+        rc = begin ? warmcal_spool_write_phase_begin(g.spool, t, label, tokens, batch, &err)
+                   : warmcal_spool_write_phase_end(g.spool, t, &err);
+    if (rc == 0)
+        rc = warmcal_spool_flush(g.spool, &err);
+    if (rc != 0) {
+        spool_failed_locked(&err);
+        return WARMCAL_E_IO;
+    }
+    return 0;
+}
+
+int warmcal__inject_phase_begin(const char *label, uint64_t tokens, uint32_t batch)
+{
+    if (!warmcal__inject_active()) {
+        settle_disabled();
+        return WARMCAL_E_STATE;
+    }
+    int rc = WARMCAL_E_STATE;
+    uint64_t t;
+    tl_busy++;
+    if (timestamp(&t) == 0) {
+        uint64_t free_bytes = sample_free();
+        write_device_info();
+        lock();
+        if (g.spool && warmcal__inject_active() && !g.in_phase) {
+            rc = edge_locked(t, free_bytes, 1, label ? label : "", tokens, batch);
+            g.in_phase = rc == 0;
+        }
+        unlock();
+    }
+    tl_busy--;
+    settle_disabled();
+    return rc;
+}
+
+int warmcal__inject_phase_end(void)
+{
+    if (!warmcal__inject_active()) {
+        settle_disabled();
+        return WARMCAL_E_STATE;
+    }
+    int rc = WARMCAL_E_STATE;
+    uint64_t t;
+    tl_busy++;
+    lock();
+    int open = g.in_phase;
+    unlock();
+    if (open && timestamp(&t) == 0) {
+        uint64_t free_bytes = sample_free();
+        /* every record up to t reaches buffer_completed (which takes g.mu:
+         * hence the flush outside it) before the phase end is spooled */
+        CUptiResult cr = warmcal__inject_active() ? g.cupti.activity_flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED)
+                                                  : CUPTI_SUCCESS;
+        if (cr != CUPTI_SUCCESS) {
+            char buf[96];
+            warmcal__inject_disable("cuptiActivityFlushAll failed: %s",
+                                    warmcal__cupti_error(&g.cupti, cr, buf, sizeof buf));
+        }
+        if (warmcal__inject_active())
+            check_dropped(NULL, 0);
+        write_device_info();
+        lock();
+        if (g.spool && warmcal__inject_active() && g.in_phase) {
+            rc = edge_locked(t, free_bytes, 0, NULL, 0, 0);
+            g.in_phase = 0;
+        }
+        unlock();
+    }
+    tl_busy--;
+    settle_disabled();
+    return rc;
+}
+
+/* ---- process life ---- */
+
+static void at_exit(void)
+{
+    if (atomic_exchange(&g.exited, 1) || getpid() != g.pid)
+        return;
+    tl_busy++;
+    if (warmcal__inject_active()) {
+        CUptiResult cr = g.cupti.activity_flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+        if (cr != CUPTI_SUCCESS) {
+            char buf[96];
+            warmcal__inject_disable("cuptiActivityFlushAll failed at exit: %s",
+                                    warmcal__cupti_error(&g.cupti, cr, buf, sizeof buf));
+        } else {
+            check_dropped(NULL, 0);
+            write_device_info();
+        }
+    }
+    settle_disabled();
+    uint64_t t = atomic_load(&g.last_time);
+    if (atomic_load(&g.cupti_ready) && g.cupti.get_timestamp(&t) != CUPTI_SUCCESS)
+        t = atomic_load(&g.last_time); /* CUPTI may be shutting down: the last stamp is close */
+    /* from here on the process is ending: what it frees is not a phase's */
+    atomic_store(&g.active, 0);
+    lock();
+    if (g.spool) {
+        warmcal_error err = {0};
+        int rc = warmcal_spool_write_exit(g.spool, t, &err);
+        if (warmcal_spool_writer_close(g.spool, &err) != 0 || rc != 0)
+            warmcal__inject_disable("cannot finish the spool %s: %s", g.spool_path, err.text);
+        g.spool = NULL;
+    }
+    free(g.handles);
+    g.handles = NULL;
+    g.handles_cap = g.handles_used = 0;
+    g.handles_untracked = 1; /* a release after this is not ours to judge */
+    unlock();
+    tl_busy--;
+}
+
+/* A forked child shares the parent's spool file and the parent's
+ * unwritten buffer: it must write nothing, ever. */
+static void after_fork_in_child(void)
+{
+    atomic_store(&g.active, 0);
+    atomic_store(&g.exited, 1);
+    tl_locked = 0;
+    tl_busy = 0;
+}
+
+static int parse_ordinal(const char *s, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > INT_MAX)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Open the spool and write the run's attributes; -1 after a disable. */
+static int open_spool(const char *out_dir, int rank, int world, const char *rank_from)
+{
+    int n = snprintf(g.spool_path, sizeof g.spool_path, "%s/rank-%d.%ld.spool", out_dir, rank, (long)g.pid);
+    if (n < 0 || (size_t)n >= sizeof g.spool_path) {
+        warmcal__inject_disable("WARMCAL_OUT is too long a path: %s", out_dir);
+        return -1;
+    }
+    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+        warmcal__inject_disable("cannot create WARMCAL_OUT=%s: %s", out_dir, strerror(errno));
+        return -1;
+    }
+    warmcal_error err = {0};
+    warmcal_spool_writer *w = NULL;
+    if (warmcal_spool_writer_open(&w, g.spool_path, &err) != 0) {
+        warmcal__inject_disable("cannot create the spool %s: %s", g.spool_path,
+                                err.text[0] ? err.text : warmcal_strerror(err.code));
+        return -1;
+    }
+    char pid_text[24], rank_text[16], world_text[16], host[256] = "unknown", start[64];
+    snprintf(pid_text, sizeof pid_text, "%ld", (long)g.pid);
+    snprintf(rank_text, sizeof rank_text, "%d", rank);
+    snprintf(world_text, sizeof world_text, "%d", world);
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    if (!warmcal_utc_now(start, sizeof start))
+        snprintf(start, sizeof start, "unknown");
+    const char *session = getenv("WARMCAL_SESSION"), *model = getenv("WARMCAL_MODEL");
+    lock();
+    g.spool = w;
+    write_info_locked("session", session ? session : "");
+    write_info_locked("pid", pid_text);
+    write_info_locked("rank", rank_text);
+    write_info_locked("world_size", world_text);
+    write_info_locked("rank_from", rank_from ? rank_from : "none");
+    write_info_locked("model", model ? model : "");
+    write_info_locked("host", host);
+    write_info_locked("start_time", start);
+    write_info_locked("source", "cupti");
+    write_info_locked("cupti_lib", g.cupti.path);
+    if (g.spool && warmcal_spool_flush(g.spool, &err) != 0)
+        spool_failed_locked(&err);
+    int ok = g.spool != NULL;
+    unlock();
+    return ok ? 0 : -1;
+}
+
+/* Register the activity buffers and callbacks; -1 after a disable. */
+static int start_cupti(void)
+{
+    char buf[96];
+    CUptiResult rc = g.cupti.activity_register_callbacks(buffer_requested, buffer_completed);
+    const char *what = "cuptiActivityRegisterCallbacks";
+    if (rc == CUPTI_SUCCESS) {
+        what = "cuptiActivityEnable(MEMORY2)";
+        rc = g.cupti.activity_enable(CUPTI_ACTIVITY_KIND_MEMORY2);
+        g.activity_enabled = rc == CUPTI_SUCCESS;
+    }
+    if (rc == CUPTI_SUCCESS) {
+        what = "cuptiActivityEnable(MEMORY_POOL)";
+        rc = g.cupti.activity_enable(CUPTI_ACTIVITY_KIND_MEMORY_POOL);
+    }
+    if (rc == CUPTI_SUCCESS) {
+        what = "cuptiSubscribe";
+        rc = g.cupti.subscribe(&g.subscriber, on_driver_api, NULL);
+        g.subscribed = rc == CUPTI_SUCCESS;
+    }
+    size_t n = 0;
+    const CUpti_CallbackId *ids = warmcal__cupti_callback_ids(&n);
+    for (size_t i = 0; i < n && rc == CUPTI_SUCCESS; i++) {
+        what = "cuptiEnableCallback";
+        rc = g.cupti.enable_callback(1, g.subscriber, CUPTI_CB_DOMAIN_DRIVER_API, ids[i]);
+    }
+    if (rc != CUPTI_SUCCESS) {
+        warmcal__inject_disable("%s failed: %s", what, warmcal__cupti_error(&g.cupti, rc, buf, sizeof buf));
+        return -1;
+    }
+    return 0;
+}
+
+static void initialize(void)
+{
+    g.pid = getpid();
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+    const char *out_dir = getenv("WARMCAL_OUT");
+    if (!out_dir || !out_dir[0]) {
+        warmcal__inject_disable("WARMCAL_OUT is not set: set it to the folder for the spool "
+                                "(`warmcal profile` does)");
+        return;
+    }
+    int rank = 0, world = 1;
+    const char *from = "none";
+    char msg[512] = "";
+    if (warmcal__launcher_rank(&rank, &world, &from, msg, sizeof msg) != 0) {
+        warmcal__inject_disable("%s", msg[0] ? msg : "the launcher's rank variables hold no valid number");
+        return;
+    }
+    const char *dev_env = getenv("WARMCAL_DEVICE");
+    if (dev_env && dev_env[0]) {
+        int ordinal;
+        if (parse_ordinal(dev_env, &ordinal) != 0) {
+            warmcal__inject_disable("WARMCAL_DEVICE=%s is not a device ordinal (0, 1, ...)", dev_env);
+            return;
+        }
+        g.device = ordinal;
+        atomic_store(&g.need_device_info, 1);
+    }
+    if (warmcal__cupti_load(&g.cupti, msg, sizeof msg) != 0) {
+        warmcal__inject_disable("%s", msg);
+        return;
+    }
+    atomic_store(&g.cupti_ready, 1);
+    if (warmcal__driver_load(&g.driver, msg, sizeof msg) != 0) {
+        warmcal__inject_disable("%s", msg);
+        return;
+    }
+    uint64_t t;
+    if (timestamp(&t) != 0)
+        return;
+    g.drop_since = t;
+    if (open_spool(out_dir, rank, world, from) != 0)
+        return;
+    /* active before CUPTI starts, so that nothing it reports is missed */
+    atomic_store(&g.active, 1);
+    start_cupti();
+}
+
+EXPORT int InitializeInjection(void)
+{
+    if (atomic_exchange(&g.init_called, 1))
+        return 1;
+    initialize();
+    settle_disabled();
+    /* registered after CUPTI started, so that it runs before CUPTI's own
+     * exit handlers and can still flush the last records */
+    atexit(at_exit);
+    /* 1 even when disabled: the server must run on as if not profiled */
+    return 1;
+}

@@ -1,0 +1,75 @@
+/* inject.h — what the parts of the injected profiler (libwarmcal-inject.so)
+ * share: the core (inject.c: CUPTI, spool, state) offers phase edges and the
+ * one-message disable; the NVTX injection and the C phase API call them.
+ * Internal: nothing here is exported from the library. */
+#ifndef WARMCAL_INJECT_H
+#define WARMCAL_INJECT_H
+
+#include <stdint.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+/* Whether the profiler is initialised and not disabled. Cheap (an atomic load). */
+int warmcal__inject_active(void);
+
+/* Open a phase: stamp it on CUPTI's clock, sample device free memory, spool
+ * both and flush. Returns 0, or a negative warmcal_code (inactive:
+ * WARMCAL_E_STATE; a phase already open: WARMCAL_E_STATE). Thread-safe. */
+int warmcal__inject_phase_begin(const char *label, uint64_t tokens, uint32_t batch);
+
+/* Close the open phase: stamp, sample free memory, flush CUPTI's activity
+ * buffers so every record up to now is spooled, flush the spool. */
+int warmcal__inject_phase_end(void);
+
+/* Disable the profiler for the rest of the process with one message on
+ * stderr ("warmcal: profiler disabled: ..."); later calls do nothing. */
+void warmcal__inject_disable(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* One warning on stderr per kind (an index below WARMCAL__WARN_KINDS) for
+ * the life of the process; also spooled as a note when a spool is open. */
+enum {
+    WARMCAL__WARN_MSG_SYNTAX = 0,   /* a "warmcal ..." NVTX message that does not parse */
+    WARMCAL__WARN_NESTED,           /* a phase range inside an open phase */
+    WARMCAL__WARN_BEFORE_INIT,      /* a phase before CUDA initialised the profiler */
+    WARMCAL__WARN_UNMATCHED_END,    /* a phase end with no phase open */
+    WARMCAL__WARN_DEVICES,          /* the process uses several devices */
+    WARMCAL__WARN_FREE_UNKNOWN,     /* free memory could not be sampled */
+    WARMCAL__WARN_DROPPED,          /* CUPTI dropped records */
+    WARMCAL__WARN_MSG_BATCH,        /* a "warmcal ..." message with a bad batch= */
+    WARMCAL__WARN_MSG_LABEL,        /* a "warmcal ..." message with a bad label= */
+    WARMCAL__WARN_MSG_KEY,          /* a "warmcal ..." message with an unknown, repeated or
+                                     * '='-less field (MSG_SYNTAX: tokens= missing or bad) */
+    WARMCAL__WARN_NVTX_LIMIT,       /* more NVTX domains than the injection tracks apart */
+    WARMCAL__WARN_KINDS = 16
+};
+void warmcal__inject_warn_once(int kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Phase edges as the NVTX injection and the C API take them (profile_api.c),
+ * over warmcal__inject_phase_begin/end: at most one phase is open, and only
+ * what opened it closes it (the pop or end of the range that opened it, or
+ * warmcal_phase_end for warmcal_phase_begin). warmcal__phase_open returns 0
+ * and a token (> 0) in *token; WARMCAL__PHASE_NESTED when a phase is already
+ * open (nothing done); or the core's negative code. warmcal__phase_close
+ * closes the phase when token opened it (the core's result), else returns
+ * WARMCAL_E_STATE and does nothing. Thread-safe: a mutex held across the
+ * core's call orders the edges. */
+#define WARMCAL__PHASE_NESTED 1
+int warmcal__phase_open(const char *label, uint64_t tokens, uint32_t batch, uint64_t *token);
+int warmcal__phase_close(uint64_t token);
+
+/* Rank and world size from the launcher's environment: WARMCAL_RANK /
+ * WARMCAL_WORLD_SIZE, torchrun's RANK / WORLD_SIZE, Open MPI's
+ * OMPI_COMM_WORLD_RANK / _SIZE, PMIx's PMIX_RANK, PMI_RANK / PMI_SIZE,
+ * Slurm's SLURM_PROCID / SLURM_NTASKS, in that order. *from names the
+ * variable the rank came from ("none" when no launcher: rank 0 of 1).
+ * The rank is the first set rank variable's (an empty variable counts as
+ * unset); the size is the same source's size variable, else that of a later
+ * source whose rank variable holds the same rank, else rank + 1 (the
+ * smallest possible) with a note in msg. Numbers are digits only.
+ * Returns 0 (msg then holds a note or ""), or WARMCAL_E_FIELD when a
+ * variable holds no valid number, the rank is not below the size, or
+ * WARMCAL_WORLD_SIZE is set without WARMCAL_RANK (msg, of size len, says
+ * which; the outputs are then rank 0 of 1, "none"). */
+int warmcal__launcher_rank(int *rank, int *world_size, const char **from, char *msg, size_t len);
+
+#endif

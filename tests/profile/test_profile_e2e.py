@@ -1,0 +1,366 @@
+"""End to end: `warmcal profile` runs the plain C test server on the fake
+driver and the fake CUPTI, and the traces it writes equal the truth the
+server wrote from its own accounting, to the byte; failures of CUPTI or of
+the output leave the server running to its normal exit with one message.
+
+usage: test_profile_e2e.py CASE --warmcal BIN --server BIN --inject LIB
+                           --fakes DIR --workdir DIR [-- MPIEXEC...]
+Exit 0 pass, 1 fail, 77 skip (h5py missing).
+"""
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+try:
+    import h5py
+except ImportError:
+    print("skip: h5py is not installed", file=sys.stderr)
+    sys.exit(77)
+
+U64_MAX = (1 << 64) - 1
+LB_DROPPED, LB_UNEXPLAINED, LB_NO_ALLOCATION, LB_ABORTED = 1, 2, 4, 8
+OUTCOMES = {"ok": 0, "oom": 1, "aborted": 2}
+EXACT = ("tokens", "batch", "live_begin", "live_peak", "live_end", "failed_alloc_bytes",
+         "pinned_peak", "device_free_begin", "device_free_end", "lower_bound")
+ARGS = None
+TMP = None
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def fake_env(**extra):
+    """The environment every run gets: the fakes first on the loader's path."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = ARGS.fakes + (":" + env["LD_LIBRARY_PATH"]
+                                           if env.get("LD_LIBRARY_PATH") else "")
+    env["WARMCAL_CUPTI_LIB"] = os.path.join(ARGS.fakes, "libcupti.so")
+    env["WARMCAL_INJECT_LIB"] = ARGS.inject
+    for k in ("FAKE_CUPTI", "WARMCAL_OUT", "CUDA_INJECTION64_PATH", "NVTX_INJECTION64_PATH",
+              "RANK", "WORLD_SIZE", "WARMCAL_RANK", "WARMCAL_WORLD_SIZE"):
+        env.pop(k, None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run(argv, env, timeout=90):
+    p = subprocess.run(argv, capture_output=True, text=True, errors="replace", env=env,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def profile(out, *server_args, fake_cupti=None, launcher=()):
+    env = fake_env(**({"FAKE_CUPTI": fake_cupti} if fake_cupti else {}))
+    argv = list(launcher) + [ARGS.warmcal, "profile", "--out", out, "--model", "test-model",
+                             "--", ARGS.server, "--truth-dir", out, *server_args]
+    return run(argv, env, timeout=120 if launcher else 60)
+
+
+def truth(out, rank):
+    with open(os.path.join(out, f"truth-rank-{rank}.json")) as f:
+        return json.load(f)
+
+
+def trace(path):
+    """The trace's attributes and phases as plain Python values."""
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        rows = f["phases"][()] if "phases" in f else []
+        names = rows.dtype.names if len(rows) else ()
+        phases = []
+        for r in rows:
+            p = {n: (r[n].decode().rstrip("\0") if n == "label" else int(r[n])) for n in names}
+            phases.append(p)
+    return attrs, phases
+
+
+def expected(tp):
+    """A truth phase as the trace row it must be."""
+    e = {k: tp[k] for k in EXACT}
+    e["label"] = tp["label"]
+    e["outcome"] = OUTCOMES[tp["outcome"]]
+    for k in ("live_end", "device_free_end"):
+        if e[k] is None:
+            e[k] = U64_MAX if k == "device_free_end" else None
+    return e
+
+
+def compare_phase(where, got, want, keys=None):
+    keys = keys or ["label", "outcome", *EXACT]
+    for k in keys:
+        if want.get(k) is None:
+            continue
+        check(got.get(k) == want[k],
+              f"{where}: {k} is {got.get(k)}, the server's truth says {want[k]}")
+
+
+def check_trace_equals_truth(out, rank, world_size):
+    t = truth(out, rank)
+    path = os.path.join(out, f"rank-{rank}.h5")
+    check(os.path.exists(path), f"no trace {path}; the folder holds {sorted(os.listdir(out))}")
+    attrs, phases = trace(path)
+    for k, v in (("rank", rank), ("world_size", world_size), ("source", "cupti"),
+                 ("model", "test-model"), ("gpu_name", t["gpu_name"]),
+                 ("gpu_total_bytes", t["gpu_total_bytes"]), ("complete", 1)):
+        check(attrs.get(k) == v, f"{path}: attribute {k} is {attrs.get(k)!r}, expected {v!r}")
+    check(len(phases) == len(t["phases"]),
+          f"{path}: {len(phases)} phases, the server ran {len(t['phases'])}")
+    for i, (got, tp) in enumerate(zip(phases, t["phases"])):
+        compare_phase(f"{path} phase {i} ({tp['label']} tokens={tp['tokens']})", got, expected(tp))
+    rc, _, err = run([ARGS.warmcal, "inspect", path], fake_env())
+    check(rc == 0, f"warmcal inspect {path}: exit {rc}: {err}")
+    return attrs, phases, t
+
+
+def warmcal_lines(stderr):
+    return [l for l in stderr.splitlines() if l.startswith("warmcal")]
+
+
+# ---- cases ----
+
+def profile_records_every_kind_of_memory_exactly_as_the_server_did():
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out)
+    check(rc == 0, f"warmcal profile exit {rc}: {err}")
+    _, phases, t = check_trace_equals_truth(out, 0, 1)
+    kinds = {p["label"] for p in t["phases"]}
+    check({"decode", "prefill", "sample"} <= kinds, "the script ran every phase")
+    check(any(p["outcome"] == "oom" and p["failed_alloc_bytes"] > 0 for p in t["phases"]),
+          "an out-of-memory phase with the size asked for")
+    check(not glob.glob(os.path.join(out, "*.spool")), "spools are removed once converted")
+    # only the convention's ranges are phases; malformed and nested ones are noted
+    check(len(phases) == 8, f"8 phases, not {len(phases)}")
+
+
+def profile_on_four_ranks_writes_four_traces_that_fit_a_table():
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out, launcher=ARGS.mpiexec)
+    check(rc == 0, f"mpirun warmcal profile exit {rc}: {err}")
+    traces = sorted(glob.glob(os.path.join(out, "rank-*.h5")))
+    check(len(traces) == 4, f"4 traces, found {traces}")
+    outcomes = []
+    for r in range(4):
+        _, phases, _ = check_trace_equals_truth(out, r, 4)
+        outcomes.append([p["outcome"] for p in phases])
+    check(outcomes[0] != outcomes[1], "rank 0 (short of memory) ran out where the others did not")
+    table = os.path.join(TMP, "table.json")
+    rc, so, err = run([ARGS.warmcal, "fit", *traces, "-o", table], fake_env())
+    check(rc == 0, f"warmcal fit exit {rc}: {so}{err}")
+    with open(table) as f:
+        check(json.load(f), "the table is JSON")
+
+
+def dropped_records_mark_their_phases_lower_bound():
+    n = 13  # the script's first phase loses nothing; the second and fourth do
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out, fake_cupti=f"drop={n}")
+    check(rc == 0, f"warmcal profile exit {rc}: {err}")
+    t = truth(out, 0)
+    attrs, phases = trace(os.path.join(out, "rank-0.h5"))
+    check(len(phases) == len(t["phases"]), "every phase is in the trace")
+    dropped = set(range(n, t["records_total"] + 1, n))  # 1-based record numbers lost
+    first_drop = min(dropped)
+    check(attrs.get("dropped_records", 0) >= len([d for d in dropped
+                                                  if d <= t["phases"][-1]["records_end"]]),
+          f"dropped_records {attrs.get('dropped_records')} counts the lost records")
+    flagged = exact = 0
+    for i, (got, tp) in enumerate(zip(phases, t["phases"])):
+        where = f"phase {i} ({tp['label']} tokens={tp['tokens']})"
+        lost = [d for d in dropped if tp["records_begin"] < d <= tp["records_end"]]
+        if lost:
+            check(got["lower_bound"] & LB_DROPPED, f"{where} lost records {lost} but is not marked")
+            flagged += 1
+        if tp["records_end"] < first_drop:
+            compare_phase(where, got, expected(tp))
+            exact += 1
+    check(flagged >= 2 and exact >= 1, "the script loses records in some phases, not all")
+    check(any("dropped" in l for l in warmcal_lines(err)), f"the loss is reported: {err}")
+
+
+def late_out_of_order_buffers_give_the_same_traces():
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out, fake_cupti="late,buffer_records=2")
+    check(rc == 0, f"warmcal profile exit {rc}: {err}")
+    check_trace_equals_truth(out, 0, 1)
+
+
+def a_server_killed_mid_phase_leaves_a_readable_trace_with_that_phase_aborted():
+    k = 3
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out, "--crash-in-phase", str(k))
+    check(rc == 128 + 9, f"warmcal profile passes on SIGKILL as 137, not {rc}: {err}")
+    t = truth(out, 0)
+    path = os.path.join(out, "rank-0.h5")
+    check(os.path.exists(path), f"a trace is written for the killed server: {err}")
+    _, phases = trace(path)
+    check(len(phases) == k + 1, f"{k} complete phases and the aborted one, not {len(phases)}")
+    for i in range(k):
+        compare_phase(f"phase {i}", phases[i], expected(t["phases"][i]))
+    got, tp = phases[k], t["phases"][k]
+    compare_phase(f"aborted phase {k}", got, expected(tp),
+                  keys=["label", "tokens", "batch", "outcome", "live_begin", "device_free_begin"])
+    check(got["lower_bound"] & LB_ABORTED, "the aborted phase is a lower bound")
+    check(tp["live_begin"] <= got["live_peak"] <= tp["live_peak"],
+          f"aborted phase peak {got['live_peak']} within what the server had "
+          f"({tp['live_begin']}..{tp['live_peak']})")
+    rc, _, err = run([ARGS.warmcal, "inspect", path], fake_env())
+    check(rc == 0, f"warmcal inspect reads it: {err}")
+
+
+def by_hand(out_dir, fake_cupti=None, warmcal_out=True):
+    """Run the server with the variables set by hand, as docs/guide.md shows."""
+    env = fake_env(CUDA_INJECTION64_PATH=ARGS.inject, NVTX_INJECTION64_PATH=ARGS.inject,
+                   WARMCAL_SESSION="by-hand", WARMCAL_MODEL="test-model")
+    if warmcal_out:
+        env["WARMCAL_OUT"] = out_dir
+    if fake_cupti:
+        env["FAKE_CUPTI"] = fake_cupti
+    truth_dir = os.path.join(TMP, "truth")
+    os.makedirs(truth_dir, exist_ok=True)
+    return run([ARGS.server, "--truth-dir", truth_dir], env)
+
+
+def one_failure(fake_cupti=None, out_dir=None, warmcal_out=True, at_start=True):
+    """The server runs to its normal end and warmcal says one thing: that it
+    is disabled (a failure at start-up: nothing else at all; later: the
+    warnings of the phases before it, then nothing)."""
+    out_dir = out_dir or os.path.join(TMP, "out")
+    os.makedirs(os.path.join(TMP, "out"), exist_ok=True)
+    rc, _, err = by_hand(out_dir, fake_cupti, warmcal_out)
+    check(rc == 0, f"the server exits normally (0), not {rc}: {err}")
+    check(os.path.exists(os.path.join(TMP, "truth", "truth-rank-0.json")),
+          "the server ran its whole script")
+    lines = warmcal_lines(err)
+    disabled = [i for i, l in enumerate(lines) if "disabled" in l]
+    check(len(disabled) == 1, f"one message says the profiler is disabled: {err!r}")
+    if at_start:
+        check(len(lines) == 1, f"exactly one message from warmcal, got {len(lines)}: {err!r}")
+    else:
+        check(disabled[0] == len(lines) - 1, f"nothing from warmcal once disabled: {err!r}")
+    return lines[disabled[0]]
+
+
+def a_cupti_subscribe_failure_leaves_the_server_running_with_one_message():
+    one_failure("fail=subscribe")
+
+
+def a_cupti_activity_failure_leaves_the_server_running_with_one_message():
+    one_failure("fail=activity_enable")
+
+
+def a_cupti_buffer_registration_failure_leaves_the_server_running_with_one_message():
+    one_failure("fail=register_callbacks")
+
+
+def a_cupti_clock_failure_leaves_the_server_running_with_one_message():
+    one_failure("fail=timestamp")
+
+
+def a_cupti_flush_failure_at_a_phase_end_disables_the_profiler_with_one_message():
+    one_failure("fail=flush", at_start=False)
+
+
+def a_cupti_callback_failure_leaves_the_server_running_with_one_message():
+    one_failure("fail=enable_callback")
+
+
+def an_unwritable_output_leaves_the_server_running_with_one_message():
+    blocker = os.path.join(TMP, "a-file")
+    with open(blocker, "w") as f:
+        f.write("not a folder\n")
+    line = one_failure(out_dir=os.path.join(blocker, "traces"))
+    check("a-file" in line, f"the message names the output: {line}")
+
+
+def a_missing_output_variable_leaves_the_server_running_with_one_message():
+    line = one_failure(warmcal_out=False)
+    check("WARMCAL_OUT" in line, f"the message names WARMCAL_OUT: {line}")
+
+
+def a_by_hand_run_converts_with_profile_convert():
+    out = os.path.join(TMP, "out")
+    os.makedirs(out)
+    rc, _, err = by_hand(out)
+    check(rc == 0, f"the server exits 0: {err}")
+    check(not warmcal_lines(err) or all("warning" in l for l in warmcal_lines(err)),
+          f"no failure message: {err}")
+    spools = glob.glob(os.path.join(out, "*.spool"))
+    check(len(spools) == 1, f"one spool, found {spools}")
+    rc, so, err = run([ARGS.warmcal, "profile", "--convert", out], fake_env())
+    check(rc == 0, f"warmcal profile --convert exit {rc}: {so}{err}")
+    shutil.copy(os.path.join(TMP, "truth", "truth-rank-0.json"), out)
+    check_trace_equals_truth(out, 0, 1)
+
+
+def injection_library_exports_initialize_injection_and_links_no_mpi_or_cudart():
+    rc, so, err = run(["nm", "-D", "--defined-only", ARGS.inject], os.environ)
+    check(rc == 0, f"nm -D: {err}")
+    names = {l.split()[-1] for l in so.splitlines() if l.strip()}
+    check("InitializeInjection" in names, f"InitializeInjection exported: {sorted(names)}")
+    rc, so, err = run(["ldd", ARGS.inject], os.environ)
+    check(rc == 0, f"ldd: {err}")
+    for bad in ("libmpi", "libcudart", "libcupti", "libcuda.so", "libhdf5"):
+        check(bad not in so, f"the injection library links {bad}:\n{so}")
+    # a C++ runtime only as a sanitizer runtime's own dependency, never directly
+    rc, so, err = run(["readelf", "-d", ARGS.inject], os.environ)
+    check(rc == 0, f"readelf -d: {err}")
+    needed = [l for l in so.splitlines() if "(NEEDED)" in l]
+    check(not any("libstdc++" in l for l in needed), f"the injection library needs libstdc++: {needed}")
+
+
+CASES = {f.__name__: f for f in [
+    profile_records_every_kind_of_memory_exactly_as_the_server_did,
+    profile_on_four_ranks_writes_four_traces_that_fit_a_table,
+    dropped_records_mark_their_phases_lower_bound,
+    late_out_of_order_buffers_give_the_same_traces,
+    a_server_killed_mid_phase_leaves_a_readable_trace_with_that_phase_aborted,
+    a_cupti_subscribe_failure_leaves_the_server_running_with_one_message,
+    a_cupti_activity_failure_leaves_the_server_running_with_one_message,
+    a_cupti_buffer_registration_failure_leaves_the_server_running_with_one_message,
+    a_cupti_clock_failure_leaves_the_server_running_with_one_message,
+    a_cupti_flush_failure_at_a_phase_end_disables_the_profiler_with_one_message,
+    a_cupti_callback_failure_leaves_the_server_running_with_one_message,
+    an_unwritable_output_leaves_the_server_running_with_one_message,
+    a_missing_output_variable_leaves_the_server_running_with_one_message,
+    a_by_hand_run_converts_with_profile_convert,
+    injection_library_exports_initialize_injection_and_links_no_mpi_or_cudart,
+]}
+
+
+def main():
+    global ARGS, TMP
+    ap = argparse.ArgumentParser()
+    ap.add_argument("case", choices=sorted(CASES))
+    ap.add_argument("--warmcal", required=True)
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--inject", required=True)
+    ap.add_argument("--fakes", required=True)
+    ap.add_argument("--workdir", required=True)
+    argv = sys.argv[1:]
+    launcher = argv[argv.index("--") + 1:] if "--" in argv else []
+    ARGS = ap.parse_args(argv[:len(argv) - len(launcher) - (1 if launcher else 0)])
+    ARGS.mpiexec = launcher
+    os.makedirs(ARGS.workdir, exist_ok=True)
+    TMP = tempfile.mkdtemp(prefix=ARGS.case[:40] + ".", dir=ARGS.workdir)
+    try:
+        CASES[ARGS.case]()
+    except AssertionError as e:
+        print(f"FAIL {ARGS.case}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if os.environ.get("WARMCAL_KEEP_TEST_FILES"):
+            print(f"(files kept in {TMP})", file=sys.stderr)
+        else:
+            shutil.rmtree(TMP, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
