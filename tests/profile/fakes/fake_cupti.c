@@ -197,6 +197,26 @@ static int append_record(const void *rec, size_t size)
 
 /* ---- what the driver tells us ---- */
 
+/* The process id records carry. getpid() is a system call: asked once per
+ * record it would make the fake, not the profiler, what a bench measures. */
+static pid_t cached_pid;
+static void forget_pid(void)
+{
+    cached_pid = 0;
+}
+static void register_forget_pid(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+static uint32_t process_id(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_forget_pid);
+    if (!cached_pid)
+        cached_pid = getpid();
+    return (uint32_t)cached_pid;
+}
+
 static void on_mem(void *user, const fake_mem_op *op)
 {
     (void)user;
@@ -226,7 +246,7 @@ static void on_mem(void *user, const fake_mem_op *op)
         r.address = op->address;
         r.bytes = op->bytes;
         r.timestamp = op->time_ns;
-        r.processId = (uint32_t)getpid();
+        r.processId = process_id();
         r.deviceId = (uint32_t)op->device;
         r.contextId = op->context_id;
         r.streamId = op->stream_id;
@@ -255,7 +275,7 @@ static void on_mem(void *user, const fake_mem_op *op)
                                         : CUPTI_ACTIVITY_MEMORY_POOL_OPERATION_TYPE_TRIMMED;
         r.memoryPoolType = CUPTI_ACTIVITY_MEMORY_POOL_TYPE_LOCAL;
         r.correlationId = op->correlation_id;
-        r.processId = (uint32_t)getpid();
+        r.processId = process_id();
         r.deviceId = (uint32_t)op->device;
         r.minBytesToKeep = op->op == FAKE_OP_POOL_TRIMMED ? op->pool_reserved : 0;
         r.address = op->pool;
