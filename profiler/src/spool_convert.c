@@ -1,16 +1,21 @@
 /* Spool to trace (warmcal/spool.h): replays a spool's events in timestamp
  * order through the recorder into the trace writer, marks the phases whose
- * figure may be below the truth, and lists the spools a run left in a folder
- * with the trace each one becomes. */
-#define _XOPEN_SOURCE 700 /* realpath */
+ * figure may be below the truth and the allocation failures a retry
+ * recovered, moves the trace into place without ever replacing another
+ * run's, and lists the spools a run left in a folder with the trace each one
+ * becomes. */
+#define _GNU_SOURCE /* timegm, strptime, realpath */
 #include "warmcal/spool.h"
+#include "spool_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -113,6 +118,184 @@ static int read_ids(const warmcal_spool *s, run_ids *ids, warmcal_error *err)
     return 0;
 }
 
+/* --- a small address map ------------------------------------------------- */
+
+/* Open addressing with linear probing, keyed by (k1, k2): the live
+ * stream-ordered pool blocks (address -> bytes), and the failed allocations
+ * still waiting for a retry ((bytes, memory kind) -> first of them). */
+typedef struct {
+    uint64_t k1, value;
+    uint8_t k2, used;
+} slot;
+
+typedef struct {
+    slot *slots;
+    size_t cap, n; /* cap: 0 or a power of two */
+} keymap;
+
+static size_t key_hash(uint64_t k1, uint8_t k2)
+{
+    uint64_t x = k1 ^ ((uint64_t)k2 << 56) ^ k2;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+/* The slot of the key, or SIZE_MAX. */
+static size_t map_find(const keymap *m, uint64_t k1, uint8_t k2)
+{
+    if (!m->n)
+        return SIZE_MAX;
+    for (size_t i = key_hash(k1, k2) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->slots[i].used)
+            return SIZE_MAX;
+        if (m->slots[i].k1 == k1 && m->slots[i].k2 == k2)
+            return i;
+    }
+}
+
+static int map_put(keymap *m, uint64_t k1, uint8_t k2, uint64_t value)
+{
+    size_t at = map_find(m, k1, k2);
+    if (at != SIZE_MAX) {
+        m->slots[at].value = value;
+        return 0;
+    }
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        slot *grown = calloc(cap, sizeof *grown);
+        if (!grown)
+            return -1;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->slots[i].used)
+                continue;
+            size_t j = key_hash(m->slots[i].k1, m->slots[i].k2) & (cap - 1);
+            while (grown[j].used)
+                j = (j + 1) & (cap - 1);
+            grown[j] = m->slots[i];
+        }
+        free(m->slots);
+        m->slots = grown;
+        m->cap = cap;
+    }
+    size_t i = key_hash(k1, k2) & (m->cap - 1);
+    while (m->slots[i].used)
+        i = (i + 1) & (m->cap - 1);
+    m->slots[i] = (slot){.k1 = k1, .k2 = k2, .value = value, .used = 1};
+    m->n++;
+    return 0;
+}
+
+/* Remove the slot at i, shifting the probe chain back over the hole. */
+static void map_erase(keymap *m, size_t i)
+{
+    size_t mask = m->cap - 1;
+    m->slots[i].used = 0;
+    m->n--;
+    for (size_t j = (i + 1) & mask; m->slots[j].used; j = (j + 1) & mask) {
+        size_t home = key_hash(m->slots[j].k1, m->slots[j].k2) & mask;
+        /* the entry at j may move to the hole at i when its home is not
+         * in the (cyclic) range (i, j] */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            m->slots[i] = m->slots[j];
+            m->slots[j].used = 0;
+            i = j;
+        }
+    }
+}
+
+static void map_clear(keymap *m)
+{
+    if (m->n)
+        memset(m->slots, 0, m->cap * sizeof *m->slots);
+    m->n = 0;
+}
+
+/* --- recovered allocation failures --------------------------------------- */
+
+/* A caching allocator (PyTorch's) catches a failed cudaMalloc, releases its
+ * cache and asks again: a failed allocation followed, before the next phase
+ * edge, by a successful one of the same memory kind and size is recovered,
+ * not an out-of-memory. One pass over the sorted index marks them in a
+ * bitmap (a bit per entry); the failures still waiting for their retry are
+ * kept per (size, kind), chained through next[]. */
+typedef struct {
+    uint8_t *recovered; /* bit i: entry i is a recovered failure */
+    size_t count;
+} recovery;
+
+static int find_recovered(const warmcal_spool *s, recovery *out, warmcal_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = s->n_entries;
+    keymap waiting = {0};
+    size_t *next = NULL, n_fail = 0, cap_fail = 0, *pos = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (i % WARMCAL__SPOOL_DROP_EVERY == WARMCAL__SPOOL_DROP_EVERY - 1)
+            warmcal__spool_drop_pages(s);
+        warmcal_spool_entry e;
+        warmcal_spool_entry_at(s, i, &e);
+        if (e.type == WARMCAL_SPOOL_PHASE_BEGIN || e.type == WARMCAL_SPOOL_PHASE_END) {
+            map_clear(&waiting);
+            n_fail = 0;
+            continue;
+        }
+        if (e.type != WARMCAL_SPOOL_EVENT)
+            continue;
+        if (e.kind == WARMCAL_EV_ALLOC_FAILED) {
+            if (n_fail == cap_fail) {
+                size_t cap = cap_fail ? 2 * cap_fail : 16;
+                size_t *np = realloc(next, cap * sizeof *np), *pp = np ? realloc(pos, cap * sizeof *pp) : NULL;
+                if (np)
+                    next = np;
+                if (pp)
+                    pos = pp;
+                if (!np || !pp) {
+                    rc = warmcal_error_set(err, WARMCAL_E_NOMEM, s->path, NULL, "out of memory");
+                    break;
+                }
+                cap_fail = cap;
+            }
+            size_t at = map_find(&waiting, e.bytes, e.mem_kind);
+            next[n_fail] = at == SIZE_MAX ? SIZE_MAX : (size_t)waiting.slots[at].value;
+            pos[n_fail] = i;
+            if (map_put(&waiting, e.bytes, e.mem_kind, n_fail) < 0)
+                rc = warmcal_error_set(err, WARMCAL_E_NOMEM, s->path, NULL, "out of memory");
+            n_fail++;
+        } else if (e.kind == WARMCAL_EV_ALLOC && waiting.n) {
+            size_t at = map_find(&waiting, e.bytes, e.mem_kind);
+            if (at == SIZE_MAX)
+                continue;
+            if (!out->recovered && !(out->recovered = calloc(n / 8 + 1, 1))) {
+                rc = warmcal_error_set(err, WARMCAL_E_NOMEM, s->path, NULL, "out of memory");
+                break;
+            }
+            for (size_t f = (size_t)waiting.slots[at].value; f != SIZE_MAX; f = next[f]) {
+                out->recovered[pos[f] / 8] |= (uint8_t)(1u << (pos[f] % 8));
+                out->count++;
+            }
+            map_erase(&waiting, at);
+        }
+    }
+    free(waiting.slots);
+    free(next);
+    free(pos);
+    if (rc) {
+        free(out->recovered);
+        memset(out, 0, sizeof *out);
+    }
+    return rc;
+}
+
+static int is_recovered(const recovery *r, size_t i)
+{
+    return r->recovered && (r->recovered[i / 8] >> (i % 8)) & 1u;
+}
+
 /* --- replay ---------------------------------------------------------------- */
 
 typedef struct {
@@ -123,12 +306,21 @@ typedef struct {
     const warmcal_spool *s;
     warmcal_trace_writer *w;
     warmcal_spool_convert_report *rep;
+    int with_events;
+    const recovery *recovered;
     pool_size *pools;
     size_t n_pools, cap_pools;
     uint64_t pool_reserved;  /* sum of every pool's reserved bytes now */
+    keymap pool_blocks;      /* live stream-ordered pool blocks: address -> bytes */
+    uint64_t pool_live;      /* their bytes */
     uint64_t allocs;         /* device allocations asked for so far (failed ones too) */
-    uint64_t allocs_at_begin, pool_at_begin;
+    uint64_t allocs_at_begin, pool_at_begin, pool_live_at_begin;
 } replay;
+
+static uint64_t sub_or_zero(uint64_t a, uint64_t b)
+{
+    return a > b ? a - b : 0;
+}
 
 static uint32_t lower_bound_of(const replay *r, const warmcal_phase *p)
 {
@@ -139,11 +331,14 @@ static uint32_t lower_bound_of(const replay *r, const warmcal_phase *p)
     if (p->device_free_begin != WARMCAL_FREE_UNKNOWN && p->device_free_end != WARMCAL_FREE_UNKNOWN &&
         p->device_free_begin > p->device_free_end) {
         /* What the device lost, against what the API events account for:
-         * blocks still live, and pools that reserved more (a pool keeps
-         * freed blocks, like a caching allocator). */
+         * live blocks outside the pools that grew, and pools that reserved
+         * more. A pool's blocks are carved out of its reservation, so they
+         * are counted once, through the reservation (a pool keeps freed
+         * blocks, like a caching allocator). */
         uint64_t fell = p->device_free_begin - p->device_free_end;
-        uint64_t grew = p->live_end > p->live_begin ? p->live_end - p->live_begin : 0;
-        uint64_t pools = r->pool_reserved > r->pool_at_begin ? r->pool_reserved - r->pool_at_begin : 0;
+        uint64_t grew = sub_or_zero(sub_or_zero(p->live_end, r->pool_live),
+                                    sub_or_zero(p->live_begin, r->pool_live_at_begin));
+        uint64_t pools = sub_or_zero(r->pool_reserved, r->pool_at_begin);
         uint64_t explained = grew + pools;
         if (explained < grew) /* overflow: everything is explained */
             explained = UINT64_MAX;
@@ -173,6 +368,11 @@ static int on_event(void *user, const warmcal_event *event, warmcal_error *err)
     return warmcal_trace_writer_add_event(((replay *)user)->w, event, err);
 }
 
+static int nomem(const replay *r, warmcal_error *err)
+{
+    return warmcal_error_set(err, WARMCAL_E_NOMEM, r->s->path, NULL, "out of memory");
+}
+
 static int set_pool(replay *r, uint64_t pool, uint64_t reserved, warmcal_error *err)
 {
     size_t i = 0;
@@ -183,7 +383,7 @@ static int set_pool(replay *r, uint64_t pool, uint64_t reserved, warmcal_error *
             size_t cap = r->cap_pools ? 2 * r->cap_pools : 8;
             pool_size *p = realloc(r->pools, cap * sizeof *p);
             if (!p)
-                return warmcal_error_set(err, WARMCAL_E_NOMEM, r->s->path, NULL, "out of memory");
+                return nomem(r, err);
             r->pools = p;
             r->cap_pools = cap;
         }
@@ -191,6 +391,23 @@ static int set_pool(replay *r, uint64_t pool, uint64_t reserved, warmcal_error *
     }
     r->pool_reserved = r->pool_reserved - r->pools[i].reserved + reserved;
     r->pools[i].reserved = reserved;
+    return 0;
+}
+
+/* Follow the live pool blocks as the recorder follows every block: an
+ * allocation at a live address replaces that block, a free removes it. */
+static int track_pool_block(replay *r, const warmcal_spool_entry *e, warmcal_error *err)
+{
+    size_t at = map_find(&r->pool_blocks, e->address, 0);
+    if (at != SIZE_MAX) {
+        r->pool_live -= r->pool_blocks.slots[at].value;
+        map_erase(&r->pool_blocks, at);
+    }
+    if (e->kind == WARMCAL_EV_ALLOC && e->mem_kind == WARMCAL_MEM_POOL) {
+        if (map_put(&r->pool_blocks, e->address, 0, e->bytes) < 0)
+            return nomem(r, err);
+        r->pool_live += e->bytes;
+    }
     return 0;
 }
 
@@ -202,20 +419,39 @@ static int entry_error(const replay *r, const warmcal_spool_entry *e, int code, 
     return warmcal_error_set(err, code, r->s->path, where, "%s", text);
 }
 
-static int replay_entry(replay *r, warmcal_recorder *rec, const warmcal_spool_entry *e,
+static int replay_entry(replay *r, warmcal_recorder *rec, const warmcal_spool_entry *e, size_t i,
                         warmcal_error *err)
 {
     switch (e->type) {
     case WARMCAL_SPOOL_EVENT:
         switch (e->kind) {
-        case WARMCAL_EV_ALLOC:
+        case WARMCAL_EV_ALLOC: {
             r->allocs += e->mem_kind != WARMCAL_MEM_PINNED_HOST;
-            return warmcal_recorder_alloc(rec, e->time_ns, e->address, e->bytes,
-                                          (warmcal_mem_kind)e->mem_kind, err);
-        case WARMCAL_EV_FREE:
-            return warmcal_recorder_free(rec, e->time_ns, e->address, err);
+            int rc = track_pool_block(r, e, err);
+            return rc ? rc
+                      : warmcal_recorder_alloc(rec, e->time_ns, e->address, e->bytes,
+                                               (warmcal_mem_kind)e->mem_kind, err);
+        }
+        case WARMCAL_EV_FREE: {
+            int rc = track_pool_block(r, e, err);
+            return rc ? rc : warmcal_recorder_free(rec, e->time_ns, e->address, err);
+        }
         case WARMCAL_EV_ALLOC_FAILED:
             r->allocs += e->mem_kind != WARMCAL_MEM_PINNED_HOST;
+            if (is_recovered(r->recovered, i)) {
+                /* not an OOM: kept in the timeline only */
+                r->rep->recovered_alloc_failures++;
+                if (!r->with_events)
+                    return 0;
+                warmcal_event ev = {
+                    .time_ns = e->time_ns,
+                    .kind = WARMCAL_EV_ALLOC_FAILED,
+                    .mem_kind = e->mem_kind,
+                    .bytes = e->bytes,
+                    .phase = warmcal_recorder_in_phase(rec) ? (int64_t)r->rep->phases : -1,
+                };
+                return warmcal_trace_writer_add_event(r->w, &ev, err);
+            }
             return warmcal_recorder_alloc_failed(rec, e->time_ns, e->bytes,
                                                  (warmcal_mem_kind)e->mem_kind, err);
         default:
@@ -224,10 +460,10 @@ static int replay_entry(replay *r, warmcal_recorder *rec, const warmcal_spool_en
     case WARMCAL_SPOOL_PHASE_BEGIN: {
         if (warmcal_recorder_in_phase(rec))
             return entry_error(r, e, WARMCAL_E_FORMAT, "a phase begins while another is open", err);
-        const warmcal_spool_phase_begin *b = &r->s->begins[e->begin];
         r->allocs_at_begin = r->allocs;
         r->pool_at_begin = r->pool_reserved;
-        return warmcal_recorder_phase_begin(rec, e->time_ns, b->label, b->tokens, b->batch, err);
+        r->pool_live_at_begin = r->pool_live;
+        return warmcal_recorder_phase_begin(rec, e->time_ns, e->label, e->bytes, e->batch, err);
     }
     case WARMCAL_SPOOL_PHASE_END:
         if (!warmcal_recorder_in_phase(rec))
@@ -270,6 +506,22 @@ static const char *info_or(const warmcal_spool *s, const char *key, const char *
     return v && v[0] ? v : def;
 }
 
+static int canceled(const warmcal_spool_convert_options *opts)
+{
+    return opts && opts->cancel && *opts->cancel;
+}
+
+static int cancel_error(const warmcal_spool *s, warmcal_spool_convert_report *rep,
+                        warmcal_error *err)
+{
+    rep->canceled = 1;
+    return warmcal_error_set(err, WARMCAL_E_STATE, s->path, NULL,
+                             "conversion stopped: a signal asked for it");
+}
+
+/* Entries replayed between two looks at opts->cancel. */
+#define CANCEL_EVERY 4096u
+
 /* Write the trace of a sorted spool at path (a fresh temporary file). */
 static int write_trace(const warmcal_spool *s, const char *path, const run_ids *ids,
                        const warmcal_spool_convert_options *opts, warmcal_spool_convert_report *rep,
@@ -277,6 +529,10 @@ static int write_trace(const warmcal_spool *s, const char *path, const run_ids *
 {
     uint64_t total;
     int rc = info_number(s, "gpu_total_bytes", UINT64_MAX, 0, &total, err);
+    if (rc)
+        return rc;
+    recovery recovered;
+    rc = find_recovered(s, &recovered, err);
     if (rc)
         return rc;
     warmcal_trace_info info = {
@@ -292,11 +548,16 @@ static int write_trace(const warmcal_spool *s, const char *path, const run_ids *
         .driver_version = warmcal_spool_info_get(s, "driver_version"),
         .cuda_version = warmcal_spool_info_get(s, "cuda_version"),
     };
+    int with_events = opts && opts->with_events;
     warmcal_trace_writer *w = NULL;
-    rc = warmcal_trace_writer_open(&w, path, &info, opts && opts->with_events, err);
-    if (rc)
+    rc = warmcal_trace_writer_open(&w, path, &info, with_events, err);
+    if (rc) {
+        free(recovered.recovered);
         return rc;
+    }
     rc = warmcal_trace_writer_set_attr_u64(w, "dropped_records", rep->dropped_records, err);
+    if (!rc)
+        rc = warmcal_trace_writer_set_attr_u64(w, "recovered_alloc_failures", recovered.count, err);
     const char *session = warmcal_spool_info_get(s, "session");
     if (!rc && session && session[0])
         rc = warmcal_trace_writer_set_attr_string(w, "session", session, err);
@@ -307,39 +568,287 @@ static int write_trace(const warmcal_spool *s, const char *path, const run_ids *
         free(notes);
     }
 
-    replay r = {.s = s, .w = w, .rep = rep};
+    replay r = {.s = s, .w = w, .rep = rep, .with_events = with_events, .recovered = &recovered};
     warmcal_recorder_options ro = {
         .on_phase = on_phase,
-        .on_event = opts && opts->with_events ? on_event : NULL,
+        .on_event = with_events ? on_event : NULL,
         .user = &r,
     };
     warmcal_recorder *rec = NULL;
     if (!rc)
         rc = warmcal_recorder_open(&rec, &ro, err);
+    /* the last time seen: the latest timed record (the index is sorted),
+     * or the EXIT record when later */
     uint64_t last = 0;
+    warmcal_spool_entry e, open_one;
+    memset(&open_one, 0, sizeof open_one);
     for (size_t i = 0; !rc && i < s->n_entries; i++) {
-        rc = replay_entry(&r, rec, &s->entries[i], err);
-        last = s->entries[i].time_ns > last ? s->entries[i].time_ns : last;
+        if (i % CANCEL_EVERY == 0 && canceled(opts)) {
+            rc = cancel_error(s, rep, err);
+            break;
+        }
+        if (i % WARMCAL__SPOOL_DROP_EVERY == WARMCAL__SPOOL_DROP_EVERY - 1)
+            warmcal__spool_drop_pages(s);
+        warmcal_spool_entry_at(s, i, &e);
+        rc = replay_entry(&r, rec, &e, i, err);
+        if (e.type == WARMCAL_SPOOL_PHASE_BEGIN)
+            open_one = e;
+        last = e.time_ns > last ? e.time_ns : last;
     }
     if (!rc && warmcal_recorder_in_phase(rec)) {
         /* the process ended inside this phase: it is kept, as aborted */
-        const warmcal_spool_phase_begin *open_one = NULL;
-        for (size_t i = s->n_entries; i > 0 && !open_one; i--)
-            if (s->entries[i - 1].type == WARMCAL_SPOOL_PHASE_BEGIN)
-                open_one = &s->begins[s->entries[i - 1].begin];
         rep->ended_in_phase = 1;
-        if (open_one) {
-            memcpy(rep->ended_label, open_one->label, sizeof rep->ended_label);
-            rep->ended_tokens = open_one->tokens;
-        }
+        memcpy(rep->ended_label, open_one.label, sizeof rep->ended_label);
+        rep->ended_tokens = open_one.bytes;
         if (s->exited && s->exit_ns > last)
             last = s->exit_ns;
         rc = warmcal_recorder_abort_phase(rec, last, err);
     }
     warmcal_recorder_close(rec);
     free(r.pools);
+    free(r.pool_blocks.slots);
+    free(recovered.recovered);
     int close_rc = warmcal_trace_writer_close(w, err);
     return rc ? rc : close_rc;
+}
+
+/* --- placing the trace ------------------------------------------------------ */
+
+/* The folder of path (malloc'd): "." when it has none. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    char *d = malloc((size_t)(slash - path) + 1);
+    if (d) {
+        memcpy(d, path, (size_t)(slash - path));
+        d[slash - path] = '\0';
+    }
+    return d;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+    return p;
+}
+
+/* Create a fresh file beside trace_path, "<trace_path>.partial-XXXXXX", as
+ * open(2) creates files: mode 0666 less the umask (mkstemp's 0600 would
+ * make the trace private). Returns the malloc'd name, or NULL with err set. */
+static char *create_temporary(const char *trace_path, warmcal_error *err)
+{
+    static const char digits[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    size_t len = strlen(trace_path);
+    char *tmp = malloc(len + sizeof ".partial-XXXXXX");
+    if (!tmp) {
+        warmcal_error_set(err, WARMCAL_E_NOMEM, trace_path, NULL, "out of memory");
+        return NULL;
+    }
+    int e = EEXIST;
+    for (int attempt = 0; attempt < 100 && e == EEXIST; attempt++) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ ((uint64_t)attempt * 0x9e3779b97f4a7c15ull);
+        memcpy(tmp, trace_path, len);
+        memcpy(tmp + len, ".partial-", 9);
+        for (int k = 0; k < 6; k++, r /= 62)
+            tmp[len + 9 + k] = digits[r % 62];
+        tmp[len + 15] = '\0';
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0) {
+            close(fd);
+            return tmp;
+        }
+        e = errno;
+    }
+    warmcal_error_set(err, WARMCAL_E_IO, trace_path, NULL,
+                      "cannot create a temporary file beside it: %s", strerror(e));
+    free(tmp);
+    return NULL;
+}
+
+/* Write the file at path to disk (fsync). File systems that cannot
+ * (EINVAL) are taken as they are. */
+static int sync_path(const char *path, int flags, const char *what, warmcal_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    if (fd < 0)
+        return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot open %s to flush it: %s",
+                                 what, strerror(errno));
+    int rc = 0;
+    if (fsync(fd) != 0 && errno != EINVAL)
+        rc = warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot flush %s to disk: %s", what,
+                               strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* 1970-based seconds of an ISO 8601 UTC time "YYYY-MM-DDTHH:MM:SSZ" (more
+ * after the seconds is ignored), or 0. */
+static uint64_t iso_seconds(const char *text)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (!text || !strptime(text, "%Y-%m-%dT%H:%M:%S", &tm))
+        return 0;
+    time_t t = timegm(&tm);
+    return t > 0 ? (uint64_t)t : 0;
+}
+
+static uint64_t mtime_ns(const struct stat *st)
+{
+    return (uint64_t)st->st_mtim.tv_sec * 1000000000ull + (uint64_t)st->st_mtim.tv_nsec;
+}
+
+/* The "session" attribute of the trace at path, copied into buf ("" when it
+ * has none or cannot be read). */
+static void trace_session(const char *path, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    warmcal_trace *t = NULL;
+    warmcal_error ignored;
+    warmcal_error_clear(&ignored);
+    if (warmcal_trace_read(path, &t, &ignored) != 0)
+        return;
+    for (size_t i = 0; i < t->n_attrs; i++)
+        if (strcmp(t->attrs[i].name, "session") == 0)
+            snprintf(buf, len, "%s", t->attrs[i].value);
+    warmcal_trace_free(t);
+}
+
+/* The largest world size named by the traces in dir other than skip
+ * (rank-*.h5), or 0. */
+static int folder_world_size(const char *dir, const char *skip)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int most = 0;
+    const char *skip_name = strrchr(skip, '/') ? strrchr(skip, '/') + 1 : skip;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (strncmp(e->d_name, "rank-", 5) != 0 || n < 8 || strcmp(e->d_name + n - 3, ".h5") != 0 ||
+            strcmp(e->d_name, skip_name) == 0)
+            continue;
+        char *p = path_join(dir, e->d_name);
+        struct stat st;
+        warmcal_trace *t = NULL;
+        warmcal_error ignored;
+        warmcal_error_clear(&ignored);
+        if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && warmcal_trace_read(p, &t, &ignored) == 0) {
+            if (t->world_size > most)
+                most = t->world_size;
+            warmcal_trace_free(t);
+        }
+        free(p);
+    }
+    closedir(d);
+    return most > 1 ? most : 0;
+}
+
+/* Move the finished temporary file tmp to trace_path, or to
+ * rank-R.pid-P.h5 beside it when another session wrote trace_path during
+ * this run (see warmcal_spool_convert); the folder is locked meanwhile so
+ * that two converters never both take one name. */
+static int place(const warmcal_spool *s, const char *tmp, const char *trace_path,
+                 const run_ids *ids, const warmcal_spool_convert_options *opts,
+                 warmcal_spool_convert_report *rep, warmcal_error *err)
+{
+    char *dir = dir_of(trace_path);
+    if (!dir)
+        return warmcal_error_set(err, WARMCAL_E_NOMEM, trace_path, NULL, "out of memory");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        int rc = warmcal_error_set(err, WARMCAL_E_IO, dir, NULL, "cannot open the folder: %s",
+                                   strerror(errno));
+        free(dir);
+        return rc;
+    }
+    /* Best effort: a file system without locks still gets the trace. Polled,
+     * so that a signal (opts->cancel) is seen while another converter
+     * holds the lock. */
+    while (flock(dfd, LOCK_EX | LOCK_NB) != 0 && (errno == EWOULDBLOCK || errno == EINTR) &&
+           !canceled(opts)) {
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    const char *session = warmcal_spool_info_get(s, "session");
+    uint64_t start = opts && opts->run_start_ns ? opts->run_start_ns
+                                                : iso_seconds(warmcal_spool_info_get(s, "start_time")) * 1000000000ull;
+    char *alt = NULL;
+    const char *target = trace_path;
+    int rc = 0;
+    for (;;) {
+        struct stat st;
+        if (lstat(target, &st) != 0)
+            break; /* free */
+        if (!S_ISREG(st.st_mode)) {
+            rc = warmcal_error_set(err, WARMCAL_E_IO, target, NULL,
+                                   "exists and is not a regular file: left as it is, no trace written");
+            break;
+        }
+        char theirs[WARMCAL_SPOOL_SESSION_LEN];
+        trace_session(target, theirs, sizeof theirs);
+        int ours = session && session[0] && strcmp(theirs, session) == 0;
+        if (ours || !start || mtime_ns(&st) < start)
+            break; /* this session's, or from an older run: replaced */
+        if (alt) {
+            rc = warmcal_error_set(err, WARMCAL_E_IO, target, NULL,
+                                   "written during this run by another session, as was %s: "
+                                   "left as they are, no trace written",
+                                   trace_path);
+            break;
+        }
+        rep->rank_claimed = 1;
+        snprintf(rep->claimed_by_session, sizeof rep->claimed_by_session, "%s", theirs);
+        char name[96];
+        snprintf(name, sizeof name, "rank-%d.pid-%ld.h5", ids->rank, ids->pid);
+        if (!(alt = path_join(dir, name))) {
+            rc = warmcal_error_set(err, WARMCAL_E_NOMEM, trace_path, NULL, "out of memory");
+            break;
+        }
+        if (strcmp(alt, trace_path) == 0) { /* already the pid's name */
+            rc = warmcal_error_set(err, WARMCAL_E_IO, target, NULL,
+                                   "written during this run by another session: left as it "
+                                   "is, no trace written");
+            break;
+        }
+        target = alt;
+    }
+    if (!rc && canceled(opts))
+        rc = cancel_error(s, rep, err);
+    if (!rc && rename(tmp, target) != 0)
+        rc = warmcal_error_set(err, WARMCAL_E_IO, target, NULL, "cannot move %s here: %s", tmp,
+                               strerror(errno));
+    if (!rc) {
+        rep->trace_written = 1;
+        snprintf(rep->trace_path, sizeof rep->trace_path, "%s", target);
+        /* the rename reaches the disk before the caller removes the spool:
+         * a power loss leaves one of them, never neither */
+        if (fsync(dfd) != 0 && errno != EINVAL)
+            rc = warmcal_error_set(err, WARMCAL_E_IO, dir, NULL,
+                                   "the trace is in place, but the folder could not be flushed "
+                                   "to disk (keep the spool): %s",
+                                   strerror(errno));
+    }
+    flock(dfd, LOCK_UN);
+    close(dfd);
+    if (rep->trace_written) {
+        const char *from = warmcal_spool_info_get(s, "rank_from");
+        if (from && strcmp(from, "none") == 0)
+            rep->other_world_size = folder_world_size(dir, target);
+    }
+    free(alt);
+    free(dir);
+    return rc;
 }
 
 int warmcal_spool_convert(const char *spool_path, const char *trace_path,
@@ -374,44 +883,29 @@ int warmcal_spool_convert(const char *spool_path, const char *trace_path,
         warmcal_spool_free(s);
         return 0;
     }
+    if (canceled(opts)) {
+        rc = cancel_error(s, rep, err);
+        warmcal_spool_free(s);
+        return rc;
+    }
     warmcal_spool_sort(s);
 
     /* A temporary name beside the trace: the rename at the end is atomic,
      * and a failure leaves nothing half-written under the trace's name. */
-    size_t len = strlen(trace_path);
-    char *tmp = malloc(len + sizeof ".partial-XXXXXX");
+    char *tmp = create_temporary(trace_path, err);
     if (!tmp) {
         warmcal_spool_free(s);
-        return warmcal_error_set(err, WARMCAL_E_NOMEM, spool_path, NULL, "out of memory");
+        return err ? err->code : WARMCAL_E_IO;
     }
-    memcpy(tmp, trace_path, len);
-    memcpy(tmp + len, ".partial-XXXXXX", sizeof ".partial-XXXXXX");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        rc = warmcal_error_set(err, WARMCAL_E_IO, trace_path, NULL,
-                               "cannot create a temporary file beside it: %s", strerror(errno));
-        free(tmp);
-        warmcal_spool_free(s);
-        return rc;
-    }
-    /* mkstemp makes it private; a trace is meant to be shared */
-    if (fchmod(fd, 0644) != 0)
-        rc = warmcal_error_set(err, WARMCAL_E_IO, tmp, NULL, "cannot set its mode: %s",
-                               strerror(errno));
-    close(fd);
+    rc = write_trace(s, tmp, &ids, opts, rep, err);
+    if (!rc && canceled(opts))
+        rc = cancel_error(s, rep, err);
     if (!rc)
-        rc = write_trace(s, tmp, &ids, opts, rep, err);
-    struct stat st;
-    if (!rc && lstat(trace_path, &st) == 0 && !S_ISREG(st.st_mode))
-        rc = warmcal_error_set(err, WARMCAL_E_IO, trace_path, NULL,
-                               "exists and is not a regular file: left as it is, no trace written");
-    if (!rc && rename(tmp, trace_path) != 0)
-        rc = warmcal_error_set(err, WARMCAL_E_IO, trace_path, NULL, "cannot move %s here: %s", tmp,
-                               strerror(errno));
-    if (rc)
+        rc = sync_path(tmp, 0, "the trace", err);
+    if (!rc)
+        rc = place(s, tmp, trace_path, &ids, opts, rep, err);
+    if (!rep->trace_written)
         unlink(tmp);
-    else
-        rep->trace_written = 1;
     free(tmp);
     warmcal_spool_free(s);
     return rc;
@@ -431,24 +925,16 @@ static int by_spool_path(const void *a, const void *b)
                   ((const warmcal_spool_job *)b)->spool_path);
 }
 
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", name);
-    return p;
-}
-
-/* Read a listed spool's head: session, rank, pid. */
+/* Read a listed spool's head: session, rank, pid. A damaged head still
+ * gives the session its records before the damage name, if any. */
 static int peek(warmcal_spool_job *j, warmcal_error *err)
 {
     warmcal_spool *s = NULL;
-    int rc = warmcal_spool_read(j->spool_path, SPOOL_HEAD_BYTES, &s, err);
+    int rc = warmcal__spool_read_partial(j->spool_path, SPOOL_HEAD_BYTES, &s, err);
     run_ids ids = {0, 1, 0};
     if (!rc)
         rc = read_ids(s, &ids, err);
-    const char *session = rc ? NULL : warmcal_spool_info_get(s, "session");
+    const char *session = s ? warmcal_spool_info_get(s, "session") : NULL;
     if (session && !(j->session = strdup(session)))
         rc = warmcal_error_set(err, WARMCAL_E_NOMEM, j->spool_path, NULL, "out of memory");
     j->rank = ids.rank;
@@ -497,10 +983,13 @@ int warmcal_spool_list(const char *dir, const char *session, warmcal_spool_job *
             continue;
         }
         count++;
+        j->mtime_ns = (int64_t)mtime_ns(&st);
         j->rc = peek(j, &j->err);
         if (j->rc == WARMCAL_E_NOMEM)
             rc = warmcal_error_set(err, WARMCAL_E_NOMEM, dir, NULL, "out of memory");
-        else if (!j->rc && session && (!j->session || strcmp(j->session, session) != 0)) {
+        else if (session && (j->session ? strcmp(j->session, session) != 0 : !j->rc)) {
+            /* another session's (a damaged spool that names none stays:
+             * it may be this run's) */
             free(j->spool_path);
             free(j->session);
             count--;

@@ -1,7 +1,8 @@
 /* Fuzz target for the spool reader and converter (warmcal/spool.h), which
  * read what a killed or broken profiled process left: whatever the bytes,
  * parsing returns a spool or an error with a message; a spool that parses
- * sorts into time order with every index in range, and its conversion
+ * sorts into time order (FREE events first at equal times) with every index
+ * entry leading to a timed record inside the data, and its conversion
  * either writes a trace that reads back or fails with a message, leaving no
  * file behind. Built like the readers' targets (fuzz_readers.c): with
  * -fsanitize=fuzzer (cmake -DWARMCAL_FUZZ=ON), and with replay.c as a ctest
@@ -52,10 +53,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!s)
         return 0;
     warmcal_spool_sort(s);
+    if (s->index_bytes != s->n_entries * sizeof(warmcal_spool_index))
+        abort();
     for (size_t i = 0; i < s->n_entries; i++) {
-        if (i > 0 && s->entries[i].time_ns < s->entries[i - 1].time_ns)
+        if (i > 0 && s->index[i].time_ns < s->index[i - 1].time_ns)
             abort();
-        if (s->entries[i].type == WARMCAL_SPOOL_PHASE_BEGIN && s->entries[i].begin >= s->n_begins)
+        /* every index entry leads to a timed record inside the data */
+        if (WARMCAL_SPOOL_INDEX_OFFSET(s->index[i]) + 16 > s->size)
+            abort();
+        warmcal_spool_entry e;
+        warmcal_spool_entry_at(s, i, &e);
+        if (e.type != WARMCAL_SPOOL_EVENT && e.type != WARMCAL_SPOOL_PHASE_BEGIN &&
+            e.type != WARMCAL_SPOOL_PHASE_END && e.type != WARMCAL_SPOOL_POOL)
+            abort();
+        if (e.time_ns != s->index[i].time_ns)
+            abort();
+        /* at equal times FREE events come first */
+        if (i > 0 && s->index[i].time_ns == s->index[i - 1].time_ns &&
+            (s->index[i].key >> 63) < (s->index[i - 1].key >> 63))
             abort();
     }
     warmcal_spool_free(s);

@@ -12,7 +12,7 @@
 #include <string.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int active, open, begins, ends, refused, all_warnings;
+static int active, open, begins, ends, refused, inactive, all_warnings;
 static int warnings[WARMCAL__WARN_KINDS];
 static stub_phase last;
 static char last_warning[512];
@@ -21,7 +21,7 @@ void stub_reset(int a)
 {
     pthread_mutex_lock(&lock);
     active = a;
-    begins = ends = refused = all_warnings = 0;
+    begins = ends = refused = inactive = all_warnings = 0;
     memset(warnings, 0, sizeof warnings);
     memset(&last, 0, sizeof last);
     last_warning[0] = '\0';
@@ -39,6 +39,7 @@ void stub_reset(int a)
 GETTER(stub_begins, begins)
 GETTER(stub_ends, ends)
 GETTER(stub_refused, refused)
+GETTER(stub_inactive, inactive)
 GETTER(stub_phase_open, open)
 GETTER(stub_all_warnings, all_warnings)
 
@@ -102,6 +103,15 @@ int warmcal__inject_phase_end(void)
     }
     pthread_mutex_unlock(&lock);
     return rc;
+}
+
+void warmcal__inject_inactive_phase(const char *label, uint64_t tokens)
+{
+    (void)label;
+    (void)tokens;
+    pthread_mutex_lock(&lock);
+    inactive++;
+    pthread_mutex_unlock(&lock);
 }
 
 void warmcal__inject_disable(const char *fmt, ...)

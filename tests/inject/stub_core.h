@@ -20,6 +20,7 @@ STUB_API void stub_reset(int active);
 STUB_API int stub_begins(void);         /* phases opened */
 STUB_API int stub_ends(void);           /* phases closed */
 STUB_API int stub_refused(void);        /* begin or end calls the core refused */
+STUB_API int stub_inactive(void);       /* phases asked for while inactive (refused before the core) */
 STUB_API int stub_phase_open(void);
 STUB_API stub_phase stub_last_phase(void);
 STUB_API int stub_warnings(int kind);   /* warn_once calls of that kind */

@@ -11,6 +11,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,16 +37,18 @@ def check(cond, msg):
         raise AssertionError(msg)
 
 
-def fake_env(**extra):
-    """The environment every run gets: the fakes first on the loader's path."""
+def fake_env(cupti_lib=True, **extra):
+    """The environment every run gets: the fakes first on the loader's path
+    (and named by WARMCAL_CUPTI_LIB unless cupti_lib is false)."""
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = ARGS.fakes + (":" + env["LD_LIBRARY_PATH"]
                                            if env.get("LD_LIBRARY_PATH") else "")
-    env["WARMCAL_CUPTI_LIB"] = os.path.join(ARGS.fakes, "libcupti.so")
     env["WARMCAL_INJECT_LIB"] = ARGS.inject
     for k in ("FAKE_CUPTI", "WARMCAL_OUT", "CUDA_INJECTION64_PATH", "NVTX_INJECTION64_PATH",
-              "RANK", "WORLD_SIZE", "WARMCAL_RANK", "WARMCAL_WORLD_SIZE"):
+              "RANK", "WORLD_SIZE", "WARMCAL_RANK", "WARMCAL_WORLD_SIZE", "WARMCAL_CUPTI_LIB"):
         env.pop(k, None)
+    if cupti_lib:
+        env["WARMCAL_CUPTI_LIB"] = os.path.join(ARGS.fakes, "libcupti.so")
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -56,8 +59,10 @@ def run(argv, env, timeout=90):
     return p.returncode, p.stdout, p.stderr
 
 
-def profile(out, *server_args, fake_cupti=None, launcher=()):
-    env = fake_env(**({"FAKE_CUPTI": fake_cupti} if fake_cupti else {}))
+def profile(out, *server_args, fake_cupti=None, launcher=(), env=None):
+    env = env or fake_env()
+    if fake_cupti:
+        env["FAKE_CUPTI"] = fake_cupti
     argv = list(launcher) + [ARGS.warmcal, "profile", "--out", out, "--model", "test-model",
                              "--", ARGS.server, "--truth-dir", out, *server_args]
     return run(argv, env, timeout=120 if launcher else 60)
@@ -114,9 +119,24 @@ def check_trace_equals_truth(out, rank, world_size):
           f"{path}: {len(phases)} phases, the server ran {len(t['phases'])}")
     for i, (got, tp) in enumerate(zip(phases, t["phases"])):
         compare_phase(f"{path} phase {i} ({tp['label']} tokens={tp['tokens']})", got, expected(tp))
+    check_times_and_anomalies(path, phases)
     rc, _, err = run([ARGS.warmcal, "inspect", path], fake_env())
     check(rc == 0, f"warmcal inspect {path}: exit {rc}: {err}")
     return attrs, phases, t
+
+
+def check_times_and_anomalies(path, phases):
+    """Each phase ends after it begins, phases follow one another in time,
+    and the script never frees an unknown address or frees twice."""
+    prev_end = None
+    for i, p in enumerate(phases):
+        check(p["begin_ns"] < p["end_ns"],
+              f"{path} phase {i}: begin_ns {p['begin_ns']} is not before end_ns {p['end_ns']}")
+        if prev_end is not None:
+            check(prev_end <= p["begin_ns"],
+                  f"{path} phase {i} begins at {p['begin_ns']}, before phase {i - 1} ended ({prev_end})")
+        prev_end = p["end_ns"]
+        check(p.get("anomalies", 0) == 0, f"{path} phase {i}: {p.get('anomalies')} anomalies in a clean script")
 
 
 def warmcal_lines(stderr):
@@ -136,7 +156,10 @@ def profile_records_every_kind_of_memory_exactly_as_the_server_did():
           "an out-of-memory phase with the size asked for")
     check(not glob.glob(os.path.join(out, "*.spool")), "spools are removed once converted")
     # only the convention's ranges are phases; malformed and nested ones are noted
-    check(len(phases) == 8, f"8 phases, not {len(phases)}")
+    check(len(phases) == 9, f"9 phases, not {len(phases)}")
+    recovered = phases[8]
+    check(recovered["outcome"] == OUTCOMES["ok"] and recovered["failed_alloc_bytes"] == 0,
+          f"an allocation that failed and succeeded on retry is no out-of-memory: {recovered}")
 
 
 def profile_on_four_ranks_writes_four_traces_that_fit_a_table():
@@ -167,9 +190,8 @@ def dropped_records_mark_their_phases_lower_bound():
     check(len(phases) == len(t["phases"]), "every phase is in the trace")
     dropped = set(range(n, t["records_total"] + 1, n))  # 1-based record numbers lost
     first_drop = min(dropped)
-    check(attrs.get("dropped_records", 0) >= len([d for d in dropped
-                                                  if d <= t["phases"][-1]["records_end"]]),
-          f"dropped_records {attrs.get('dropped_records')} counts the lost records")
+    check(attrs.get("dropped_records", 0) == len(dropped),
+          f"dropped_records {attrs.get('dropped_records')} counts the {len(dropped)} lost records")
     flagged = exact = 0
     for i, (got, tp) in enumerate(zip(phases, t["phases"])):
         where = f"phase {i} ({tp['label']} tokens={tp['tokens']})"
@@ -181,7 +203,12 @@ def dropped_records_mark_their_phases_lower_bound():
             compare_phase(where, got, expected(tp))
             exact += 1
     check(flagged >= 2 and exact >= 1, "the script loses records in some phases, not all")
-    check(any("dropped" in l for l in warmcal_lines(err)), f"the loss is reported: {err}")
+    # the injected library warns, and `warmcal profile`'s summary counts them
+    check(any("warning: CUPTI dropped" in l for l in warmcal_lines(err)),
+          f"the injected library reports the loss: {err}")
+    summary = re.findall(r"(\d+) dropped records", err)
+    check(summary and int(summary[-1]) == len(dropped),
+          f"warmcal profile's summary counts {len(dropped)} dropped records: {err}")
 
 
 def late_out_of_order_buffers_give_the_same_traces():
@@ -194,7 +221,11 @@ def late_out_of_order_buffers_give_the_same_traces():
 def a_server_killed_mid_phase_leaves_a_readable_trace_with_that_phase_aborted():
     k = 3
     out = os.path.join(TMP, "T")
-    rc, _, err = profile(out, "--crash-in-phase", str(k))
+    # the buffer never fills (records stay in it until flushed), and the
+    # server hangs 1 s (five of the profiler's 200 ms flush periods) before
+    # it is killed: the periodic flush must have spooled the phase's records
+    rc, _, err = profile(out, "--crash-in-phase", str(k), "--crash-wait-ms", "1000",
+                         fake_cupti="buffer_records=1000000")
     check(rc == 128 + 9, f"warmcal profile passes on SIGKILL as 137, not {rc}: {err}")
     t = truth(out, 0)
     path = os.path.join(out, "rank-0.h5")
@@ -205,16 +236,28 @@ def a_server_killed_mid_phase_leaves_a_readable_trace_with_that_phase_aborted():
         compare_phase(f"phase {i}", phases[i], expected(t["phases"][i]))
     got, tp = phases[k], t["phases"][k]
     compare_phase(f"aborted phase {k}", got, expected(tp),
-                  keys=["label", "tokens", "batch", "outcome", "live_begin", "device_free_begin"])
+                  keys=["label", "tokens", "batch", "outcome", "live_begin", "live_peak",
+                        "device_free_begin"])
     check(got["lower_bound"] & LB_ABORTED, "the aborted phase is a lower bound")
-    check(tp["live_begin"] <= got["live_peak"] <= tp["live_peak"],
-          f"aborted phase peak {got['live_peak']} within what the server had "
-          f"({tp['live_begin']}..{tp['live_peak']})")
     rc, _, err = run([ARGS.warmcal, "inspect", path], fake_env())
     check(rc == 0, f"warmcal inspect reads it: {err}")
 
 
-def by_hand(out_dir, fake_cupti=None, warmcal_out=True):
+def a_server_killed_right_after_running_out_of_memory_keeps_the_failed_size():
+    k = 5  # out of memory everywhere, then killed at once (no wait)
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out, "--crash-in-phase", str(k), fake_cupti="buffer_records=1000000")
+    check(rc == 128 + 9, f"warmcal profile passes on SIGKILL as 137, not {rc}: {err}")
+    t = truth(out, 0)
+    _, phases = trace(os.path.join(out, "rank-0.h5"))
+    check(len(phases) == k + 1, f"{k} complete phases and the aborted one, not {len(phases)}")
+    got, tp = phases[k], t["phases"][k]
+    check(tp["failed_alloc_bytes"] > 0, "the script ran out of memory before the kill")
+    compare_phase(f"aborted phase {k}", got, expected(tp),
+                  keys=["label", "tokens", "outcome", "failed_alloc_bytes"])
+
+
+def by_hand(out_dir, fake_cupti=None, warmcal_out=True, server_args=(), env_extra=None, wrap=()):
     """Run the server with the variables set by hand, as docs/guide.md shows."""
     env = fake_env(CUDA_INJECTION64_PATH=ARGS.inject, NVTX_INJECTION64_PATH=ARGS.inject,
                    WARMCAL_SESSION="by-hand", WARMCAL_MODEL="test-model")
@@ -222,18 +265,20 @@ def by_hand(out_dir, fake_cupti=None, warmcal_out=True):
         env["WARMCAL_OUT"] = out_dir
     if fake_cupti:
         env["FAKE_CUPTI"] = fake_cupti
+    env.update(env_extra or {})
     truth_dir = os.path.join(TMP, "truth")
     os.makedirs(truth_dir, exist_ok=True)
-    return run([ARGS.server, "--truth-dir", truth_dir], env)
+    return run([*wrap, ARGS.server, "--truth-dir", truth_dir, *server_args], env)
 
 
-def one_failure(fake_cupti=None, out_dir=None, warmcal_out=True, at_start=True):
+def one_failure(fake_cupti=None, out_dir=None, warmcal_out=True, at_start=True, server_args=(),
+                env_extra=None):
     """The server runs to its normal end and warmcal says one thing: that it
     is disabled (a failure at start-up: nothing else at all; later: the
     warnings of the phases before it, then nothing)."""
     out_dir = out_dir or os.path.join(TMP, "out")
     os.makedirs(os.path.join(TMP, "out"), exist_ok=True)
-    rc, _, err = by_hand(out_dir, fake_cupti, warmcal_out)
+    rc, _, err = by_hand(out_dir, fake_cupti, warmcal_out, server_args, env_extra)
     check(rc == 0, f"the server exits normally (0), not {rc}: {err}")
     check(os.path.exists(os.path.join(TMP, "truth", "truth-rank-0.json")),
           "the server ran its whole script")
@@ -248,7 +293,103 @@ def one_failure(fake_cupti=None, out_dir=None, warmcal_out=True, at_start=True):
 
 
 def a_cupti_subscribe_failure_leaves_the_server_running_with_one_message():
-    one_failure("fail=subscribe")
+    # the fake answers as CUPTI does when another tool holds it, naming that
+    # tool through cuptiSubscribe_v2's parameters
+    line = one_failure("fail=subscribe")
+    check("another CUPTI tool" in line and "torch.profiler" in line,
+          f"the message says another tool holds CUPTI: {line}")
+    check("fake profiling tool" in line, f"the message names the tool CUPTI named: {line}")
+
+
+def server_own_cupti(name="libcupti.so.13"):
+    """A copy of the fake CUPTI in a folder of its own, as PyTorch's wheel
+    brings one: not on the loader's path, not under CUDA_HOME."""
+    d = os.path.join(TMP, "nvidia", "cuda_cupti", "lib")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, name)
+    shutil.copy(os.path.join(ARGS.fakes, "libcupti.so.13"), path)
+    return path
+
+
+def a_server_that_loaded_its_own_libcupti_is_profiled_with_that_copy():
+    own = server_own_cupti()
+    empty_home = os.path.join(TMP, "cuda-home")
+    os.makedirs(empty_home)
+    env = fake_env(cupti_lib=False, CUDA_HOME=empty_home)
+    # the fakes only through the server's RPATH: the loader's search finds no
+    # libcupti, and /usr/local/cuda's real one must not be loaded beside the copy
+    env["LD_LIBRARY_PATH"] = os.environ.get("LD_LIBRARY_PATH", "")
+    out = os.path.join(TMP, "T")
+    rc, _, err = run([ARGS.warmcal, "profile", "--out", out, "--model", "test-model", "--keep-spool",
+                      "--", ARGS.server, "--truth-dir", out, "--preload-cupti", own], env)
+    check(rc == 0, f"warmcal profile exit {rc}: {err}")
+    check(not [l for l in warmcal_lines(err) if "disabled" in l], f"the profiler ran: {err}")
+    check_trace_equals_truth(out, 0, 1)
+    spools = glob.glob(os.path.join(out, "*.spool"))
+    check(len(spools) == 1, f"one spool kept, found {spools}")
+    with open(spools[0], "rb") as f:
+        data = f.read()
+    check(b"cupti_lib\0" + own.encode() + b"\0" in data,
+          f"the spool's cupti_lib is the server's own copy {own}")
+
+
+def a_cupti_lib_that_differs_from_the_loaded_one_leaves_the_server_running_with_one_message():
+    own = server_own_cupti()
+    line = one_failure(server_args=("--preload-cupti", own))
+    check("WARMCAL_CUPTI_LIB" in line and own in line and "two copies" in line,
+          f"the message names both libraries: {line}")
+
+
+def a_phase_before_the_first_cuda_call_is_reported_once_and_not_measured():
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out, "--phase-before-init")
+    check(rc == 0, f"warmcal profile exit {rc}: {err}")
+    early = [l for l in warmcal_lines(err) if "before CUDA initialised the profiler" in l]
+    check(len(early) == 1 and "tokens=64" in early[0] and "label=early" in early[0],
+          f"one warning names the early phase: {err}")
+    check_trace_equals_truth(out, 0, 1)
+
+
+def a_fork_while_a_phase_ends_leaves_child_and_server_running():
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out, "--fork-in-phase-end")
+    check(rc == 0, f"warmcal profile exit {rc}: {err}")
+    t = truth(out, 0)
+    check(t["fork_child_status"] == 0,
+          f"the child forked inside the phase end used NVTX and exited 0, not {t['fork_child_status']} "
+          f"(999: it hung on a lock): {err}")
+    check_trace_equals_truth(out, 0, 1)
+
+
+def a_message_never_reaches_a_file_that_took_over_descriptor_2():
+    out = os.path.join(TMP, "out")
+    os.makedirs(out)
+    daemon_file = os.path.join(TMP, "daemon-data")
+    rc, _, err = by_hand(out, "fail=flush", server_args=("--reopen-stderr", daemon_file))
+    check(rc == 0, f"the server exits normally: {err}")
+    with open(daemon_file, "rb") as f:
+        data = f.read()
+    check(b"warmcal" not in data, f"the profiler wrote into the daemon's file: {data!r}")
+    # the message is not lost: the spool keeps it as a note
+    rc, so, err = run([ARGS.warmcal, "profile", "--convert", out], fake_env())
+    check(rc == 0, f"warmcal profile --convert exit {rc}: {so}{err}")
+    attrs, _ = trace(os.path.join(out, "rank-0.h5"))
+    check("profiler disabled" in str(attrs.get("notes", "")), f"the trace's notes keep the reason: {attrs}")
+
+
+def a_message_never_reaches_the_spool_when_descriptor_2_was_closed_at_start():
+    out = os.path.join(TMP, "out")
+    os.makedirs(out)
+    # 2>&-: the spool is then the first file opened, and gets descriptor 2
+    rc, _, err = by_hand(out, "fail=flush", wrap=("sh", "-c", 'exec "$@" 2>&-', "sh"))
+    check(rc == 0, f"the server exits normally: {err}")
+    spools = glob.glob(os.path.join(out, "*.spool"))
+    check(len(spools) == 1, f"one spool, found {spools}")
+    with open(spools[0], "rb") as f:
+        data = f.read()
+    check(b"warmcal: " not in data, "a message was written into the spool")
+    rc, so, err = run([ARGS.warmcal, "profile", "--convert", out], fake_env())
+    check(rc == 0, f"warmcal profile --convert exit {rc}: {so}{err}")
 
 
 def a_cupti_activity_failure_leaves_the_server_running_with_one_message():
@@ -321,6 +462,13 @@ CASES = {f.__name__: f for f in [
     dropped_records_mark_their_phases_lower_bound,
     late_out_of_order_buffers_give_the_same_traces,
     a_server_killed_mid_phase_leaves_a_readable_trace_with_that_phase_aborted,
+    a_server_killed_right_after_running_out_of_memory_keeps_the_failed_size,
+    a_server_that_loaded_its_own_libcupti_is_profiled_with_that_copy,
+    a_cupti_lib_that_differs_from_the_loaded_one_leaves_the_server_running_with_one_message,
+    a_phase_before_the_first_cuda_call_is_reported_once_and_not_measured,
+    a_fork_while_a_phase_ends_leaves_child_and_server_running,
+    a_message_never_reaches_a_file_that_took_over_descriptor_2,
+    a_message_never_reaches_the_spool_when_descriptor_2_was_closed_at_start,
     a_cupti_subscribe_failure_leaves_the_server_running_with_one_message,
     a_cupti_activity_failure_leaves_the_server_running_with_one_message,
     a_cupti_buffer_registration_failure_leaves_the_server_running_with_one_message,

@@ -6,16 +6,29 @@
  * allocates nothing — and writes the exact truth of every pass, from its own
  * accounting, as JSON for the tests to compare the traces with.
  *
- * Usage: test_server --truth-dir DIR [--crash-in-phase K] [--threads N]
+ * Usage: test_server --truth-dir DIR [--crash-in-phase K] [--crash-wait-ms MS]
+ *                    [--threads N] [--preload-cupti LIB] [--phase-before-init]
+ *                    [--fork-in-phase-end] [--reopen-stderr FILE]
+ *   --crash-in-phase K   kill itself (SIGKILL) inside phase K, MS ms after
+ *                        its truth is written (default 0)
+ *   --preload-cupti LIB  dlopen LIB before cuInit, as PyTorch brings its own
+ *   --phase-before-init  mark a phase before the first CUDA call (not measured)
+ *   --fork-in-phase-end  fork from another thread while phase 0's end is in
+ *                        the profiler's flush; the child uses NVTX and exits
+ *   --reopen-stderr FILE after cuInit, descriptor 2 becomes FILE (a daemon's)
  * Writes DIR/truth-rank-R.json (R from the launcher's environment). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cuda.h>
@@ -40,6 +53,7 @@ typedef struct {
     uint32_t batch;
     const char *outcome; /* "ok", "oom", "aborted" */
     uint64_t live_begin, live_peak, live_end;
+    uint64_t pool_live_begin, pool_live_end; /* of those, stream-ordered pool blocks */
     uint64_t failed_alloc_bytes;
     uint64_t pinned_peak;
     uint64_t free_begin, free_end; /* cuMemGetInfo at the edges */
@@ -53,6 +67,7 @@ typedef struct {
 static struct {
     pthread_mutex_t mu;
     uint64_t live, pinned; /* device bytes (every kind but pinned) and pinned bytes live */
+    uint64_t pool_live;    /* the part of live in stream-ordered pool blocks */
     uint64_t allocs;       /* device allocations asked for (failed ones too) */
     uint64_t records;      /* CUPTI memory records the fake makes (alloc/free but virtual) */
     phase_truth phases[MAX_PHASES];
@@ -61,12 +76,14 @@ static struct {
     int rank, world;
     const char *truth_dir;
     int crash_in_phase;
+    int crash_wait_ms;
     int threads;
+    int fork_child_status; /* the forked child's exit status (--fork-in-phase-end), -1: none */
     CUcontext ctx;
     CUstream stream;
     CUmemoryPool pool;
     nvtxDomainHandle_t domain;
-} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .crash_in_phase = -1, .threads = 4};
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .crash_in_phase = -1, .threads = 4, .fork_child_status = -1};
 
 static void die(const char *what, CUresult r)
 {
@@ -162,14 +179,21 @@ static void dev_free(CUdeviceptr p, uint64_t bytes)
 static CUdeviceptr pool_alloc(uint64_t bytes, CUstream s)
 {
     CUdeviceptr p = 0;
-    if (asked(bytes, cuMemAllocAsync(&p, bytes, s)))
+    if (asked(bytes, cuMemAllocAsync(&p, bytes, s))) {
+        pthread_mutex_lock(&S.mu);
+        S.pool_live += bytes;
+        pthread_mutex_unlock(&S.mu);
         grew(bytes, 0, 1);
+    }
     return p;
 }
 
 static void pool_free(CUdeviceptr p, uint64_t bytes, CUstream s)
 {
     CU(cuMemFreeAsync(p, s));
+    pthread_mutex_lock(&S.mu);
+    S.pool_live -= bytes;
+    pthread_mutex_unlock(&S.mu);
     shrank(bytes, 0, 1);
 }
 
@@ -264,6 +288,7 @@ static void phase_begin(phase_mark *m, int style, const char *label, uint64_t to
     p->batch = batch;
     p->outcome = "ok";
     p->live_begin = p->live_peak = S.live;
+    p->pool_live_begin = S.pool_live;
     p->pinned_peak = S.pinned;
     p->allocs_begin = S.allocs;
     p->records_begin = S.records;
@@ -295,16 +320,22 @@ static void phase_end(phase_mark *m)
     phase_truth *p = S.cur;
     S.cur = NULL;
     p->live_end = S.live;
+    p->pool_live_end = S.pool_live;
     p->records_end = S.records;
     int no_allocation = S.allocs == p->allocs_begin && p->allocs_begin > 0;
     pthread_mutex_unlock(&S.mu);
     p->free_end = device_free();
     /* the documented rule (docs/calibration.md): free memory that fell by
-     * more than live blocks and pool reservations grew is unexplained */
+     * more than the live blocks outside pools and the pools' reservations
+     * grew is unexplained (a pool's blocks lie inside its reservation: counted
+     * once, as the reservation) */
     if (p->free_begin > p->free_end) {
         uint64_t fell = p->free_begin - p->free_end;
-        uint64_t explained = (p->live_end > p->live_begin ? p->live_end - p->live_begin : 0) +
-                             (pool_reserved() - p->pool_begin);
+        uint64_t outside_begin = p->live_begin - p->pool_live_begin;
+        uint64_t outside_end = p->live_end - p->pool_live_end;
+        uint64_t reserved = pool_reserved();
+        uint64_t explained = (outside_end > outside_begin ? outside_end - outside_begin : 0) +
+                             (reserved > p->pool_begin ? reserved - p->pool_begin : 0);
         if (fell > explained && fell - explained > LB_SLACK)
             p->lower_bound |= LB_UNEXPLAINED;
     }
@@ -340,7 +371,8 @@ static void write_truth(void)
     fprintf(f, "{\n  \"rank\": %d, \"world_size\": %d, \"pid\": %ld,\n", S.rank, S.world,
             (long)getpid());
     fprintf(f, "  \"gpu_name\": \"%s\", \"gpu_total_bytes\": %zu,\n", name, total);
-    fprintf(f, "  \"records_total\": %llu,\n  \"phases\": [", (unsigned long long)S.records);
+    fprintf(f, "  \"records_total\": %llu, \"fork_child_status\": %d,\n  \"phases\": [",
+            (unsigned long long)S.records, S.fork_child_status);
     for (int i = 0; i < S.nphases; i++) {
         const phase_truth *p = &S.phases[i];
         fprintf(f, "%s\n    {\"label\": \"%s\", \"tokens\": %llu, \"batch\": %u, \"outcome\": \"%s\",",
@@ -377,7 +409,103 @@ static void maybe_crash(int index)
     S.cur->lower_bound |= LB_ABORTED;
     pthread_mutex_unlock(&S.mu);
     write_truth();
+    if (S.crash_wait_ms > 0) {
+        /* a server that hangs a while before its launcher kills it */
+        struct timespec ts = {S.crash_wait_ms / 1000, (long)(S.crash_wait_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
     raise(SIGKILL);
+}
+
+/* ---- a fork while the profiler flushes at a phase end (--fork-in-phase-end) ---- */
+
+/* The fake CUPTI calls fake_cupti_flush_hook at the start of every
+ * cuptiActivityFlushAll. Armed, it lets the forking thread fork and waits
+ * until it has: the fork then happens while this thread is inside the
+ * profiler's phase end, holding its phase lock. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int armed, fork_now, forked;
+} F = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+__attribute__((visibility("default"))) void fake_cupti_flush_hook(void);
+void fake_cupti_flush_hook(void)
+{
+    pthread_mutex_lock(&F.mu);
+    if (F.armed) {
+        F.armed = 0;
+        F.fork_now = 1;
+        pthread_cond_broadcast(&F.cv);
+        while (!F.forked)
+            pthread_cond_wait(&F.cv, &F.mu);
+    }
+    pthread_mutex_unlock(&F.mu);
+}
+
+/* The child: NVTX ranges of every form (phase ones too: not measured, the
+ * profiler is the parent's), then a normal exit. */
+static void fork_child(void)
+{
+    nvtxRangePushA("warmcal tokens=3 label=child");
+    nvtxRangePushA("child work");
+    nvtxRangePop();
+    nvtxRangePop();
+    nvtxRangeId_t id = nvtxRangeStartA("warmcal tokens=4 label=child");
+    nvtxRangeEnd(id);
+    nvtxDomainHandle_t d = nvtxDomainCreateA("test_server_child");
+    nvtxEventAttributes_t a;
+    memset(&a, 0, sizeof a);
+    a.version = NVTX_VERSION;
+    a.size = NVTX_EVENT_ATTRIB_STRUCT_SIZE;
+    a.messageType = NVTX_MESSAGE_TYPE_ASCII;
+    a.message.ascii = "warmcal tokens=5 label=child";
+    nvtxDomainRangePushEx(d, &a);
+    nvtxDomainRangePop(d);
+    exit(0);
+}
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&F.mu);
+    while (!F.fork_now)
+        pthread_cond_wait(&F.cv, &F.mu);
+    int go = F.fork_now > 0;
+    pthread_mutex_unlock(&F.mu);
+    if (!go) {
+        fprintf(stderr, "test_server: the profiler's phase end never flushed CUPTI: no fork\n");
+        S.fork_child_status = 998;
+        return NULL;
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        fork_child();
+    pthread_mutex_lock(&F.mu);
+    F.forked = 1;
+    pthread_cond_broadcast(&F.cv);
+    pthread_mutex_unlock(&F.mu);
+    if (pid < 0) {
+        S.fork_child_status = 1000;
+        return NULL;
+    }
+    /* a child stuck on a lock it inherited never ends: 30 s, then killed */
+    int status = 0;
+    for (int i = 0; i < 3000; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            S.fork_child_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            return NULL;
+        }
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "test_server: the forked child hung; killed\n");
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    S.fork_child_status = 999;
+    return NULL;
 }
 
 /* ---- the scripted warmup ---- */
@@ -424,16 +552,29 @@ static int rank_from_env(const char *const *names, int fallback)
 
 int main(int argc, char **argv)
 {
+    const char *preload_cupti = NULL, *reopen_stderr = NULL;
+    int phase_before_init = 0, fork_in_phase_end = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--truth-dir") && i + 1 < argc)
             S.truth_dir = argv[++i];
         else if (!strcmp(argv[i], "--crash-in-phase") && i + 1 < argc)
             S.crash_in_phase = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--crash-wait-ms") && i + 1 < argc)
+            S.crash_wait_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             S.threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--preload-cupti") && i + 1 < argc)
+            preload_cupti = argv[++i];
+        else if (!strcmp(argv[i], "--phase-before-init"))
+            phase_before_init = 1;
+        else if (!strcmp(argv[i], "--fork-in-phase-end"))
+            fork_in_phase_end = 1;
+        else if (!strcmp(argv[i], "--reopen-stderr") && i + 1 < argc)
+            reopen_stderr = argv[++i];
         else {
-            fprintf(stderr, "usage: test_server --truth-dir DIR [--crash-in-phase K] "
-                            "[--threads N]\n");
+            fprintf(stderr, "usage: test_server --truth-dir DIR [--crash-in-phase K] [--crash-wait-ms MS] "
+                            "[--threads N] [--preload-cupti LIB] [--phase-before-init] "
+                            "[--fork-in-phase-end] [--reopen-stderr FILE]\n");
             return 2;
         }
     }
@@ -450,9 +591,32 @@ int main(int argc, char **argv)
     S.rank = rank_from_env(rank_vars, 0);
     S.world = rank_from_env(size_vars, 1);
 
+    if (preload_cupti && !dlopen(preload_cupti, RTLD_NOW | RTLD_LOCAL)) {
+        fprintf(stderr, "test_server: cannot load %s: %s\n", preload_cupti, dlerror());
+        return 3;
+    }
+    if (phase_before_init) {
+        /* no CUDA call yet: the profiler is not initialised, the phase not measured */
+        nvtxRangePushA("warmcal tokens=64 label=early");
+        nvtxRangePop();
+    }
+
     /* start-up, outside any phase: a context, weights, a staging buffer */
     CUdevice dev;
     CU(cuInit(0));
+    if (reopen_stderr) {
+        /* as a daemon does: descriptor 2 now holds one of its own files */
+        int fd = open(reopen_stderr, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || (fd != 2 && (dup2(fd, 2) != 2 || close(fd) != 0))) {
+            perror(reopen_stderr);
+            return 3;
+        }
+    }
+    pthread_t forker_thread;
+    if (fork_in_phase_end && pthread_create(&forker_thread, NULL, forker, NULL) != 0) {
+        fprintf(stderr, "test_server: cannot start a thread\n");
+        return 3;
+    }
     CU(cuDeviceGet(&dev, 0));
     CU(cuDevicePrimaryCtxRetain(&S.ctx, dev));
     CU(cuCtxSetCurrent(S.ctx));
@@ -500,7 +664,22 @@ int main(int argc, char **argv)
         pinned_free(host, 8 * MiB);
         dev_free(pkv, kv);
     }
+    if (fork_in_phase_end) {
+        pthread_mutex_lock(&F.mu);
+        F.armed = 1;
+        pthread_mutex_unlock(&F.mu);
+    }
     phase_end(&m);
+    if (fork_in_phase_end) {
+        pthread_mutex_lock(&F.mu);
+        if (F.armed) { /* the phase end never flushed CUPTI: no fork */
+            F.armed = 0;
+            F.fork_now = -1;
+            pthread_cond_broadcast(&F.cv);
+        }
+        pthread_mutex_unlock(&F.mu);
+        pthread_join(forker_thread, NULL);
+    }
     nvtxRangePop();
     k++;
 
@@ -613,6 +792,34 @@ int main(int argc, char **argv)
     phase_begin(&m, STYLE_DOMAIN, "decode", 2048, 1);
     maybe_crash(k);
     CU(cuCtxSynchronize());
+    phase_end(&m);
+    k++;
+
+    /* 8: out of memory recovered, as PyTorch's caching allocator does: the
+     * allocation fails, the cache is freed, the same size is asked again
+     * and succeeds. Not an out-of-memory phase. */
+    phase_begin(&m, STYLE_PUSH, "decode", 4096, 2);
+    {
+        uint64_t cache_bytes = (device_free() - 64 * MiB) & ~(MiB - 1), want = 128 * MiB;
+        CUdeviceptr cache = dev_alloc(cache_bytes);
+        CUdeviceptr p = dev_alloc(want);
+        if (!cache || p) {
+            fprintf(stderr, "test_server: the recovered out-of-memory pass did not run out of memory\n");
+            return 3;
+        }
+        dev_free(cache, cache_bytes); /* torch.cuda's empty_cache, inside the allocator */
+        p = dev_alloc(want);
+        if (!p) {
+            fprintf(stderr, "test_server: the retry after freeing the cache failed\n");
+            return 3;
+        }
+        pthread_mutex_lock(&S.mu);
+        S.cur->outcome = "ok"; /* recovered: the pass ran */
+        S.cur->failed_alloc_bytes = 0;
+        pthread_mutex_unlock(&S.mu);
+        maybe_crash(k);
+        dev_free(p, want);
+    }
     phase_end(&m);
     k++;
 

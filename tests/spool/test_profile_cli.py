@@ -247,6 +247,213 @@ def case_convert_turns_spools_written_by_hand_into_traces(work):
     check(rc == 2, "--convert takes no command")
 
 
+# --- review fixes: process groups, terminals, signals after the command ----
+
+def wait_for(path, proc=None, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    return os.path.exists(path)
+
+
+def finish(p, seconds=60):
+    try:
+        _, err = p.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    return p.returncode, err or ""
+
+
+def counts(path):
+    """make_spool count-signals' file: (INT, TERM, HUP, foreground)."""
+    try:
+        return tuple(int(x) for x in open(path).read().split())
+    except (OSError, ValueError):
+        return None
+
+
+def case_a_signal_to_the_whole_group_reaches_the_command_once(work):
+    # `setsid warmcal profile`, then kill -TERM -- -PGID, as launchers,
+    # service managers and job schedulers signal a job
+    out = os.path.join(work, "count")
+    p = subprocess.Popen([ARGS.warmcal, "profile", "--out", "o", "--", ARGS.make_spool,
+                          "count-signals", out], cwd=work, env=env_for(work),
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    check(wait_for(out + ".ready", p), "the command started")
+    os.killpg(p.pid, signal.SIGTERM)
+    rc, err = finish(p)
+    check(rc == 0, f"exit {rc}: {err}")
+    check(counts(out) == (0, 1, 0, 0), f"the command got (INT, TERM, HUP, fg) {counts(out)}")
+    # and sent to warmcal profile alone, still once
+    os.unlink(out)
+    os.unlink(out + ".ready")
+    p = subprocess.Popen([ARGS.warmcal, "profile", "--out", "o", "--", ARGS.make_spool,
+                          "count-signals", out], cwd=work, env=env_for(work),
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    check(wait_for(out + ".ready", p), "the command started")
+    p.send_signal(signal.SIGTERM)
+    rc, err = finish(p)
+    check(rc == 0 and counts(out) == (0, 1, 0, 0), f"direct: exit {rc}, got {counts(out)}: {err}")
+
+
+def case_ctrl_c_at_a_terminal_reaches_the_command_once(work):
+    import fcntl
+    import pty
+    import termios
+    out = os.path.join(work, "count")
+    master, slave = pty.openpty()
+
+    def take_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen([ARGS.warmcal, "profile", "--out", "o", "--", ARGS.make_spool,
+                          "count-signals", out], cwd=work, env=env_for(work), stdin=slave,
+                         stdout=slave, stderr=slave, start_new_session=True,
+                         preexec_fn=take_terminal)
+    os.close(slave)
+    check(wait_for(out + ".ready", p), "the command started")
+    os.write(master, b"\x03")  # Ctrl-C: the terminal signals its foreground group
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    os.close(master)
+    check(p.returncode == 0, f"exit {p.returncode}")
+    # one SIGINT, and the command's group held the terminal
+    check(counts(out) == (1, 0, 0, 1), f"the command got (INT, TERM, HUP, fg) {counts(out)}")
+
+
+def case_sigint_that_ended_the_command_ends_profile_as_sigint(work):
+    # a shell loop stops at Ctrl-C only when its command dies of SIGINT
+    rc, _, err = profile(work, "--out", "o", "--", "sh", "-c", "kill -INT $$")
+    check(rc == -signal.SIGINT, f"killed by SIGINT: {rc}: {err}")
+    rc, _, err = profile(work, "--out", "o", "--", "sh", "-c", "kill -HUP $$")
+    check(rc == 128 + signal.SIGHUP, f"other signals give 128+N: {rc}: {err}")
+
+
+def case_a_signal_during_conversion_stops_it_and_keeps_the_spool(work):
+    import fcntl
+    out = os.path.join(work, "o")
+    os.makedirs(out)
+    # Another converter's lock on the folder holds this one just before it
+    # moves its trace into place: the signal arrives while it converts.
+    lock = os.open(out, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        p = subprocess.Popen([ARGS.warmcal, "profile", "--out", "o", "--", ARGS.make_spool,
+                              "ok", "0"], cwd=work, env=env_for(work), stderr=subprocess.PIPE,
+                             text=True)
+        deadline = time.monotonic() + 30
+        while (not [f for f in os.listdir(out) if ".partial-" in f]
+               and time.monotonic() < deadline and p.poll() is None):
+            time.sleep(0.005)
+        check([f for f in os.listdir(out) if ".partial-" in f], "the conversion started")
+        p.send_signal(signal.SIGTERM)
+        rc, err = finish(p)
+    finally:
+        os.close(lock)
+    check(rc == 128 + signal.SIGTERM, f"exit {rc}: {err}")
+    check("conversion stopped" in err and "--convert" in err, f"message: {err!r}")
+    check(len(spools(out)) == 1, f"the spool is kept: {os.listdir(out)}")
+    check(not [f for f in os.listdir(out) if ".h5" in f], f"no trace, no partial file: {os.listdir(out)}")
+    rc, _, err = profile(work, "--convert", out)
+    check(rc == 0 and os.path.exists(os.path.join(out, "rank-0.h5")), f"converted later: {rc} {err}")
+
+
+def case_an_ignored_sigchld_still_gives_the_commands_status(work):
+    show = os.path.join(work, "chld.txt")
+    ignore = lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # noqa: E731
+    script = ("import signal, sys; "
+              f"open({show!r}, 'w').write(str(signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN)); "
+              "sys.exit(3)")
+    p = subprocess.run([ARGS.warmcal, "profile", "--out", "o", "--", "/usr/bin/python3", "-c",
+                        script], cwd=work, env=env_for(work), capture_output=True, text=True,
+                       timeout=60, preexec_fn=ignore)
+    check(p.returncode == 3, f"exit {p.returncode}: {p.stderr}")
+    check(os.path.exists(show) and open(show).read() == "True",
+          "the command keeps the caller's ignored SIGCHLD")
+    p = subprocess.run([ARGS.warmcal, "profile", "--out", "o", "--", ARGS.make_spool, "ok", "0"],
+                       cwd=work, env=env_for(work), capture_output=True, text=True, timeout=60,
+                       preexec_fn=ignore)
+    check(p.returncode == 0 and os.path.exists(os.path.join(work, "o", "rank-0.h5")),
+          f"converted: exit {p.returncode}: {p.stderr}")
+
+
+def case_signals_the_caller_ignores_stay_ignored_in_the_command(work):
+    # nohup warmcal profile ...: SIGHUP ignored, in the command too
+    ready, done = os.path.join(work, "ready"), os.path.join(work, "done")
+    script = f"kill -HUP $$; touch {ready}; sleep 1; touch {done}"
+    p = subprocess.Popen([ARGS.warmcal, "profile", "--out", "o", "--", "sh", "-c", script],
+                         cwd=work, env=env_for(work), stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    check(wait_for(ready, p), "the command survived its own SIGHUP")
+    p.send_signal(signal.SIGHUP)
+    rc, err = finish(p)
+    check(rc == 0 and os.path.exists(done), f"exit {rc}, done {os.path.exists(done)}: {err}")
+
+
+def case_concurrent_runs_claiming_one_rank_keep_both_traces(work):
+    out = os.path.join(work, "o")
+    go = os.path.join(work, "go")
+    # run A writes its spool, then waits while run B (same rank 0, as every
+    # process without launcher variables) starts and finishes
+    a = subprocess.Popen([ARGS.warmcal, "profile", "--out", "o", "--", "sh", "-c",
+                          f"{ARGS.make_spool} ok 0; while [ ! -e {go} ]; do sleep 0.02; done"],
+                         cwd=work, env=env_for(work), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while (not (os.path.isdir(out) and spools(out))) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rc, _, err = profile(work, "--out", "o", "--", ARGS.make_spool, "ok", "0")
+    check(rc == 0 and "claim" not in err, f"B: {rc} {err}")
+    open(go, "w").close()
+    rc, err = finish(a)
+    traces = sorted(f for f in os.listdir(out) if f.endswith(".h5"))
+    check(rc == 0, f"A: exit {rc}: {err}")
+    check(len(traces) == 2 and "rank-0.h5" in traces and traces[1].startswith("rank-0.pid-"),
+          f"both kept: {traces}")
+    check("two processes claim rank 0" in err and "WARMCAL_RANK" in err, f"A warns: {err!r}")
+    # a later run into the same folder replaces the older trace, quietly
+    before = os.stat(os.path.join(out, "rank-0.h5")).st_mtime_ns
+    time.sleep(0.01)
+    rc, _, err = profile(work, "--out", "o", "--", ARGS.make_spool, "ok", "0")
+    check(rc == 0 and "claim" not in err, f"C: {rc} {err}")
+    check(os.stat(os.path.join(out, "rank-0.h5")).st_mtime_ns > before, "C replaced rank-0.h5")
+    check(len([f for f in os.listdir(out) if f.endswith(".h5")]) == 2, "no third trace")
+
+
+def case_a_process_without_rank_beside_a_larger_run_is_warned(work):
+    rc, _, err = profile(work, "--out", "o", "--", ARGS.make_spool, "ok", "1")
+    check(rc == 0, f"rank 1 of 4: {rc} {err}")
+    env = env_for(work)
+    env.update(MAKE_SPOOL_RANK_FROM="none", MAKE_SPOOL_WORLD="1")
+    p = subprocess.run([ARGS.warmcal, "profile", "--out", "o", "--", ARGS.make_spool, "ok", "0"],
+                       cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, f"exit {p.returncode}: {p.stderr}")
+    check("found no rank in its environment" in p.stderr and "run of 4 ranks" in p.stderr,
+          f"warning: {p.stderr!r}")
+
+
+def case_another_runs_unreadable_spool_is_a_warning(work):
+    out = os.path.join(work, "o")
+    os.makedirs(out)
+    old = os.path.join(out, "rank-0.99.spool")
+    with open(old, "wb") as f:
+        f.write(b"NOT-A-SPOOL" * 4)
+    past = time.time() - 3600
+    os.utime(old, (past, past))
+    rc, _, err = profile(work, "--out", "o", "--", ARGS.make_spool, "ok", "0")
+    check(rc == 0, f"exit {rc}: {err}")
+    check("rank-0.99.spool" in err and "earlier run" in err, f"warning: {err!r}")
+    check(os.path.exists(old) and os.path.exists(os.path.join(out, "rank-0.h5")),
+          f"left as it is, this run converted: {os.listdir(out)}")
+    rc, _, err = profile(work, "--convert", out)
+    check(rc == 2 and "rank-0.99.spool" in err, f"--convert still fails on it: {rc} {err!r}")
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser()

@@ -8,6 +8,8 @@
  * usage: test_spool [CASE]   (no CASE: run them all; ctest runs one each) */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <signal.h>
+#include <time.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -208,20 +210,28 @@ static void writer_and_reader_round_trip_every_record(void)
     CHECK(strcmp(warmcal_spool_info_get(s, "gpu_name"), "Fake GPU 80GB") == 0);
     CHECK(warmcal_spool_info_get(s, "absent") == NULL);
     CHECK_EQ_U64(s->n_entries, 8);
-    CHECK_EQ_U64(s->entries[0].type, WARMCAL_SPOOL_EVENT);
-    CHECK_EQ_U64(s->entries[0].kind, WARMCAL_EV_ALLOC);
-    CHECK_EQ_U64(s->entries[0].mem_kind, WARMCAL_MEM_POOL);
-    CHECK_EQ_U64(s->entries[0].bytes, 4096);
-    CHECK_EQ_U64(s->entries[0].address, 0xA000);
-    CHECK_EQ_U64(s->entries[2].bytes, UINT64_MAX);
-    CHECK_EQ_U64(s->entries[2].mem_kind, WARMCAL_MEM_VIRTUAL);
-    CHECK_EQ_U64(s->entries[3].bytes, 70 * MIB);
-    CHECK_EQ_U64(s->entries[4].type, WARMCAL_SPOOL_PHASE_BEGIN);
-    CHECK_EQ_U64(s->entries[5].type, WARMCAL_SPOOL_PHASE_END);
-    CHECK_EQ_U64(s->entries[5].time_ns, 150);
-    CHECK_EQ_U64(s->entries[6].type, WARMCAL_SPOOL_POOL);
-    CHECK_EQ_U64(s->entries[6].address, 0xB000);
-    CHECK_EQ_U64(s->entries[6].bytes, 32 * MIB);
+    warmcal_spool_entry e[8];
+    for (size_t i = 0; i < 8 && i < s->n_entries; i++)
+        warmcal_spool_entry_at(s, i, &e[i]);
+    CHECK_EQ_U64(e[0].type, WARMCAL_SPOOL_EVENT);
+    CHECK_EQ_U64(e[0].kind, WARMCAL_EV_ALLOC);
+    CHECK_EQ_U64(e[0].mem_kind, WARMCAL_MEM_POOL);
+    CHECK_EQ_U64(e[0].bytes, 4096);
+    CHECK_EQ_U64(e[0].address, 0xA000);
+    CHECK(e[0].offset > s->info[s->n_info - 1].offset); /* the first record after the INFOs */
+    CHECK_EQ_U64(e[1].offset, e[0].offset + 40);
+    CHECK_EQ_U64(e[2].bytes, UINT64_MAX);
+    CHECK_EQ_U64(e[2].mem_kind, WARMCAL_MEM_VIRTUAL);
+    CHECK_EQ_U64(e[3].bytes, 70 * MIB);
+    CHECK_EQ_U64(e[4].type, WARMCAL_SPOOL_PHASE_BEGIN);
+    CHECK_EQ_U64(e[4].bytes, 1ull << 40);
+    CHECK(strcmp(e[4].label, "a label of exactly thirty-one c") == 0);
+    CHECK_EQ_U64(e[4].batch, 1);
+    CHECK_EQ_U64(e[5].type, WARMCAL_SPOOL_PHASE_END);
+    CHECK_EQ_U64(e[5].time_ns, 150);
+    CHECK_EQ_U64(e[6].type, WARMCAL_SPOOL_POOL);
+    CHECK_EQ_U64(e[6].address, 0xB000);
+    CHECK_EQ_U64(e[6].bytes, 32 * MIB);
     CHECK_EQ_U64(s->n_begins, 2);
     CHECK(strcmp(s->begins[0].label, "a label of exactly thirty-one c") == 0);
     CHECK_EQ_U64(s->begins[0].tokens, 1ull << 40);
@@ -777,6 +787,428 @@ static void listing_picks_the_sessions_spools_and_names_same_ranks_by_pid(void)
     rmdir(sub);
 }
 
+/* --- review fixes ------------------------------------------------------------ */
+
+/* Two threads at the same instant: one frees a block, the other allocates
+ * one of the same size. Their buffers arrive in either order; the trace
+ * must not depend on which, and the free counts first (the peak never has
+ * both). A sample and a phase end of equal time keep their file order. */
+static void write_equal_times(const char *name, int free_first_in_file)
+{
+    warmcal_spool_writer *w = open_spool(name);
+    sample(w, 99, 500 * MIB);
+    begin(w, 100, "p", 1);
+    alloc(w, 110, 10 * MIB, 0x1);
+    if (free_first_in_file) {
+        release(w, 150, 0x1);
+        alloc(w, 150, 10 * MIB, 0x2);
+    } else {
+        alloc(w, 150, 10 * MIB, 0x2);
+        release(w, 150, 0x1);
+    }
+    sample(w, 200, 490 * MIB);
+    end(w, 200);
+    close_spool(w);
+}
+
+static void equal_times_put_frees_before_allocations_whatever_the_buffer_order(void)
+{
+    write_equal_times("tie-a.spool", 1);
+    write_equal_times("tie-b.spool", 0);
+    warmcal_trace *a = convert("tie-a.spool", "tie-a.h5", NULL, NULL);
+    warmcal_trace *b = convert("tie-b.spool", "tie-b.h5", NULL, NULL);
+    CHECK(a && b && a->n_phases == 1 && b->n_phases == 1);
+    if (a && b && a->n_phases == 1 && b->n_phases == 1) {
+        CHECK_EQ_U64(a->phases[0].live_peak, 10 * MIB);
+        CHECK_EQ_U64(b->phases[0].live_peak, 10 * MIB);
+        CHECK_EQ_U64(a->phases[0].anomalies, 0);
+        CHECK_EQ_U64(b->phases[0].anomalies, 0);
+        CHECK_EQ_U64(b->phases[0].device_free_end, 490 * MIB);
+    }
+    warmcal_trace_free(a);
+    warmcal_trace_free(b);
+    /* the sorted order itself */
+    warmcal_spool *s = NULL;
+    warmcal_error err = {0};
+    CHECK(warmcal_spool_read(tmp_path("tie-b.spool"), 0, &s, &err) == 0);
+    if (!s)
+        return;
+    warmcal_spool_sort(s);
+    const struct {
+        uint16_t type;
+        uint8_t kind;
+        uint64_t time;
+    } want[] = {{WARMCAL_SPOOL_EVENT, WARMCAL_EV_DEVICE_FREE, 99},
+                {WARMCAL_SPOOL_PHASE_BEGIN, 0, 100},
+                {WARMCAL_SPOOL_EVENT, WARMCAL_EV_ALLOC, 110},
+                {WARMCAL_SPOOL_EVENT, WARMCAL_EV_FREE, 150},
+                {WARMCAL_SPOOL_EVENT, WARMCAL_EV_ALLOC, 150},
+                {WARMCAL_SPOOL_EVENT, WARMCAL_EV_DEVICE_FREE, 200},
+                {WARMCAL_SPOOL_PHASE_END, 0, 200}};
+    CHECK_EQ_U64(s->n_entries, 7);
+    for (size_t i = 0; i < 7 && i < s->n_entries; i++) {
+        warmcal_spool_entry e;
+        warmcal_spool_entry_at(s, i, &e);
+        CHECK_EQ_U64(e.type, want[i].type);
+        CHECK_EQ_U64(e.kind, want[i].kind);
+        CHECK_EQ_U64(e.time_ns, want[i].time);
+    }
+    warmcal_spool_free(s);
+}
+
+static void the_index_costs_sixteen_bytes_a_record_and_the_file_is_mapped(void)
+{
+    enum { EVENTS = 20000 };
+    warmcal_spool_writer *w = open_spool("index.spool");
+    run_info(w, 0, "s-index", 1);
+    begin(w, 1, "p", 1);
+    /* times shuffled (7919 is prime to 20000), every tenth one shared by a
+     * free written after it: the sort has work to do */
+    for (uint64_t i = 0; i < EVENTS; i++) {
+        uint64_t t = 2 + (i * 7919) % EVENTS;
+        alloc(w, t, 1, 0x1000 + i);
+        if (i % 10 == 0)
+            release(w, t, 0x1000 + i);
+    }
+    end(w, EVENTS + 10);
+    close_spool(w);
+    CHECK_EQ_U64(sizeof(warmcal_spool_index), 16);
+    warmcal_spool *s = NULL;
+    warmcal_error err = {0};
+    CHECK(warmcal_spool_read(tmp_path("index.spool"), 0, &s, &err) == 0);
+    if (s) {
+        /* allocated once, exactly: no doubling slack, no decoded copy */
+        CHECK_EQ_U64(s->n_entries, EVENTS + EVENTS / 10 + 2);
+        CHECK_EQ_U64(s->index_bytes, (EVENTS + EVENTS / 10 + 2) * 16);
+        CHECK(s->mapped);
+        CHECK_EQ_U64(s->size, file_size(tmp_path("index.spool")));
+        /* the file's 40-byte event records cost 16 bytes each in memory */
+        CHECK(s->index_bytes * 2 < s->size);
+        /* sorted in place: time order, frees first at a shared time, every
+         * record still there once */
+        uint64_t sum_before = 0, sum_after = 0;
+        for (size_t i = 0; i < s->n_entries; i++)
+            sum_before += WARMCAL_SPOOL_INDEX_OFFSET(s->index[i]);
+        warmcal_spool_sort(s);
+        int ordered = 1;
+        for (size_t i = 0; i < s->n_entries; i++) {
+            sum_after += WARMCAL_SPOOL_INDEX_OFFSET(s->index[i]);
+            if (i > 0 && (s->index[i].time_ns < s->index[i - 1].time_ns ||
+                          (s->index[i].time_ns == s->index[i - 1].time_ns &&
+                           s->index[i].key <= s->index[i - 1].key)))
+                ordered = 0;
+        }
+        CHECK(ordered);
+        CHECK_EQ_U64(sum_after, sum_before);
+        warmcal_spool_entry e;
+        warmcal_spool_entry_at(s, 1, &e); /* time 2: i = 0's free, then its allocation */
+        CHECK(e.time_ns == 2 && e.kind == WARMCAL_EV_FREE);
+        warmcal_spool_entry_at(s, 2, &e);
+        CHECK(e.time_ns == 2 && e.kind == WARMCAL_EV_ALLOC);
+    }
+    warmcal_spool_free(s);
+    /* the head only: the index still counts exactly what was read */
+    CHECK(warmcal_spool_read(tmp_path("index.spool"), 4096, &s, &err) == 0);
+    if (s) {
+        CHECK_EQ_U64(s->index_bytes, s->n_entries * 16);
+        CHECK(s->n_entries > 0 && s->n_entries < 4096 / 40 + 1);
+    }
+    warmcal_spool_free(s);
+}
+
+static void pool_blocks_are_counted_once_when_free_memory_falls(void)
+{
+    warmcal_spool_writer *w = open_spool("pool-once.spool");
+    warmcal_error err = {0};
+    /* a: a pool reserves 64 MiB and hands it out as one 64 MiB block; free
+     * memory fell 68 MiB: 4 MiB are unexplained (the block is part of the
+     * reservation, not 64 MiB more) */
+    sample(w, 99, 1000 * MIB);
+    begin(w, 100, "a", 1);
+    warmcal_spool_pool p = {.time_ns = 105, .pool = 0x70, .reserved_bytes = 64 * MIB};
+    CHECK(warmcal_spool_write_pool(w, &p, &err) == 0);
+    ev(w, 110, WARMCAL_EV_ALLOC, 64 * MIB, 0x100, WARMCAL_MEM_POOL);
+    sample(w, 199, 932 * MIB);
+    end(w, 200);
+    /* b: the pool block goes back to the pool (reservation kept), an 8 MiB
+     * device block is made: free memory fell 8 MiB, all explained */
+    sample(w, 299, 932 * MIB);
+    begin(w, 300, "b", 1);
+    ev(w, 310, WARMCAL_EV_FREE, 0, 0x100, WARMCAL_MEM_POOL);
+    alloc(w, 320, 8 * MIB, 0x200);
+    sample(w, 399, 924 * MIB);
+    end(w, 400);
+    /* c: a pool block at an address still live replaces it (a free never
+     * reported): 16 MiB out of a reservation grown by 16 MiB, fell 16 MiB */
+    sample(w, 499, 924 * MIB);
+    begin(w, 500, "c", 1);
+    ev(w, 510, WARMCAL_EV_ALLOC, 16 * MIB, 0x300, WARMCAL_MEM_POOL);
+    p.time_ns = 505;
+    p.reserved_bytes = 80 * MIB;
+    CHECK(warmcal_spool_write_pool(w, &p, &err) == 0);
+    ev(w, 520, WARMCAL_EV_ALLOC, 16 * MIB, 0x300, WARMCAL_MEM_POOL);
+    sample(w, 599, 908 * MIB);
+    end(w, 600);
+    close_spool(w);
+    warmcal_trace *t = convert("pool-once.spool", "pool-once.h5", NULL, NULL);
+    CHECK(t && t->n_phases == 3);
+    if (t && t->n_phases == 3) {
+        CHECK_EQ_U64(t->phases[0].lower_bound, WARMCAL_LOWER_BOUND_UNEXPLAINED);
+        CHECK_EQ_U64(t->phases[1].lower_bound, 0);
+        CHECK_EQ_U64(t->phases[2].lower_bound, 0);
+    }
+    warmcal_trace_free(t);
+}
+
+static void a_failed_allocation_retried_with_success_is_recovered_not_an_oom(void)
+{
+    const uint64_t GIB = 1024 * MIB;
+    warmcal_spool_writer *w = open_spool("retry.spool");
+    run_info(w, 0, "s-retry", 9);
+    /* a caching allocator frees its cache and asks again: recovered */
+    begin(w, 100, "retried", 1);
+    ev(w, 110, WARMCAL_EV_ALLOC_FAILED, 1 * GIB, 0, WARMCAL_MEM_DEVICE);
+    release(w, 115, 0x9); /* an unknown free: the cache going back, not seen allocated */
+    alloc(w, 120, 1 * GIB, 0x1);
+    release(w, 130, 0x1);
+    end(w, 200);
+    /* another size, or another kind, is no retry */
+    begin(w, 300, "other-size", 2);
+    ev(w, 310, WARMCAL_EV_ALLOC_FAILED, 1 * GIB, 0, WARMCAL_MEM_DEVICE);
+    alloc(w, 320, 512 * MIB, 0x2);
+    end(w, 400);
+    begin(w, 500, "other-kind", 3);
+    ev(w, 510, WARMCAL_EV_ALLOC_FAILED, 1 * GIB, 0, WARMCAL_MEM_DEVICE);
+    ev(w, 520, WARMCAL_EV_ALLOC, 1 * GIB, 0x3, WARMCAL_MEM_POOL);
+    end(w, 600);
+    /* a retry after the phase ended is too late */
+    begin(w, 700, "retried-late", 4);
+    ev(w, 710, WARMCAL_EV_ALLOC_FAILED, 2 * GIB, 0, WARMCAL_MEM_DEVICE);
+    end(w, 800);
+    begin(w, 900, "next", 5);
+    alloc(w, 910, 2 * GIB, 0x4);
+    end(w, 1000);
+    /* two failures, then the size is served: both recovered */
+    begin(w, 1100, "twice", 6);
+    ev(w, 1110, WARMCAL_EV_ALLOC_FAILED, 64 * MIB, 0, WARMCAL_MEM_DEVICE);
+    ev(w, 1120, WARMCAL_EV_ALLOC_FAILED, 64 * MIB, 0, WARMCAL_MEM_DEVICE);
+    alloc(w, 1130, 64 * MIB, 0x5);
+    end(w, 1200);
+    close_spool(w);
+    warmcal_spool_convert_report rep;
+    warmcal_trace *t = convert("retry.spool", "retry.h5", NULL, &rep);
+    CHECK(t && t->n_phases == 6);
+    if (t && t->n_phases == 6) {
+        const uint8_t outcome[6] = {WARMCAL_OUTCOME_OK,  WARMCAL_OUTCOME_OOM, WARMCAL_OUTCOME_OOM,
+                                    WARMCAL_OUTCOME_OOM, WARMCAL_OUTCOME_OK,  WARMCAL_OUTCOME_OK};
+        const uint64_t failed[6] = {0, 1 * GIB, 1 * GIB, 2 * GIB, 0, 0};
+        for (int i = 0; i < 6; i++) {
+            CHECK_EQ_U64(t->phases[i].outcome, outcome[i]);
+            CHECK_EQ_U64(t->phases[i].failed_alloc_bytes, failed[i]);
+        }
+        CHECK_EQ_U64(t->phases[0].live_peak, 1 * GIB);
+    }
+    CHECK_EQ_U64(rep.recovered_alloc_failures, 3);
+    CHECK(attr(t, "recovered_alloc_failures") && strcmp(attr(t, "recovered_alloc_failures"), "3") == 0);
+    /* every failure stays in the timeline: 12 phase edges, 13 events */
+    CHECK_EQ_U64(t ? t->n_events : 0, 12 + 13);
+    warmcal_trace_free(t);
+}
+
+/* Convert spool into dir/claim/rank-0.h5 with the given run start. */
+static int convert_claim(const char *spool, uint64_t run_start_ns, warmcal_spool_convert_report *rep)
+{
+    warmcal_spool_convert_options o = {.run_start_ns = run_start_ns};
+    warmcal_error err = {0};
+    int rc = warmcal_spool_convert(tmp_path(spool), tmp_path("claim/rank-0.h5"), &o, rep, &err);
+    if (rc)
+        fprintf(stderr, "convert %s: %s: %s\n", spool, err.source, err.text);
+    return rc;
+}
+
+static const char *session_of(const char *trace, char *buf, size_t len)
+{
+    warmcal_trace *t = NULL;
+    warmcal_error err = {0};
+    buf[0] = '\0';
+    if (warmcal_trace_read(tmp_path(trace), &t, &err) == 0) {
+        snprintf(buf, len, "%s", attr(t, "session") ? attr(t, "session") : "");
+        warmcal_trace_free(t);
+    }
+    return buf;
+}
+
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void a_trace_another_session_wrote_during_the_run_is_kept(void)
+{
+    CHECK(mkdir(tmp_path("claim"), 0755) == 0);
+    const struct {
+        const char *name, *session;
+        long pid;
+    } spools[] = {{"claim-a.spool", "A", 10}, {"claim-b.spool", "B", 20}, {"claim-c.spool", "C", 30}};
+    for (size_t i = 0; i < 3; i++) {
+        warmcal_spool_writer *w = open_spool(spools[i].name);
+        run_info(w, 0, spools[i].session, spools[i].pid);
+        begin(w, 1, "p", 1);
+        end(w, 2);
+        close_spool(w);
+    }
+    uint64_t before = wall_ns() - 3600ull * 1000000000ull;
+    warmcal_spool_convert_report rep;
+    char buf[64];
+    CHECK(convert_claim("claim-a.spool", before, &rep) == 0);
+    CHECK(rep.trace_written && !rep.rank_claimed);
+    CHECK_STR_CONTAINS(rep.trace_path, "/claim/rank-0.h5");
+    /* B began before A's trace was written: both processes claim rank 0 */
+    CHECK(convert_claim("claim-b.spool", before, &rep) == 0);
+    CHECK(rep.trace_written && rep.rank_claimed);
+    CHECK_STR_CONTAINS(rep.trace_path, "/claim/rank-0.pid-20.h5");
+    CHECK(strcmp(rep.claimed_by_session, "A") == 0);
+    CHECK(strcmp(session_of("claim/rank-0.h5", buf, sizeof buf), "A") == 0);
+    CHECK(strcmp(session_of("claim/rank-0.pid-20.h5", buf, sizeof buf), "B") == 0);
+    /* C began after it: an older run's trace, replaced */
+    CHECK(convert_claim("claim-c.spool", wall_ns() + 1000000000ull, &rep) == 0);
+    CHECK(rep.trace_written && !rep.rank_claimed);
+    CHECK_STR_CONTAINS(rep.trace_path, "/claim/rank-0.h5");
+    CHECK(strcmp(session_of("claim/rank-0.h5", buf, sizeof buf), "C") == 0);
+    /* C's own trace, converted again (--keep-spool, --convert): replaced */
+    CHECK(convert_claim("claim-c.spool", before, &rep) == 0);
+    CHECK(rep.trace_written && !rep.rank_claimed);
+    CHECK_STR_CONTAINS(rep.trace_path, "/claim/rank-0.h5");
+    /* the spool's start_time counts when no run start is given: run_info
+     * says 2026-12-02T08:00:00Z, so make A's trace older than that */
+    struct timespec old[2] = {{1000000000, 0}, {1000000000, 0}};
+    CHECK(utimensat(AT_FDCWD, tmp_path("claim/rank-0.h5"), old, 0) == 0);
+    CHECK(convert_claim("claim-b.spool", 0, &rep) == 0);
+    CHECK(rep.trace_written && !rep.rank_claimed);
+    CHECK(strcmp(session_of("claim/rank-0.h5", buf, sizeof buf), "B") == 0);
+    const char *left[] = {"claim/rank-0.h5", "claim/rank-0.pid-20.h5"};
+    for (size_t i = 0; i < 2; i++)
+        unlink(tmp_path(left[i]));
+    CHECK(rmdir(tmp_path("claim")) == 0); /* nothing else, no partial file */
+}
+
+static void a_set_cancel_flag_stops_the_conversion_and_leaves_nothing(void)
+{
+    warmcal_spool_writer *w = open_spool("cancel.spool");
+    begin(w, 1, "p", 1);
+    alloc(w, 2, 1, 0x1);
+    end(w, 3);
+    close_spool(w);
+    volatile sig_atomic_t flag = 1;
+    warmcal_spool_convert_options o = {.cancel = &flag};
+    warmcal_spool_convert_report rep;
+    warmcal_error err = {0};
+    CHECK(warmcal_spool_convert(tmp_path("cancel.spool"), tmp_path("cancel.h5"), &o, &rep, &err) ==
+          WARMCAL_E_STATE);
+    CHECK(rep.canceled && !rep.trace_written);
+    CHECK_STR_CONTAINS(err.text, "stopped");
+    CHECK(count_files("cancel.h5") == 0);
+    CHECK(exists(tmp_path("cancel.spool")));
+    flag = 0;
+    memset(&err, 0, sizeof err);
+    CHECK(warmcal_spool_convert(tmp_path("cancel.spool"), tmp_path("cancel.h5"), &o, &rep, &err) == 0);
+    CHECK(rep.trace_written && !rep.canceled);
+}
+
+static void the_trace_is_created_as_open_creates_files_under_the_umask(void)
+{
+    warmcal_spool_writer *w = open_spool("mode.spool");
+    begin(w, 1, "p", 1);
+    end(w, 2);
+    close_spool(w);
+    const mode_t masks[] = {022, 077, 0, 027};
+    for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+        mode_t before = umask(masks[i]);
+        warmcal_spool_convert_options o = {0};
+        warmcal_error err = {0};
+        unlink(tmp_path("mode.h5"));
+        CHECK(warmcal_spool_convert(tmp_path("mode.spool"), tmp_path("mode.h5"), &o, NULL, &err) == 0);
+        umask(before);
+        struct stat st;
+        CHECK(stat(tmp_path("mode.h5"), &st) == 0);
+        CHECK_EQ_U64(st.st_mode & 0777, 0666 & ~masks[i]);
+    }
+}
+
+static void rank_from_none_beside_traces_of_a_larger_world_is_reported(void)
+{
+    CHECK(mkdir(tmp_path("world"), 0755) == 0);
+    warmcal_spool_writer *w = open_spool("world/rank-1.5.spool");
+    run_info(w, 1, "S4", 5); /* world_size 4 */
+    begin(w, 1, "p", 1);
+    end(w, 2);
+    close_spool(w);
+    warmcal_spool_convert_options o = {0};
+    warmcal_spool_convert_report rep;
+    warmcal_error err = {0};
+    CHECK(warmcal_spool_convert(tmp_path("world/rank-1.5.spool"), tmp_path("world/rank-1.h5"), &o,
+                                &rep, &err) == 0);
+    CHECK_EQ_U64(rep.other_world_size, 0);
+    const char *from[] = {"none", "OMPI_COMM_WORLD_RANK"};
+    for (int i = 0; i < 2; i++) {
+        w = open_spool("world/rank-0.6.spool");
+        info(w, "session", "S1");
+        info(w, "rank", "0");
+        info(w, "world_size", "1");
+        info(w, "rank_from", from[i]);
+        begin(w, 1, "p", 1);
+        end(w, 2);
+        close_spool(w);
+        CHECK(warmcal_spool_convert(tmp_path("world/rank-0.6.spool"), tmp_path("world/rank-0.h5"),
+                                    &o, &rep, &err) == 0);
+        CHECK_EQ_U64(rep.other_world_size, i == 0 ? 4 : 0);
+        unlink(tmp_path("world/rank-0.6.spool"));
+    }
+    unlink(tmp_path("world/rank-1.5.spool"));
+    unlink(tmp_path("world/rank-1.h5"));
+    unlink(tmp_path("world/rank-0.h5"));
+    CHECK(rmdir(tmp_path("world")) == 0);
+}
+
+static void a_damaged_spool_is_listed_only_when_it_may_be_the_sessions(void)
+{
+    CHECK(mkdir(tmp_path("damaged"), 0755) == 0);
+    const char *names[] = {"damaged/rank-0.1.spool", "damaged/rank-0.2.spool",
+                           "damaged/rank-0.3.spool"};
+    const char *sessions[] = {"ours", "theirs", NULL};
+    for (int i = 0; i < 3; i++) {
+        warmcal_spool_writer *w = open_spool(names[i]);
+        if (sessions[i])
+            info(w, "session", sessions[i]);
+        alloc(w, 1, 1, 0x1);
+        close_spool(w);
+        /* the event after the INFO record gets a bad size */
+        size_t at = file_size(tmp_path(names[i])) - 40 + 4;
+        patch(names[i], at, (const unsigned char[]){12, 0, 0, 0}, 4);
+    }
+    warmcal_spool_job *jobs = NULL;
+    size_t n = 0;
+    warmcal_error err = {0};
+    CHECK(warmcal_spool_list(tmp_path("damaged"), "ours", &jobs, &n, &err) == 0);
+    CHECK_EQ_U64(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        CHECK(jobs[i].rc == WARMCAL_E_FORMAT);
+        CHECK_STR_CONTAINS(jobs[i].err.text, "record size 12");
+        CHECK(jobs[i].mtime_ns > 0);
+        CHECK(strstr(jobs[i].spool_path, "rank-0.2.spool") == NULL); /* theirs: not listed */
+    }
+    if (n == 2) {
+        CHECK(jobs[0].session && strcmp(jobs[0].session, "ours") == 0);
+        CHECK(jobs[1].session == NULL);
+    }
+    warmcal_spool_jobs_free(jobs, n);
+    for (int i = 0; i < 3; i++)
+        unlink(tmp_path(names[i]));
+    CHECK(rmdir(tmp_path("damaged")) == 0);
+}
+
 /* --- driver ---------------------------------------------------------------- */
 
 static void remove_dir(void)
@@ -812,6 +1244,15 @@ static const struct {
     CASE(failed_conversion_leaves_nothing_and_never_replaces_a_folder),
     CASE(a_run_without_phases_writes_no_trace),
     CASE(listing_picks_the_sessions_spools_and_names_same_ranks_by_pid),
+    CASE(equal_times_put_frees_before_allocations_whatever_the_buffer_order),
+    CASE(the_index_costs_sixteen_bytes_a_record_and_the_file_is_mapped),
+    CASE(pool_blocks_are_counted_once_when_free_memory_falls),
+    CASE(a_failed_allocation_retried_with_success_is_recovered_not_an_oom),
+    CASE(a_trace_another_session_wrote_during_the_run_is_kept),
+    CASE(a_set_cancel_flag_stops_the_conversion_and_leaves_nothing),
+    CASE(the_trace_is_created_as_open_creates_files_under_the_umask),
+    CASE(rank_from_none_beside_traces_of_a_larger_world_is_reported),
+    CASE(a_damaged_spool_is_listed_only_when_it_may_be_the_sessions),
 };
 
 int main(int argc, char **argv)

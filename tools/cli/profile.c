@@ -2,8 +2,9 @@
  * injection library loaded by the CUDA driver (and by NVTX), forwards
  * signals and the exit status like `nsys profile`, then turns the spools the
  * run left into one trace per rank. `--convert DIR` does only the last step. */
-#define _XOPEN_SOURCE 700 /* realpath */
+#define _GNU_SOURCE /* realpath, strsignal */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -13,7 +14,12 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "commands.h"
 #include "warmcal/spool.h"
@@ -29,9 +35,11 @@ static void usage(FILE *out)
             "       warmcal profile --convert DIR [--model M] [--events] [--keep-spool]\n\n"
             "Run CMD with warmcal's CUPTI profiler injected (no change to CMD), then write\n"
             "one trace per rank, DIR/rank-<R>.h5, from the spools the run left in DIR.\n"
-            "Phases are NVTX ranges named 'warmcal tokens=N batch=B label=L'. Signals are\n"
-            "passed to CMD; the exit status is CMD's (128+N when a signal N ended it; 2 when\n"
-            "CMD succeeded but a trace could not be written).\n\n"
+            "Phases are NVTX ranges named 'warmcal tokens=N batch=B label=L'. CMD runs in\n"
+            "its own process group (with the terminal); signals sent to warmcal profile are\n"
+            "passed to it once. The exit status is CMD's (128+N when a signal N ended it,\n"
+            "and SIGINT is passed on as SIGINT; 2 when CMD succeeded but a trace could not\n"
+            "be written). A signal during the conversion stops it (exit 128+N).\n\n"
             "  --out DIR      where spools and traces go (default %s; created)\n"
             "  --model M      the model name written in the traces\n"
             "  --device N     the CUDA device to record (default: the first one used)\n"
@@ -98,36 +106,68 @@ static char *find_inject_lib(void)
 
 /* --- signals --------------------------------------------------------------- */
 
+/* The command runs in a process group of its own, and warmcal profile
+ * stands in for it in the caller's group: a signal for the whole group
+ * (kill -- -PGID, a launcher's group kill) reaches warmcal profile alone and
+ * is passed on once, to the command's group. At a terminal the command's
+ * group is made the foreground one, so Ctrl-C, Ctrl-\ and Ctrl-Z reach the
+ * command straight from the terminal, once, and never warmcal profile. */
 static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 #define N_FORWARDED (sizeof forwarded / sizeof forwarded[0])
 
-static volatile sig_atomic_t child_pid = 0;
+static volatile sig_atomic_t child_pid = 0;   /* > 0: the command, not yet reaped */
+static volatile sig_atomic_t handed_tty = 0;  /* the command's group has the terminal */
+static volatile sig_atomic_t cancel_sig = 0;  /* after the command: the signal that stops the conversion */
 
-/* A signal for warmcal profile is meant for the command. One the kernel
- * sent to the whole process group (Ctrl-C, a terminal hang-up) has reached
- * the command already and is not sent twice. */
-static void forward(int sig, siginfo_t *info, void *context)
+static void on_signal(int sig, siginfo_t *info, void *context)
 {
     (void)context;
-    if (info && info->si_code == SI_KERNEL)
-        return;
     int saved = errno;
-    if (child_pid > 0)
-        kill((pid_t)child_pid, sig);
+    pid_t pid = (pid_t)child_pid;
+    if (pid > 0) {
+        /* a terminal's signal (a hang-up reaching the session leader) has
+         * reached the command's foreground group already */
+        if (!(handed_tty && info && info->si_code == SI_KERNEL) && kill(-pid, sig) != 0)
+            kill(pid, sig); /* the command left its group */
+    } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) {
+        if (!cancel_sig)
+            cancel_sig = sig;
+    }
     errno = saved;
 }
 
-static int install_forwarding(void)
+typedef struct {
+    struct sigaction orig[N_FORWARDED];
+    int installed[N_FORWARDED];
+    struct sigaction orig_chld;
+} dispositions;
+
+/* Take the forwarded signals, except those the caller ignores (nohup's
+ * SIGHUP): they stay ignored, here and in the command. */
+static int install_handlers(dispositions *d)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = forward;
+    sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < N_FORWARDED; i++)
-        if (sigaction(forwarded[i], &sa, NULL) != 0)
+    for (size_t i = 0; i < N_FORWARDED; i++) {
+        if (sigaction(forwarded[i], NULL, &d->orig[i]) != 0)
             return -1;
+        d->installed[i] = d->orig[i].sa_handler != SIG_IGN;
+        if (d->installed[i] && sigaction(forwarded[i], &sa, NULL) != 0)
+            return -1;
+    }
     return 0;
+}
+
+static sigset_t forwarded_set(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < N_FORWARDED; i++)
+        sigaddset(&set, forwarded[i]);
+    return set;
 }
 
 /* --- running the command --------------------------------------------------- */
@@ -141,56 +181,167 @@ static int set_env(const char *name, const char *value)
     return 0;
 }
 
-/* Start cmd and wait for it; returns its exit status as a shell gives it
- * (128+N when killed by signal N), or -1 when it could not be started. */
-static int run_command(char **cmd)
+/* Give the terminal to process group pgrp; SIGTTOU is blocked meanwhile
+ * (a background process that changes the terminal's group is sent it). */
+static void give_terminal(int tty, pid_t pgrp)
 {
-    sigset_t block, old;
-    sigemptyset(&block);
+    sigset_t ttou, old;
+    sigemptyset(&ttou);
+    sigaddset(&ttou, SIGTTOU);
+    sigprocmask(SIG_BLOCK, &ttou, &old);
+    (void)tcsetpgrp(tty, pgrp);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* In the forked child: its own process group (and the terminal, when
+ * warmcal profile had it), the caller's signal dispositions and mask, then
+ * the command. */
+static void exec_child(char **cmd, const dispositions *d, const sigset_t *old_mask, int tty,
+                       pid_t parent)
+{
+    setpgid(0, 0);
+    if (tty >= 0)
+        give_terminal(tty, getpid());
+#ifdef __linux__
+    /* warmcal profile killed (SIGKILL: it catches the rest): the command
+     * goes too, as it would have in a shared process group */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        raise(SIGKILL);
+#else
+    (void)parent;
+#endif
     for (size_t i = 0; i < N_FORWARDED; i++)
-        sigaddset(&block, forwarded[i]);
+        signal(forwarded[i], d->installed[i] ? SIG_DFL : SIG_IGN);
+    sigaction(SIGCHLD, &d->orig_chld, NULL);
+    sigprocmask(SIG_SETMASK, old_mask, NULL);
+    execvp(cmd[0], cmd);
+    int e = errno;
+    /* as a shell says it: 127 not found, 126 found but not runnable */
+    if (e == ENOENT)
+        fprintf(stderr, "warmcal profile: %s: command not found\n", cmd[0]);
+    else
+        fprintf(stderr, "warmcal profile: %s: cannot run: %s\n", cmd[0], strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+/* The command stopped (Ctrl-Z, or a read from the terminal in the
+ * background): stop warmcal profile the same way, so that the shell sees
+ * the job stopped, and when continued, continue the command (with the
+ * terminal again if the job is in the foreground). */
+static void follow_stop(int tty, pid_t pid, int stop_sig)
+{
+    if (handed_tty) {
+        give_terminal(tty, getpgrp());
+        handed_tty = 0;
+    }
+    sigset_t stops, old;
+    sigemptyset(&stops);
+    sigaddset(&stops, stop_sig);
+    sigprocmask(SIG_UNBLOCK, &stops, &old);
+    raise(stop_sig); /* an orphaned process group discards it: nothing to wait for then */
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (tcgetpgrp(tty) == getpgrp()) {
+        give_terminal(tty, pid);
+        handed_tty = 1;
+    }
+    kill(-pid, SIGCONT);
+}
+
+/* Start cmd and wait for it; returns its exit status as a shell gives it
+ * (128+N when killed by signal N, with *killed_by = N), or -1 when it could
+ * not be started or waited for. */
+static int run_command(char **cmd, int *killed_by)
+{
+    *killed_by = 0;
+    dispositions d;
+    memset(&d, 0, sizeof d);
+    sigset_t block = forwarded_set(), old;
     /* Blocked across fork: a signal that arrives before the child's pid is
      * known waits, and is forwarded once it is. */
     sigprocmask(SIG_BLOCK, &block, &old);
-    if (install_forwarding() != 0) {
+    /* an ignored SIGCHLD would make the kernel reap the command itself:
+     * waitpid would never see it (the command gets the caller's back) */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    if (sigaction(SIGCHLD, &dfl, &d.orig_chld) != 0 || install_handlers(&d) != 0) {
         fprintf(stderr, "warmcal profile: cannot forward signals: %s\n", strerror(errno));
         sigprocmask(SIG_SETMASK, &old, NULL);
         return -1;
     }
+    /* The terminal goes to the command when warmcal profile is in its
+     * foreground with it as input: an interactive command. A background
+     * job, or one whose input is a file or /dev/null (a script's `&`), keeps
+     * its place; terminal signals then reach warmcal profile, which passes
+     * them on. */
+    int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int job_control = tty >= 0 && isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp() &&
+                      tcgetpgrp(tty) == getpgrp();
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "warmcal profile: cannot start '%s': %s\n", cmd[0], strerror(errno));
         sigprocmask(SIG_SETMASK, &old, NULL);
+        if (tty >= 0)
+            close(tty);
         return -1;
     }
-    if (pid == 0) {
-        for (size_t i = 0; i < N_FORWARDED; i++)
-            signal(forwarded[i], SIG_DFL);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        execvp(cmd[0], cmd);
-        int e = errno;
-        /* as a shell says it: 127 not found, 126 found but not runnable */
-        if (e == ENOENT)
-            fprintf(stderr, "warmcal profile: %s: command not found\n", cmd[0]);
-        else
-            fprintf(stderr, "warmcal profile: %s: cannot run: %s\n", cmd[0], strerror(e));
-        _exit(e == ENOENT ? 127 : 126);
+    if (pid == 0)
+        exec_child(cmd, &d, &old, job_control ? tty : -1, parent);
+    /* both sides set the group and the terminal: whichever runs first */
+    setpgid(pid, pid);
+    if (job_control) {
+        give_terminal(tty, pid);
+        handed_tty = 1;
     }
     child_pid = pid;
     sigprocmask(SIG_SETMASK, &old, NULL);
-    int status;
-    pid_t got;
-    do {
-        got = waitpid(pid, &status, 0);
-    } while (got < 0 && errno == EINTR);
-    child_pid = 0;
-    if (got < 0) {
-        fprintf(stderr, "warmcal profile: cannot wait for '%s': %s\n", cmd[0], strerror(errno));
-        return -1;
+
+    int status = 0, rc = 0;
+    for (;;) {
+        /* WNOWAIT: the command stays a zombie until child_pid is cleared,
+         * so a signal forwarded meanwhile never reaches a reused pid */
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WSTOPPED | WNOWAIT) != 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "warmcal profile: cannot wait for '%s': %s\n", cmd[0], strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (si.si_code == CLD_STOPPED) {
+            siginfo_t consumed;
+            memset(&consumed, 0, sizeof consumed);
+            while (waitid(P_PID, (id_t)pid, &consumed, WSTOPPED) != 0 && errno == EINTR)
+                ;
+            int sig = si.si_status;
+            if (tty >= 0 && (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU))
+                follow_stop(tty, pid, sig);
+            continue;
+        }
+        sigprocmask(SIG_BLOCK, &block, &old);
+        child_pid = 0;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        break;
     }
-    if (WIFSIGNALED(status))
+    if (handed_tty) {
+        give_terminal(tty, getpgrp());
+        handed_tty = 0;
+    }
+    if (tty >= 0)
+        close(tty);
+    if (rc < 0)
+        return -1;
+    if (WIFSIGNALED(status)) {
+        *killed_by = WTERMSIG(status);
         return 128 + WTERMSIG(status);
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
@@ -202,7 +353,8 @@ static void print_error(const warmcal_error *err)
     fprintf(stderr, "warmcal profile: %s\n", warmcal_error_format(err, msg, sizeof msg));
 }
 
-static void print_report(const warmcal_spool_job *j, const warmcal_spool_convert_report *r)
+static void print_report(const warmcal_spool_job *j, const warmcal_spool_convert_report *r,
+                         const char *dir)
 {
     if (!r->trace_written) {
         fprintf(stderr,
@@ -210,11 +362,28 @@ static void print_report(const warmcal_spool_job *j, const warmcal_spool_convert
                 "are NVTX ranges named 'warmcal tokens=N ...')\n",
                 j->rank, j->pid);
     } else {
+        if (r->rank_claimed)
+            fprintf(stderr,
+                    "warmcal profile: warning: two processes claim rank %d: %s/rank-%d.h5 was "
+                    "written during this run by another session (%s) and is kept; this trace is "
+                    "%s (give each process its rank: its launcher's variables, or "
+                    "WARMCAL_RANK and WARMCAL_WORLD_SIZE)\n",
+                    r->rank, dir, r->rank, r->claimed_by_session[0] ? r->claimed_by_session : "none",
+                    r->trace_path);
+        if (r->other_world_size)
+            fprintf(stderr,
+                    "warmcal profile: warning: rank %d (pid %ld) found no rank in its environment "
+                    "(counted as rank 0 of 1), but other traces in %s are from a run of %d ranks: "
+                    "was it started without its launcher's variables?\n",
+                    r->rank, r->pid, dir, r->other_world_size);
         fprintf(stderr,
                 "warmcal profile: rank %d: %s: %zu phase%s, %zu lower-bound, %" PRIu64
                 " dropped records",
-                r->rank, j->trace_path, r->phases, r->phases == 1 ? "" : "s",
+                r->rank, r->trace_path, r->phases, r->phases == 1 ? "" : "s",
                 r->lower_bound_phases, r->dropped_records);
+        if (r->recovered_alloc_failures)
+            fprintf(stderr, ", %" PRIu64 " failed allocation%s retried with success",
+                    r->recovered_alloc_failures, r->recovered_alloc_failures == 1 ? "" : "s");
         if (r->ended_in_phase)
             fprintf(stderr, "; process %s inside phase '%s' (tokens %" PRIu64 "), kept as aborted",
                     r->exited_normally ? "exited" : "killed", r->ended_label, r->ended_tokens);
@@ -226,8 +395,10 @@ static void print_report(const warmcal_spool_job *j, const warmcal_spool_convert
                 j->rank, r->truncated_bytes);
 }
 
-/* Convert the listed spools; returns the number of failures. */
-static int convert_all(const char *dir, const char *session, const options *o)
+/* Convert the listed spools; returns the number of failures. A signal
+ * (cancel_sig) stops it between and inside conversions. */
+static int convert_all(const char *dir, const char *session, uint64_t run_start_ns,
+                       const options *o)
 {
     warmcal_error err;
     warmcal_error_clear(&err);
@@ -237,26 +408,29 @@ static int convert_all(const char *dir, const char *session, const options *o)
         print_error(&err);
         return 1;
     }
-    int failures = 0;
-    if (n == 0 && session)
-        fprintf(stderr,
-                "warmcal profile: no spool from this run in %s (was the command a CUDA program? "
-                "the injected library says why it stopped, if it did)\n",
-                dir);
-    else if (n == 0) {
-        fprintf(stderr, "warmcal profile: no spool (*.spool) to convert in %s\n", dir);
-        failures = 1;
-    }
-    warmcal_spool_convert_options copts = {.model = o->model, .with_events = o->events};
-    for (size_t i = 0; i < n; i++) {
+    int failures = 0, converted = 0;
+    warmcal_spool_convert_options copts = {.model = o->model,
+                                           .with_events = o->events,
+                                           .run_start_ns = run_start_ns,
+                                           .cancel = &cancel_sig};
+    for (size_t i = 0; i < n && !cancel_sig; i++) {
         warmcal_spool_job *j = &jobs[i];
         if (j->rc) {
-            /* its session is unknown: most likely this run's, and never
-             * passed over in silence */
+            /* its session unknown: this run's unless it was last written
+             * before the run began */
+            if (session && j->mtime_ns >= 0 && (uint64_t)j->mtime_ns < run_start_ns) {
+                char msg[WARMCAL_ERROR_SOURCE_LEN + WARMCAL_ERROR_WHERE_LEN + WARMCAL_ERROR_TEXT_LEN];
+                fprintf(stderr,
+                        "warmcal profile: warning: %s: unreadable spool of an earlier run, left as "
+                        "it is (%s)\n",
+                        j->spool_path, warmcal_error_format(&j->err, msg, sizeof msg));
+                continue;
+            }
             print_error(&j->err);
             failures++;
             continue;
         }
+        converted++;
         if (j->same_rank)
             fprintf(stderr, "warmcal profile: warning: several spools of rank %d: %s is named by "
                             "its pid\n",
@@ -264,17 +438,77 @@ static int convert_all(const char *dir, const char *session, const options *o)
         warmcal_spool_convert_report rep;
         warmcal_error_clear(&err);
         if (warmcal_spool_convert(j->spool_path, j->trace_path, &copts, &rep, &err) != 0) {
+            if (rep.canceled)
+                break;
             print_error(&err);
             failures++;
             continue;
         }
-        print_report(j, &rep);
+        print_report(j, &rep, dir);
         if (!o->keep_spool && unlink(j->spool_path) != 0)
             fprintf(stderr, "warmcal profile: warning: cannot remove %s: %s\n", j->spool_path,
                     strerror(errno));
     }
+    if (!cancel_sig && converted == 0 && failures == 0) {
+        if (session)
+            fprintf(stderr,
+                    "warmcal profile: no spool from this run in %s (was the command a CUDA "
+                    "program? the injected library says why it stopped, if it did)\n",
+                    dir);
+        else {
+            fprintf(stderr, "warmcal profile: no spool (*.spool) to convert in %s\n", dir);
+            failures = 1;
+        }
+    }
     warmcal_spool_jobs_free(jobs, n);
     return failures;
+}
+
+/* The status for a run whose conversion a signal stopped: the spools not
+ * converted are kept, the temporary file is gone. */
+static int canceled_status(const char *dir)
+{
+    int sig = cancel_sig;
+    fprintf(stderr,
+            "warmcal profile: conversion stopped by signal %d (%s); the spools not converted are "
+            "kept: warmcal profile --convert %s\n",
+            sig, strsignal(sig), dir);
+    return 128 + sig;
+}
+
+/* Leave with status, or die of SIGINT when status says SIGINT: a shell
+ * running warmcal profile in a loop stops at Ctrl-C only when its command
+ * was killed by SIGINT (bash, zsh: "wait and cooperative exit"), and the
+ * terminal's Ctrl-C went to the command alone. Other signals give 128+N,
+ * as nsys gives them. */
+static int finish(int status)
+{
+    if (status == 128 + SIGINT) {
+        fflush(NULL);
+        signal(SIGINT, SIG_DFL);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        raise(SIGINT);
+    }
+    return status;
+}
+
+/* Stop the conversion at SIGINT, SIGTERM, SIGHUP or SIGQUIT (--convert:
+ * no command runs). */
+static void install_cancel(void)
+{
+    dispositions d;
+    memset(&d, 0, sizeof d);
+    (void)install_handlers(&d);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* --- command --------------------------------------------------------------- */
@@ -372,10 +606,13 @@ int warmcal_cmd_profile(int argc, char **argv)
             fprintf(stderr, "warmcal profile: %s: %s\n", o.convert, strerror(errno));
             return WARMCAL_EXIT_USAGE;
         }
-        int failures = convert_all(dir, NULL, &o);
+        install_cancel();
+        int failures = convert_all(dir, NULL, 0, &o);
+        int status = cancel_sig ? canceled_status(dir) : failures ? WARMCAL_EXIT_USAGE : WARMCAL_EXIT_OK;
         free(dir);
-        return failures ? WARMCAL_EXIT_USAGE : WARMCAL_EXIT_OK;
+        return finish(status);
     }
+    uint64_t run_start = now_ns();
 
     warmcal_error err;
     warmcal_error_clear(&err);
@@ -395,12 +632,19 @@ int warmcal_cmd_profile(int argc, char **argv)
         return WARMCAL_EXIT_USAGE;
     }
     free(lib);
-    int status = run_command(o.cmd);
+    int killed_by = 0;
+    int status = run_command(o.cmd, &killed_by);
     if (status < 0) {
         free(dir);
         return WARMCAL_EXIT_USAGE;
     }
-    int failures = convert_all(dir, session, &o);
+    int failures = convert_all(dir, session, run_start, &o);
+    if (cancel_sig) {
+        int stopped = canceled_status(dir);
+        free(dir);
+        /* a command killed by a signal keeps its status */
+        return finish(killed_by ? status : stopped);
+    }
     free(dir);
     if (failures && status == 0) {
         fprintf(stderr, "warmcal profile: the command succeeded but %d spool%s could not be "
@@ -408,5 +652,5 @@ int warmcal_cmd_profile(int argc, char **argv)
                 failures, failures == 1 ? "" : "s");
         return WARMCAL_EXIT_USAGE;
     }
-    return status;
+    return finish(status);
 }

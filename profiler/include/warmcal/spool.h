@@ -13,6 +13,7 @@
 #ifndef WARMCAL_SPOOL_H
 #define WARMCAL_SPOOL_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "warmcal/error.h"
@@ -143,16 +144,31 @@ WARMCAL_API int warmcal_spool_writer_close(warmcal_spool_writer *w, warmcal_erro
  * corruption (and not a record cut short). */
 #define WARMCAL_SPOOL_RECORD_MAX 65536u
 
-/* One timed entry: a memory event, a phase edge or a pool change. */
+/* The index of a spool's timed records (memory events, phase edges, pool
+ * changes): 16 bytes a record, whatever its type, so a spool read for
+ * conversion costs its file mapping plus this index, not a decoded copy.
+ * Decode one with warmcal_spool_entry_at. */
 typedef struct {
     uint64_t time_ns;
-    uint64_t bytes;    /* EVENT: its bytes; POOL: the pool's reserved bytes */
+    uint64_t key;      /* bit 63: 0 for a FREE event, 1 for any other record (FREEs
+                        * go first among records of equal time); bits 0-62: the
+                        * record's byte offset in the file */
+} warmcal_spool_index;
+
+#define WARMCAL_SPOOL_KEY_LATER (1ull << 63)
+#define WARMCAL_SPOOL_INDEX_OFFSET(ix) ((ix).key & ~WARMCAL_SPOOL_KEY_LATER)
+
+/* One timed record, decoded. */
+typedef struct {
+    uint64_t time_ns;
+    uint64_t bytes;    /* EVENT: its bytes; POOL: the pool's reserved bytes; PHASE_BEGIN: tokens */
     uint64_t address;  /* EVENT: its address; POOL: the pool */
     uint64_t offset;   /* byte offset of its record in the file (for messages) */
     uint16_t type;     /* WARMCAL_SPOOL_EVENT, _PHASE_BEGIN, _PHASE_END or _POOL */
     uint8_t kind;      /* EVENT: a warmcal_event_kind */
     uint8_t mem_kind;  /* EVENT: a warmcal_mem_kind */
-    uint32_t begin;    /* PHASE_BEGIN: index into warmcal_spool.begins */
+    uint32_t batch;    /* PHASE_BEGIN */
+    char label[WARMCAL_LABEL_LEN]; /* PHASE_BEGIN: NUL-terminated */
 } warmcal_spool_entry;
 
 typedef struct {
@@ -165,14 +181,18 @@ typedef struct {
     char *text;
 } warmcal_spool_note_entry;
 
-/* A spool read into memory. Owned by the caller; free with warmcal_spool_free. */
+/* A spool read into memory. Owned by the caller; free with warmcal_spool_free.
+ * The records stay in the file's bytes (mapped read-only by
+ * warmcal_spool_read, a private copy for warmcal_spool_parse); index holds
+ * exactly n_entries elements, counted before it is allocated. */
 typedef struct {
     char *path;
     warmcal_spool_info_entry *info;  /* in file order; a key written twice: the last counts */
     size_t n_info;
-    warmcal_spool_entry *entries;    /* in file order */
+    warmcal_spool_index *index;      /* in file order until warmcal_spool_sort */
     size_t n_entries;
-    warmcal_spool_phase_begin *begins;
+    size_t index_bytes;              /* bytes allocated for index: n_entries * 16 */
+    warmcal_spool_phase_begin *begins; /* PHASE_BEGIN records, in file order */
     size_t n_begins;
     warmcal_spool_dropped *dropped;
     size_t n_dropped;
@@ -182,9 +202,14 @@ typedef struct {
     size_t truncated_bytes;  /* bytes of a last record cut short (a killed writer) */
     int exited;              /* holds an EXIT record */
     uint64_t exit_ns;
+    /* the file's bytes (read-only) */
+    const unsigned char *data;
+    size_t size;
+    int mapped;              /* data is a mapping of the file (else a malloc'd copy) */
 } warmcal_spool;
 
-/* Parse size bytes of spool data; name is used in errors. Refused with
+/* Parse size bytes of spool data (copied: the caller keeps its buffer);
+ * name is used in errors. Refused with
  * WARMCAL_E_FORMAT naming `name` and the byte offset: a bad header (magic,
  * version, the other byte order), a record whose size is not a multiple of
  * 8, below 8, above WARMCAL_SPOOL_RECORD_MAX or wrong for its type, a
@@ -197,17 +222,24 @@ WARMCAL_API int warmcal_spool_parse(const void *data, size_t size, const char *n
                                     warmcal_spool **out, warmcal_error *err);
 
 /* Read the regular file at path (WARMCAL_E_IO when it cannot be read or is
- * not a regular file) and parse it as warmcal_spool_parse does. max_bytes >
- * 0 reads only the file's first max_bytes bytes (enough for its INFO records:
- * the injected library writes them first); what is cut off then counts as
- * truncated. */
+ * not a regular file) and parse it as warmcal_spool_parse does. The file is
+ * mapped read-only (read into memory where mapping fails); it must not shrink
+ * while the spool is in use (spools only grow). max_bytes > 0 reads only the
+ * file's first max_bytes bytes (enough for its INFO records: the injected
+ * library writes them first); what is cut off then counts as truncated. */
 WARMCAL_API int warmcal_spool_read(const char *path, size_t max_bytes, warmcal_spool **out,
                                    warmcal_error *err);
 
 /* The value of the last INFO record with this key, or NULL. */
 WARMCAL_API const char *warmcal_spool_info_get(const warmcal_spool *s, const char *key);
 
-/* Sort the entries by time, records of equal time in file order. */
+/* Decode the i-th entry of the index (i < n_entries) into *out. */
+WARMCAL_API void warmcal_spool_entry_at(const warmcal_spool *s, size_t i, warmcal_spool_entry *out);
+
+/* Sort the index by time; at equal times FREE events come first (a block
+ * released and another allocated at the same instant, by two threads whose
+ * buffers arrive in either order, never count as both live), every other
+ * record keeps its file order. */
 WARMCAL_API void warmcal_spool_sort(warmcal_spool *s);
 
 /* Free a spool; NULL is allowed. */
@@ -238,7 +270,21 @@ WARMCAL_API char *warmcal_lower_bound_describe(uint32_t mask, const char *sep, c
 typedef struct {
     const char *model;      /* overrides the spool's "model" info when non-NULL */
     int with_events;        /* write the /events timeline */
+    /* When the run began (wall clock, ns since 1970; 0: the spool's
+     * start_time info, and when that is absent too, any existing trace is
+     * treated as older). A trace already at the trace path that another
+     * session wrote at or after this moment is never replaced. */
+    uint64_t run_start_ns;
+    /* Non-NULL: the conversion stops at its next check once *cancel is
+     * non-zero (a signal handler sets it), removing its temporary file. */
+    volatile sig_atomic_t *cancel;
 } warmcal_spool_convert_options;
+
+/* Room for a session id (warmcal_spool_new_session), NUL included. */
+#define WARMCAL_SPOOL_SESSION_LEN 64
+
+/* Longest trace path a report holds. */
+#define WARMCAL_SPOOL_PATH_MAX 4096
 
 /* What a conversion found, for the caller to report. */
 typedef struct {
@@ -247,30 +293,51 @@ typedef struct {
     size_t phases;
     size_t lower_bound_phases;
     uint64_t dropped_records;
+    uint64_t recovered_alloc_failures; /* failed allocations retried with success in the phase */
     size_t truncated_bytes; /* a record cut short at the end (killed writer) */
     int exited_normally;    /* the spool holds an EXIT record */
     int trace_written;      /* 0: the spool holds no phase, and no trace was written */
+    char trace_path[WARMCAL_SPOOL_PATH_MAX]; /* where the trace went (trace_written) */
     size_t notes;           /* NOTE records (kept in the trace's "notes" attribute) */
     /* the process ended inside a phase (killed, or exited without ending it): */
     int ended_in_phase;
     char ended_label[WARMCAL_LABEL_LEN];
     uint64_t ended_tokens;
+    /* the trace path held a trace another session wrote during this run:
+     * two processes claim this rank; the trace went to rank-R.pid-P.h5 */
+    int rank_claimed;
+    char claimed_by_session[WARMCAL_SPOOL_SESSION_LEN]; /* "" when it had none */
+    /* the spool's process found no rank in its environment (rank_from =
+     * none) while other traces in the folder name a world size above 1:
+     * the largest of them, else 0 */
+    int other_world_size;
+    int canceled;           /* stopped by opts->cancel (the error is WARMCAL_E_STATE) */
 } warmcal_spool_convert_report;
 
 /* Read the spool at spool_path, replay its events in timestamp order
  * through a recorder and write the trace at trace_path (source "cupti",
  * attributes from the spool's INFO records, tool_version this build's;
- * dropped_records, session and notes as extra attributes). Each phase's
- * lower_bound gets the WARMCAL_LOWER_BOUND_* bits that apply; a phase still
- * open at the spool's end is closed as aborted at the last time seen.
- * The trace is written under a temporary name beside trace_path and renamed
- * into place once complete (replacing a regular file, never anything
- * else): a failed conversion leaves nothing behind. A spool without any
- * phase writes no trace (report->trace_written = 0) and succeeds.
- * Errors name the spool and the record: WARMCAL_E_IO, WARMCAL_E_FORMAT
- * (also a phase begun inside another, or ended when none is open),
- * WARMCAL_E_FIELD (rank, world_size, gpu_total_bytes not numbers in range).
- * report may be NULL; it is filled as far as the conversion went. */
+ * dropped_records, recovered_alloc_failures, session and notes as extra
+ * attributes). Each phase's lower_bound gets the WARMCAL_LOWER_BOUND_* bits
+ * that apply; a phase still open at the spool's end is closed as aborted at
+ * the last time seen. A failed allocation followed, before the phase ends,
+ * by a successful one of the same memory kind and size is recovered: not an
+ * OOM (counted in recovered_alloc_failures, kept in /events).
+ * The trace is written under a temporary name beside trace_path (mode 0666
+ * less the umask), flushed to disk, and renamed into place, then the folder
+ * is flushed: a failed conversion leaves nothing behind. What is at
+ * trace_path decides: nothing or a regular file that this session wrote or
+ * that is older than the run's start (opts->run_start_ns): replaced; a
+ * regular file another session wrote since: kept, and the trace goes to
+ * rank-R.pid-P.h5 in the same folder (report->rank_claimed); anything else
+ * (a folder, a link, a device): WARMCAL_E_IO, nothing written. Placing is
+ * serialised between converters through a lock on the folder.
+ * A spool without any phase writes no trace (report->trace_written = 0) and
+ * succeeds. Errors name the spool and the record: WARMCAL_E_IO,
+ * WARMCAL_E_FORMAT (also a phase begun inside another, or ended when none
+ * is open), WARMCAL_E_FIELD (rank, world_size, gpu_total_bytes not numbers
+ * in range), WARMCAL_E_STATE (canceled). report may be NULL; it is filled
+ * as far as the conversion went. */
 WARMCAL_API int warmcal_spool_convert(const char *spool_path, const char *trace_path,
                                       const warmcal_spool_convert_options *opts,
                                       warmcal_spool_convert_report *report, warmcal_error *err);
@@ -285,13 +352,15 @@ typedef struct {
     int same_rank;      /* another listed spool has this rank: the trace name holds the pid */
     int rc;             /* 0, or why the spool's first records could not be read (err) */
     warmcal_error err;
+    int64_t mtime_ns;   /* the spool's last change (wall clock, ns since 1970) */
 } warmcal_spool_job;
 
 /* The regular files named *.spool in dir whose "session" info equals
  * session (every one when session is NULL), sorted by name, each with the
  * trace path to convert it to. Only a spool's head is read here: one whose
- * head is unreadable is listed with rc and err set (its session unknown, it
- * is listed whatever session was asked for). *jobs is owned by the caller
+ * head is unreadable is listed with rc and err set, unless the records
+ * before the damage name another session (session then holds what they
+ * name, or NULL when they name none). *jobs is owned by the caller
  * (warmcal_spool_jobs_free). Errors: WARMCAL_E_IO (dir cannot be read),
  * WARMCAL_E_NOMEM. */
 WARMCAL_API int warmcal_spool_list(const char *dir, const char *session, warmcal_spool_job **jobs,
@@ -310,7 +379,6 @@ WARMCAL_API int warmcal_spool_prepare_dir(const char *dir, char **abs, warmcal_e
 /* A fresh session id, "<pid>-<unix seconds>-<16 random hex digits>"
  * (getrandom), in buf of len bytes (at least WARMCAL_SPOOL_SESSION_LEN).
  * Errors: WARMCAL_E_INVAL (buf too small), WARMCAL_E_IO (no randomness). */
-#define WARMCAL_SPOOL_SESSION_LEN 64
 WARMCAL_API int warmcal_spool_new_session(char *buf, size_t len, warmcal_error *err);
 
 #ifdef __cplusplus

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Function pointers from dlsym: POSIX guarantees the conversion works;
@@ -101,14 +102,76 @@ static int resolve_cupti(warmcal__cupti_api *api, char *msg, size_t len)
         return -1;
     }
     RESOLVE(h, api->get_result_string, "cuptiGetResultString");
+    RESOLVE(h, api->activity_flush_period, "cuptiActivityFlushPeriod");
+#ifdef WARMCAL__HAVE_SUBSCRIBE_V2
+    RESOLVE(h, api->subscribe_v2, "cuptiSubscribe_v2");
+#endif
     return 0;
+}
+
+/* The first libcupti the process has loaded: dl_iterate_phdr's walk over
+ * the loaded objects, matched by file name. */
+typedef struct {
+    char *path;
+    size_t len;
+    int found;
+} loaded_search;
+
+static int match_cupti(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    loaded_search *ls = data;
+    const char *name = info->dlpi_name;
+    if (!name || !name[0])
+        return 0; /* the program itself, or the vDSO */
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (strncmp(base, "libcupti.so", strlen("libcupti.so")) != 0)
+        return 0;
+    if (snprintf(ls->path, ls->len, "%s", name) >= (int)ls->len)
+        return 0; /* a path we cannot hold is not one we can reopen */
+    ls->found = 1;
+    return 1;
+}
+
+static int find_loaded_cupti(char *path, size_t len)
+{
+    loaded_search ls = {path, len, 0};
+    dl_iterate_phdr(match_cupti, &ls);
+    return ls.found;
+}
+
+/* Whether lib (a path, or a bare name for the loader's search) is the
+ * loaded library at path `loaded`: the same file (links followed), or, for
+ * a name, the object the loader already maps under it. */
+static int same_library(const char *lib, const char *loaded)
+{
+    struct stat sa, sb;
+    if (stat(lib, &sa) == 0 && stat(loaded, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    void *a = dlopen(lib, RTLD_NOLOAD | RTLD_LAZY), *b = dlopen(loaded, RTLD_NOLOAD | RTLD_LAZY);
+    int same = a && a == b;
+    if (a)
+        dlclose(a); /* NOLOAD took a reference each: give them back */
+    if (b)
+        dlclose(b);
+    return same;
 }
 
 int warmcal__cupti_load(warmcal__cupti_api *api, char *msg, size_t len)
 {
     memset(api, 0, sizeof *api);
+    char loaded[4096];
+    int have_loaded = find_loaded_cupti(loaded, sizeof loaded);
     const char *lib = getenv("WARMCAL_CUPTI_LIB");
     if (lib && lib[0]) {
+        if (have_loaded && !same_library(lib, loaded)) {
+            snprintf(msg, len,
+                     "WARMCAL_CUPTI_LIB=%s is not the libcupti this process already loaded (%s), and two "
+                     "copies of CUPTI cannot share a process: unset WARMCAL_CUPTI_LIB, or set it to %s",
+                     lib, loaded, loaded);
+            return -1;
+        }
         api->handle = try_open(lib);
         if (!api->handle) {
             const char *why = dlerror();
@@ -118,27 +181,41 @@ int warmcal__cupti_load(warmcal__cupti_api *api, char *msg, size_t len)
         set_loaded_path(api, lib);
         return resolve_cupti(api, msg, len);
     }
+    if (have_loaded) {
+        /* the server's own CUPTI (PyTorch's wheel brings one): share it */
+        api->handle = dlopen(loaded, RTLD_NOLOAD | RTLD_NOW);
+        if (!api->handle) {
+            const char *why = dlerror();
+            snprintf(msg, len, "cannot reuse the libcupti already loaded (%s): %s", loaded,
+                     why ? why : "unknown error");
+            return -1;
+        }
+        set_loaded_path(api, loaded);
+        return resolve_cupti(api, msg, len);
+    }
 
+    const char *opened = NULL;
+    for (size_t i = sizeof cupti_names / sizeof cupti_names[0]; i-- > 0 && !api->handle;) {
+        /* the loader's own search (LD_LIBRARY_PATH, RUNPATH, ld.so.cache): .13 first */
+        api->handle = try_open(cupti_names[i]);
+        opened = cupti_names[i];
+    }
     char looked[1024] = "", broken[1024] = "", path[4096];
-    const char *opened = path;
     const char *home = getenv("CUDA_HOME");
     const char *homes[2] = {home && home[0] ? home : NULL, "/usr/local/cuda"};
     const char *subs[] = {"/extras/CUPTI/lib64", "/lib64", "/lib"};
     for (int i = 0; i < 2 && !api->handle; i++) {
         if (!homes[i] || (i == 1 && homes[0] && strcmp(homes[0], homes[1]) == 0))
             continue;
-        for (size_t j = 0; j < sizeof subs / sizeof subs[0] && !api->handle; j++)
+        for (size_t j = 0; j < sizeof subs / sizeof subs[0] && !api->handle; j++) {
             api->handle = open_in_dir(homes[i], subs[j], path, looked, sizeof looked, broken, sizeof broken);
-    }
-    for (size_t i = sizeof cupti_names / sizeof cupti_names[0]; i-- > 0 && !api->handle;) {
-        /* the loader's own search (LD_LIBRARY_PATH, ld.so.cache): .13 first */
-        api->handle = try_open(cupti_names[i]);
-        opened = cupti_names[i];
+            opened = path;
+        }
     }
     if (!api->handle) {
         snprintf(msg, len,
-                 "libcupti not found: looked in %s%s and the loader's path for libcupti.so.13 and "
-                 "libcupti.so%s; set WARMCAL_CUPTI_LIB to the file or CUDA_HOME to the toolkit",
+                 "libcupti not found: looked on the loader's path for libcupti.so.13 and libcupti.so, "
+                 "then in %s%s%s; set WARMCAL_CUPTI_LIB to the file or CUDA_HOME to the toolkit",
                  looked, home && home[0] ? "" : " (CUDA_HOME is not set)", broken);
         return -1;
     }

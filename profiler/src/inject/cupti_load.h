@@ -8,8 +8,16 @@
 #include <stddef.h>
 #include <cupti.h>
 
+/* cuptiSubscribe_v2 and its CUpti_SubscriberParams (a subscriber name, and
+ * the name of the tool that holds CUPTI when subscribing fails) came with
+ * CUDA 12.6's headers; older headers have only cuptiSubscribe. */
+#ifdef CUpti_SubscriberParams_STRUCT_SIZE
+#define WARMCAL__HAVE_SUBSCRIBE_V2 1
+#endif
+
 /* The CUPTI functions the profiler calls. All are required except
- * get_result_string (used for messages only). */
+ * get_result_string (used for messages only), activity_flush_period and
+ * subscribe_v2 (NULL when this libcupti lacks them: callers go without). */
 typedef struct {
     void *handle;
     char path[4096]; /* the file that was loaded (dlinfo's, or the name given to dlopen) */
@@ -26,14 +34,24 @@ typedef struct {
     CUptiResult (*enable_callback)(uint32_t enable, CUpti_SubscriberHandle sub, CUpti_CallbackDomain domain,
                                    CUpti_CallbackId cbid);
     CUptiResult (*get_result_string)(CUptiResult result, const char **str);
+    CUptiResult (*activity_flush_period)(uint32_t ms);
+#ifdef WARMCAL__HAVE_SUBSCRIBE_V2
+    CUptiResult (*subscribe_v2)(CUpti_SubscriberHandle *sub, CUpti_CallbackFunc cb, void *user,
+                                CUpti_SubscriberParams *params);
+#endif
 } warmcal__cupti_api;
 
-/* Load libcupti: WARMCAL_CUPTI_LIB when set (then that file only), else
- * libcupti.so(.13) in $CUDA_HOME/extras/CUPTI/lib64, $CUDA_HOME/lib64,
- * $CUDA_HOME/lib, the same under /usr/local/cuda, then the loader's own
- * search for libcupti.so.13 and libcupti.so. Resolves every function.
- * Returns 0, or -1 with msg (len bytes) naming where it looked or what
- * was missing. */
+/* Load libcupti, never a second copy into a process that has one: CUPTI
+ * keeps process-wide state (one subscriber, one set of activity buffers),
+ * and PyTorch's pip wheels bring their own libcupti. In order:
+ * WARMCAL_CUPTI_LIB when set (then that file only; refused when a different
+ * libcupti is already loaded); a libcupti already loaded in the process
+ * (any object whose file name starts with "libcupti.so", reused with
+ * RTLD_NOLOAD); the loader's own search for libcupti.so.13 and
+ * libcupti.so; then libcupti.so(.13) in $CUDA_HOME/extras/CUPTI/lib64,
+ * $CUDA_HOME/lib64, $CUDA_HOME/lib and the same under /usr/local/cuda.
+ * Resolves every function. Returns 0, or -1 with msg (len bytes) naming
+ * where it looked, what was missing, or the two copies. */
 int warmcal__cupti_load(warmcal__cupti_api *api, char *msg, size_t len);
 
 /* A CUPTI result as text ("CUPTI_ERROR_NOT_INITIALIZED" or "CUPTI error 15"). */

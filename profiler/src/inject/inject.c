@@ -7,12 +7,14 @@
 #include "inject.h"
 #include "cupti_load.h"
 #include "cupti_records.h"
+#include "handle_set.h"
 
 #include "warmcal/error.h"
 #include "warmcal/spool.h"
 #include "warmcal/units.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -30,13 +32,28 @@
  * enough that a server with many threads does not notice them. */
 #define ACTIVITY_BUFFER_BYTES ((size_t)1 << 20)
 
-/* Process-wide state. Fields marked (mu) are read and written under mu;
- * flags that callbacks test on every call are atomics. */
+/* How often CUPTI's worker hands over buffers on its own (ms): records of a
+ * rank killed mid-phase then reach the spool up to this long before the
+ * kill, rather than being lost with the buffer. */
+#define ACTIVITY_FLUSH_PERIOD_MS 200u
+
+/* Records parsed (outside every lock) before they are filtered and spooled. */
+#define PARSE_CHUNK 64
+
+/* Process-wide state. Fields marked (mu) are read and written under mu,
+ * (wmu) under wmu; lock order: the phase lock (profile_api.c) -> mu -> wmu,
+ * never the other way (inject.h). mu guards only quick bookkeeping (the
+ * recorded device, the handle set, the phase flag), so that the server's
+ * cuMemCreate/cuMemRelease callbacks never wait while a CUPTI buffer is
+ * parsed; the spool and its disk writes are behind wmu. Flags that
+ * callbacks test on every call are atomics. */
 static struct {
     pthread_mutex_t mu;
+    pthread_mutex_t wmu;
     atomic_int init_called;   /* InitializeInjection ran (once per process) */
     atomic_int active;        /* recording: set once ready, cleared at exit, disable, fork */
-    atomic_int disabled;      /* warmcal__inject_disable ran */
+    atomic_int disabling;     /* warmcal__inject_disable ran (its once-guard) */
+    atomic_int disabled;      /* ... and disable_reason is written (published after it) */
     atomic_int settled;       /* the disable's clean-up (CUPTI off, note spooled) ran */
     atomic_int exited;        /* the atexit handler ran */
     atomic_int need_device_info; /* the recorded device was chosen; its attributes are not spooled yet */
@@ -49,42 +66,86 @@ static struct {
     int subscribed, activity_enabled;
     char disable_reason[512];
 
-    warmcal_spool_writer *spool; /* (mu) NULL when none, or after a write failed */
+    warmcal_spool_writer *spool; /* (wmu) NULL when none, or after a write failed */
     char spool_path[PATH_MAX];
     int device;                  /* (mu) the recorded device ordinal, -1 until chosen */
     int in_phase;                /* (mu) */
     uint64_t drop_since;         /* (mu) CUPTI time of the last dropped-records check */
     /* (mu) the cuMemCreate handles recorded and not yet released: a
      * cuMemRelease does not say its device, so this tells ours from the
-     * other devices' (open addressing; 0 marks an empty slot, a tombstone
-     * is 1 << 63 | 1, neither ever a live handle of ours: see handle_key) */
-    uint64_t *handles;
-    size_t handles_cap, handles_used;
+     * other devices' (its size follows the live handles: handle_set.h) */
+    warmcal__handle_set handles;
     int handles_untracked; /* (mu) a handle could not be stored: releases are all kept */
     atomic_uint_fast64_t last_time; /* latest CUPTI timestamp read: a stamp when the clock fails late */
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .device = -1};
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .wmu = PTHREAD_MUTEX_INITIALIZER, .device = -1};
 
 /* Per thread: > 0 while the profiler itself calls the driver (its calls are
- * not the server's and must not be recorded), and while it holds g.mu. */
+ * not the server's and must not be recorded); and whether it holds g.wmu
+ * (a warning then spools its note without taking it again). */
 static _Thread_local int tl_busy;
-static _Thread_local int tl_locked;
+static _Thread_local int tl_wlocked;
 
 static void lock(void)
 {
     pthread_mutex_lock(&g.mu);
-    tl_locked = 1;
 }
 
 static void unlock(void)
 {
-    tl_locked = 0;
     pthread_mutex_unlock(&g.mu);
 }
 
+static void wlock(void)
+{
+    pthread_mutex_lock(&g.wmu);
+    tl_wlocked = 1;
+}
+
+static void wunlock(void)
+{
+    tl_wlocked = 0;
+    pthread_mutex_unlock(&g.wmu);
+}
+
+/* Standard error as the library found it when loaded: a daemon may close
+ * descriptor 2 later and reuse the number for a socket or a data file,
+ * which a message must never reach. */
+static struct {
+    int usable; /* descriptor 2 was open at load */
+    dev_t dev;
+    ino_t ino;
+} stderr_at_load;
+
+static void after_fork_in_child(void);
+
+/* At load, before anything can print: note what descriptor 2 is, and make
+ * forked children safe (after_fork_in_child). */
+__attribute__((constructor)) static void at_load(void)
+{
+    struct stat st;
+    if (fcntl(STDERR_FILENO, F_GETFD) != -1 && fstat(STDERR_FILENO, &st) == 0) {
+        stderr_at_load.usable = 1;
+        stderr_at_load.dev = st.st_dev;
+        stderr_at_load.ino = st.st_ino;
+    }
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+/* Whether descriptor 2 is still the file it was at load. */
+static int stderr_is_ours(void)
+{
+    struct stat st;
+    return stderr_at_load.usable && fstat(STDERR_FILENO, &st) == 0 && st.st_dev == stderr_at_load.dev &&
+           st.st_ino == stderr_at_load.ino;
+}
+
 /* One line on stderr with a single write(2): never stdio, whose locks and
- * buffers belong to the host. */
+ * buffers belong to the host; nothing when descriptor 2 was closed at load
+ * or now holds another file. */
 static void emit(const char *prefix, const char *text)
 {
+    if (!stderr_is_ours())
+        return;
     char line[768];
     int n = snprintf(line, sizeof line, "warmcal: %s%s\n", prefix, text);
     if (n < 0)
@@ -112,15 +173,18 @@ int warmcal__inject_active(void)
 
 void warmcal__inject_disable(const char *fmt, ...)
 {
-    if (atomic_exchange(&g.disabled, 1))
+    if (atomic_exchange(&g.disabling, 1))
         return;
     atomic_store(&g.active, 0);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(g.disable_reason, sizeof g.disable_reason, fmt, ap);
     va_end(ap);
+    /* published once the reason is whole: settle_disabled, on any thread,
+     * reads it after seeing the flag */
+    atomic_store_explicit(&g.disabled, 1, memory_order_release);
     /* The clean-up (CUPTI off, a note in the spool) waits for a safe point:
-     * this may run inside a CUPTI callback or with g.mu held. Until then
+     * this may run inside a CUPTI callback or with a lock held. Until then
      * every callback returns at its first test of the active flag. */
     emit("profiler disabled: ", g.disable_reason);
 }
@@ -140,7 +204,7 @@ static int timestamp(uint64_t *t)
 }
 
 /* A spool write failed: stop writing (the file would no longer be a
- * faithful record) and disable. Caller holds g.mu. */
+ * faithful record) and disable. Caller holds g.wmu. */
 static void spool_failed_locked(const warmcal_error *err)
 {
     warmcal__inject_disable("cannot write the spool %s: %s", g.spool_path,
@@ -160,7 +224,7 @@ static void note_locked(uint64_t t, const char *text)
 void warmcal__inject_warn_once(int kind, const char *fmt, ...)
 {
     /* a disabled profiler has said its one message: nothing more */
-    if (atomic_load(&g.disabled))
+    if (atomic_load(&g.disabling))
         return;
     if (kind < 0 || kind >= WARMCAL__WARN_KINDS || atomic_exchange(&g.warned[kind], 1))
         return;
@@ -175,12 +239,12 @@ void warmcal__inject_warn_once(int kind, const char *fmt, ...)
     uint64_t t = atomic_load(&g.last_time);
     if (atomic_load(&g.cupti_ready) && g.cupti.get_timestamp(&t) != CUPTI_SUCCESS)
         t = atomic_load(&g.last_time); /* the clock's failure is not this warning's business */
-    if (tl_locked) {
+    if (tl_wlocked) {
         note_locked(t, text);
     } else {
-        lock();
+        wlock();
         note_locked(t, text);
-        unlock();
+        wunlock();
     }
 }
 
@@ -205,82 +269,6 @@ static int accept_device_locked(uint32_t device)
     return 0;
 }
 
-/* ---- the set of recorded cuMemCreate handles ---- */
-
-#define HANDLE_EMPTY 0u
-#define HANDLE_GONE (UINT64_C(1) << 63 | 1u)
-
-/* Keys are handle + 1, so that a handle of 0 is still storable; a handle
- * equal to HANDLE_GONE - 1 collides with the tombstone and is then treated
- * as not tracked (its release is recorded whatever its device). */
-static uint64_t handle_key(uint64_t handle)
-{
-    return handle + 1u;
-}
-
-static size_t handle_slot(uint64_t key, size_t cap)
-{
-    key ^= key >> 33;
-    key *= UINT64_C(0xff51afd7ed558ccd);
-    key ^= key >> 33;
-    return (size_t)key & (cap - 1);
-}
-
-/* Insert; -1 when memory runs out (the caller then keeps its releases). */
-static int handles_add_locked(uint64_t handle)
-{
-    uint64_t key = handle_key(handle);
-    if (key == HANDLE_EMPTY || key == HANDLE_GONE)
-        return -1;
-    if ((g.handles_used + 1) * 2 > g.handles_cap) {
-        size_t cap = g.handles_cap ? g.handles_cap * 2 : 64;
-        uint64_t *t = calloc(cap, sizeof *t);
-        if (!t)
-            return -1;
-        size_t used = 0;
-        for (size_t i = 0; i < g.handles_cap; i++) {
-            uint64_t k = g.handles[i];
-            if (k == HANDLE_EMPTY || k == HANDLE_GONE)
-                continue;
-            size_t j = handle_slot(k, cap);
-            while (t[j] != HANDLE_EMPTY)
-                j = (j + 1) & (cap - 1);
-            t[j] = k;
-            used++;
-        }
-        free(g.handles);
-        g.handles = t;
-        g.handles_cap = cap;
-        g.handles_used = used;
-    }
-    size_t j = handle_slot(key, g.handles_cap);
-    while (g.handles[j] != HANDLE_EMPTY && g.handles[j] != HANDLE_GONE && g.handles[j] != key)
-        j = (j + 1) & (g.handles_cap - 1);
-    if (g.handles[j] != key) {
-        if (g.handles[j] == HANDLE_EMPTY)
-            g.handles_used++; /* tombstones count as used until the next growth */
-        g.handles[j] = key;
-    }
-    return 0;
-}
-
-/* Remove; whether the handle was there. */
-static int handles_remove_locked(uint64_t handle)
-{
-    uint64_t key = handle_key(handle);
-    if (!g.handles_cap || key == HANDLE_EMPTY || key == HANDLE_GONE)
-        return 0;
-    size_t j = handle_slot(key, g.handles_cap);
-    for (size_t n = 0; n < g.handles_cap && g.handles[j] != HANDLE_EMPTY; n++) {
-        if (g.handles[j] == key) {
-            g.handles[j] = HANDLE_GONE;
-            return 1;
-        }
-        j = (j + 1) & (g.handles_cap - 1);
-    }
-    return 0;
-}
-
 /* Whether a callback event is recorded: device filter, and for virtual
  * memory, the handle bookkeeping that lets a release be filtered too.
  * Caller holds g.mu. */
@@ -290,14 +278,14 @@ static int accept_callback_event_locked(const warmcal__parsed *p)
         return accept_device_locked(p->device);
     /* the others are a cuMemCreate (ALLOC) or a cuMemRelease (FREE) of a handle */
     if (p->event.kind == WARMCAL_EV_FREE) {
-        if (handles_remove_locked(p->event.address))
+        if (warmcal__handle_set_remove(&g.handles, p->event.address))
             return 1;
         /* not ours: another device's, or one the set could not hold */
         return g.handles_untracked;
     }
     if (!accept_device_locked(p->device))
         return 0;
-    if (handles_add_locked(p->event.address) != 0)
+    if (warmcal__handle_set_add(&g.handles, p->event.address) != 0)
         g.handles_untracked = 1;
     return 1;
 }
@@ -370,13 +358,13 @@ static void write_device_info(void)
     snprintf(cuda, sizeof cuda, "%d.%d", version / 1000, (version % 1000) / 10);
     snprintf(ordinal_text, sizeof ordinal_text, "%d", ordinal);
     read_driver_version(driver, sizeof driver);
-    lock();
+    wlock();
     write_info_locked("device", ordinal_text);
     write_info_locked("gpu_name", name);
     write_info_locked("gpu_total_bytes", total_text);
     write_info_locked("driver_version", driver);
     write_info_locked("cuda_version", cuda);
-    unlock();
+    wunlock();
 }
 
 /* Read and reset CUPTI's dropped-record count; spool any with the span
@@ -397,10 +385,14 @@ static void check_dropped(CUcontext ctx, uint32_t stream)
     lock();
     warmcal_spool_dropped d = {.since_ns = g.drop_since, .until_ns = now, .count = dropped};
     g.drop_since = now;
-    warmcal_error err = {0};
-    if (dropped && g.spool && warmcal_spool_write_dropped(g.spool, &d, &err) != 0)
-        spool_failed_locked(&err);
     unlock();
+    if (dropped) {
+        warmcal_error err = {0};
+        wlock();
+        if (g.spool && warmcal_spool_write_dropped(g.spool, &d, &err) != 0)
+            spool_failed_locked(&err);
+        wunlock();
+    }
     if (dropped)
         warmcal__inject_warn_once(WARMCAL__WARN_DROPPED,
                                   "CUPTI dropped %zu activity record%s (its buffers were full or refused); "
@@ -445,41 +437,75 @@ static int pool_size_changed_locked(const warmcal_spool_pool *p)
     return 1;
 }
 
+/* Spool one chunk of parsed records: the device filter and the pool table
+ * under g.mu (quick), then the writes under g.wmu. */
+static void spool_chunk(warmcal__parsed *chunk, size_t n)
+{
+    size_t kept = 0;
+    lock();
+    for (size_t i = 0; i < n; i++) {
+        warmcal__parsed *p = &chunk[i];
+        if (!accept_device_locked(p->device))
+            continue;
+        if (p->type == WARMCAL__PARSED_EVENT && p->event_has_pool)
+            p->event_has_pool = pool_size_changed_locked(&p->pool);
+        chunk[kept++] = *p;
+    }
+    unlock();
+    warmcal_error err = {0};
+    int rc = 0;
+    wlock();
+    for (size_t i = 0; i < kept && rc == 0 && g.spool; i++) {
+        const warmcal__parsed *p = &chunk[i];
+        if (p->type == WARMCAL__PARSED_EVENT) {
+            rc = warmcal_spool_write_event(g.spool, &p->event, &err);
+            if (rc == 0 && p->event_has_pool)
+                rc = warmcal_spool_write_pool(g.spool, &p->pool, &err);
+        } else
+            rc = warmcal_spool_write_pool(g.spool, &p->pool, &err);
+    }
+    if (rc != 0 && g.spool)
+        spool_failed_locked(&err);
+    wunlock();
+}
+
 static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size,
                                       size_t valid)
 {
     (void)size;
     if (buffer && valid > 0 && warmcal__inject_active()) {
-        lock();
+        /* parsed with no lock held: a 1 MiB buffer takes a while, and the
+         * server's threads must not wait for it */
+        warmcal__parsed chunk[PARSE_CHUNK];
         CUpti_Activity *rec = NULL;
-        warmcal_error err = {0};
-        int rc = 0;
-        while (rc == 0 && g.spool) {
-            CUptiResult cr = g.cupti.activity_get_next_record(buffer, valid, &rec);
-            if (cr == CUPTI_ERROR_MAX_LIMIT_REACHED || cr == CUPTI_ERROR_INVALID_KIND)
-                break; /* the end, or an incomplete record that ends the valid part */
-            if (cr != CUPTI_SUCCESS) {
-                char buf[96];
-                warmcal__inject_disable("cuptiActivityGetNextRecord failed: %s",
-                                        warmcal__cupti_error(&g.cupti, cr, buf, sizeof buf));
-                break;
+        int more = 1;
+        while (more && warmcal__inject_active()) {
+            size_t n = 0;
+            while (n < PARSE_CHUNK) {
+                CUptiResult cr = g.cupti.activity_get_next_record(buffer, valid, &rec);
+                if (cr == CUPTI_ERROR_MAX_LIMIT_REACHED || cr == CUPTI_ERROR_INVALID_KIND) {
+                    more = 0; /* the end, or an incomplete record that ends the valid part */
+                    break;
+                }
+                if (cr != CUPTI_SUCCESS) {
+                    char buf[96];
+                    warmcal__inject_disable("cuptiActivityGetNextRecord failed: %s",
+                                            warmcal__cupti_error(&g.cupti, cr, buf, sizeof buf));
+                    more = 0;
+                    break;
+                }
+                if (warmcal__cupti_parse_activity(rec, &chunk[n]) != WARMCAL__PARSED_NONE)
+                    n++;
             }
-            warmcal__parsed p;
-            int type = warmcal__cupti_parse_activity(rec, &p);
-            if (type == WARMCAL__PARSED_NONE || !accept_device_locked(p.device))
-                continue;
-            if (type == WARMCAL__PARSED_EVENT) {
-                rc = warmcal_spool_write_event(g.spool, &p.event, &err);
-                if (rc == 0 && p.event_has_pool && pool_size_changed_locked(&p.pool))
-                    rc = warmcal_spool_write_pool(g.spool, &p.pool, &err);
-            } else
-                rc = warmcal_spool_write_pool(g.spool, &p.pool, &err);
+            if (n > 0)
+                spool_chunk(chunk, n);
         }
-        if (rc == 0 && g.spool)
-            rc = warmcal_spool_flush(g.spool, &err);
-        if (rc != 0 && g.spool)
+        /* on disk now: a rank killed later keeps these records */
+        warmcal_error err = {0};
+        wlock();
+        if (g.spool && warmcal_spool_flush(g.spool, &err) != 0)
             spool_failed_locked(&err);
-        unlock();
+        wunlock();
     }
     free(buffer);
     if (warmcal__inject_active())
@@ -508,11 +534,20 @@ static void CUPTIAPI on_driver_api(void *user, CUpti_CallbackDomain domain, CUpt
             g.driver.ctx_get_device(&dev) == CUDA_SUCCESS && dev >= 0)
             p.device = (uint32_t)dev;
         lock();
-        warmcal_error err = {0};
-        if (g.spool && warmcal__inject_active() && accept_callback_event_locked(&p) &&
-            warmcal_spool_write_event(g.spool, &p.event, &err) != 0)
-            spool_failed_locked(&err);
+        int keep = warmcal__inject_active() && accept_callback_event_locked(&p);
         unlock();
+        if (keep) {
+            warmcal_error err = {0};
+            wlock();
+            int rc = g.spool ? warmcal_spool_write_event(g.spool, &p.event, &err) : 0;
+            /* an out-of-memory rank is often killed next by its launcher:
+             * the failure goes to disk now, not with the next phase edge */
+            if (rc == 0 && g.spool && p.event.kind == WARMCAL_EV_ALLOC_FAILED)
+                rc = warmcal_spool_flush(g.spool, &err);
+            if (rc != 0 && g.spool)
+                spool_failed_locked(&err);
+            wunlock();
+        }
         write_device_info();
     }
     tl_busy--;
@@ -539,7 +574,7 @@ static void settle_disabled(void)
     tl_busy--;
     char text[600];
     snprintf(text, sizeof text, "profiler disabled: %s", g.disable_reason);
-    lock();
+    wlock();
     warmcal_error err = {0};
     if (g.spool) {
         note_locked(atomic_load(&g.last_time), text);
@@ -548,7 +583,7 @@ static void settle_disabled(void)
             g.spool = NULL;
         }
     }
-    unlock();
+    wunlock();
 }
 
 /* Device free memory for a phase edge, or WARMCAL_FREE_UNKNOWN: sampled
@@ -595,7 +630,7 @@ static uint64_t sample_free(void)
 }
 
 /* Spool a free-memory sample and a phase edge at the same time t; caller
- * holds g.mu. Returns 0 or a negative warmcal_code. */
+ * holds g.mu and g.wmu. Returns 0 or a negative warmcal_code. */
 static int edge_locked(uint64_t t, uint64_t free_bytes, int begin, const char *label, uint64_t tokens,
                        uint32_t batch)
 {
@@ -617,10 +652,22 @@ static int edge_locked(uint64_t t, uint64_t free_bytes, int begin, const char *l
     return 0;
 }
 
+void warmcal__inject_inactive_phase(const char *label, uint64_t tokens)
+{
+    /* init_called is inherited by a forked child, and a disable before
+     * initialisation (none exists today) would have said its message */
+    if (!atomic_load(&g.init_called) && !atomic_load(&g.disabling))
+        warmcal__inject_warn_once(WARMCAL__WARN_BEFORE_INIT,
+                                  "phase (tokens=%llu label=%s) not measured: it began before CUDA "
+                                  "initialised the profiler (the program's first CUDA call)",
+                                  (unsigned long long)tokens, label && label[0] ? label : "context");
+    settle_disabled();
+}
+
 int warmcal__inject_phase_begin(const char *label, uint64_t tokens, uint32_t batch)
 {
     if (!warmcal__inject_active()) {
-        settle_disabled();
+        warmcal__inject_inactive_phase(label, tokens);
         return WARMCAL_E_STATE;
     }
     int rc = WARMCAL_E_STATE;
@@ -630,10 +677,12 @@ int warmcal__inject_phase_begin(const char *label, uint64_t tokens, uint32_t bat
         uint64_t free_bytes = sample_free();
         write_device_info();
         lock();
+        wlock();
         if (g.spool && warmcal__inject_active() && !g.in_phase) {
             rc = edge_locked(t, free_bytes, 1, label ? label : "", tokens, batch);
             g.in_phase = rc == 0;
         }
+        wunlock();
         unlock();
     }
     tl_busy--;
@@ -668,10 +717,12 @@ int warmcal__inject_phase_end(void)
             check_dropped(NULL, 0);
         write_device_info();
         lock();
+        wlock();
         if (g.spool && warmcal__inject_active() && g.in_phase) {
             rc = edge_locked(t, free_bytes, 0, NULL, 0, 0);
             g.in_phase = 0;
         }
+        wunlock();
         unlock();
     }
     tl_busy--;
@@ -703,7 +754,7 @@ static void at_exit(void)
         t = atomic_load(&g.last_time); /* CUPTI may be shutting down: the last stamp is close */
     /* from here on the process is ending: what it frees is not a phase's */
     atomic_store(&g.active, 0);
-    lock();
+    wlock();
     if (g.spool) {
         warmcal_error err = {0};
         int rc = warmcal_spool_write_exit(g.spool, t, &err);
@@ -711,22 +762,30 @@ static void at_exit(void)
             warmcal__inject_disable("cannot finish the spool %s: %s", g.spool_path, err.text);
         g.spool = NULL;
     }
-    free(g.handles);
-    g.handles = NULL;
-    g.handles_cap = g.handles_used = 0;
+    wunlock();
+    lock();
+    warmcal__handle_set_clear(&g.handles);
     g.handles_untracked = 1; /* a release after this is not ours to judge */
     unlock();
     tl_busy--;
 }
 
 /* A forked child shares the parent's spool file and the parent's
- * unwritten buffer: it must write nothing, ever. */
+ * unwritten buffer: it must write nothing, ever (the spool is left as it is,
+ * still referenced: freeing it would gain nothing). Its locks may have been
+ * held by parent threads that do not exist here: all are made new, and
+ * nothing the child does waits on them (inactive phases take no lock). */
 static void after_fork_in_child(void)
 {
     atomic_store(&g.active, 0);
     atomic_store(&g.exited, 1);
-    tl_locked = 0;
+    atomic_store(&g.settled, 1); /* a pending disable's clean-up is the parent's */
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_mutex_init(&g.wmu, NULL);
+    tl_wlocked = 0;
     tl_busy = 0;
+    warmcal__phase_after_fork_child();
+    warmcal__nvtx_after_fork_child();
 }
 
 static int parse_ordinal(const char *s, int *out)
@@ -769,7 +828,7 @@ static int open_spool(const char *out_dir, int rank, int world, const char *rank
     if (!warmcal_utc_now(start, sizeof start))
         snprintf(start, sizeof start, "unknown");
     const char *session = getenv("WARMCAL_SESSION"), *model = getenv("WARMCAL_MODEL");
-    lock();
+    wlock();
     g.spool = w;
     write_info_locked("session", session ? session : "");
     write_info_locked("pid", pid_text);
@@ -784,16 +843,61 @@ static int open_spool(const char *out_dir, int rank, int world, const char *rank
     if (g.spool && warmcal_spool_flush(g.spool, &err) != 0)
         spool_failed_locked(&err);
     int ok = g.spool != NULL;
-    unlock();
+    wunlock();
     return ok ? 0 : -1;
 }
 
-/* Register the activity buffers and callbacks; -1 after a disable. */
+/* Subscribe to the driver-API callbacks (named "warmcal" where CUPTI takes
+ * a name); CUPTI has one subscriber per process. -1 after a disable. */
+static int subscribe(void)
+{
+    char buf[96], holder[128] = ""; /* CUPTI asks for at least 64 bytes */
+    const char *what = "cuptiSubscribe";
+    CUptiResult rc;
+#ifdef WARMCAL__HAVE_SUBSCRIBE_V2
+    if (g.cupti.subscribe_v2) {
+        CUpti_SubscriberParams params;
+        memset(&params, 0, sizeof params);
+        params.structSize = CUpti_SubscriberParams_STRUCT_SIZE;
+        params.subscriberName = "warmcal";
+        params.oldSubscriberName = holder;
+        params.oldSubscriberSize = sizeof holder;
+        what = "cuptiSubscribe_v2";
+        rc = g.cupti.subscribe_v2(&g.subscriber, on_driver_api, NULL, &params);
+        holder[sizeof holder - 1] = '\0';
+    } else
+#endif
+        rc = g.cupti.subscribe(&g.subscriber, on_driver_api, NULL);
+    g.subscribed = rc == CUPTI_SUCCESS;
+    if (rc == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED) {
+        warmcal__inject_disable("%s failed: another CUPTI tool (e.g. torch.profiler / Nsight) is attached%s%s%s, "
+                                "and CUPTI takes one per process; measure with warmcal and with that tool "
+                                "in separate runs",
+                                what, holder[0] ? " (" : "", holder, holder[0] ? ")" : "");
+        return -1;
+    }
+    if (rc != CUPTI_SUCCESS) {
+        warmcal__inject_disable("%s failed: %s", what, warmcal__cupti_error(&g.cupti, rc, buf, sizeof buf));
+        return -1;
+    }
+    return 0;
+}
+
+/* Subscribe, then register the activity buffers and enable the records and
+ * callbacks; -1 after a disable. Subscribing comes first: when another tool
+ * holds CUPTI, its buffer callbacks and record kinds are left untouched. */
 static int start_cupti(void)
 {
+    if (subscribe() != 0)
+        return -1;
     char buf[96];
     CUptiResult rc = g.cupti.activity_register_callbacks(buffer_requested, buffer_completed);
     const char *what = "cuptiActivityRegisterCallbacks";
+    if (rc == CUPTI_SUCCESS && g.cupti.activity_flush_period) {
+        /* a help for killed ranks only (phase ends and exit flush anyway):
+         * a CUPTI that refuses it is used without */
+        (void)g.cupti.activity_flush_period(ACTIVITY_FLUSH_PERIOD_MS);
+    }
     if (rc == CUPTI_SUCCESS) {
         what = "cuptiActivityEnable(MEMORY2)";
         rc = g.cupti.activity_enable(CUPTI_ACTIVITY_KIND_MEMORY2);
@@ -802,11 +906,6 @@ static int start_cupti(void)
     if (rc == CUPTI_SUCCESS) {
         what = "cuptiActivityEnable(MEMORY_POOL)";
         rc = g.cupti.activity_enable(CUPTI_ACTIVITY_KIND_MEMORY_POOL);
-    }
-    if (rc == CUPTI_SUCCESS) {
-        what = "cuptiSubscribe";
-        rc = g.cupti.subscribe(&g.subscriber, on_driver_api, NULL);
-        g.subscribed = rc == CUPTI_SUCCESS;
     }
     size_t n = 0;
     const CUpti_CallbackId *ids = warmcal__cupti_callback_ids(&n);
@@ -824,7 +923,6 @@ static int start_cupti(void)
 static void initialize(void)
 {
     g.pid = getpid();
-    pthread_atfork(NULL, NULL, after_fork_in_child);
     const char *out_dir = getenv("WARMCAL_OUT");
     if (!out_dir || !out_dir[0]) {
         warmcal__inject_disable("WARMCAL_OUT is not set: set it to the folder for the spool "

@@ -21,6 +21,25 @@ int warmcal__inject_phase_begin(const char *label, uint64_t tokens, uint32_t bat
  * buffers so every record up to now is spooled, flush the spool. */
 int warmcal__inject_phase_end(void);
 
+/* A phase was asked for while warmcal__inject_active() is false (callers
+ * test that first and take no lock, so that a forked child never waits on
+ * a lock its parent's threads held): warns once (WARMCAL__WARN_BEFORE_INIT)
+ * when CUDA has not yet initialised the profiler, says nothing when the
+ * profiler was disabled (it said its one message) or in a forked child, and
+ * finishes a disable's clean-up. Never blocks on the phase lock. */
+void warmcal__inject_inactive_phase(const char *label, uint64_t tokens);
+
+/* Lock order in the injected library (a thread may hold several only in
+ * this order, never the other way): the phase lock (profile_api.c) -> the
+ * core's state lock (inject.c: device, handles, phase flag) -> the spool
+ * writer's lock (inject.c). The NVTX registries' locks (nvtx_inject.c) are
+ * taken alone. A forked child re-initialises all of them (the child
+ * handler calls these two for the other files' locks): the parent's other
+ * threads may have held them at the fork, and the child inherits them
+ * locked with no thread left to unlock them. */
+void warmcal__phase_after_fork_child(void);
+void warmcal__nvtx_after_fork_child(void);
+
 /* Disable the profiler for the rest of the process with one message on
  * stderr ("warmcal: profiler disabled: ..."); later calls do nothing. */
 void warmcal__inject_disable(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -49,12 +68,21 @@ void warmcal__inject_warn_once(int kind, const char *fmt, ...) __attribute__((fo
  * what opened it closes it (the pop or end of the range that opened it, or
  * warmcal_phase_end for warmcal_phase_begin). warmcal__phase_open returns 0
  * and a token (> 0) in *token; WARMCAL__PHASE_NESTED when a phase is already
- * open (nothing done); or the core's negative code. warmcal__phase_close
- * closes the phase when token opened it (the core's result), else returns
- * WARMCAL_E_STATE and does nothing. Thread-safe: a mutex held across the
- * core's call orders the edges. */
+ * open (nothing done; *held, when not NULL, then describes the open phase,
+ * for the warning); WARMCAL_E_STATE at once, with no lock taken, when the
+ * core is inactive (warmcal__inject_inactive_phase); or the core's negative
+ * code. warmcal__phase_close closes the phase when token opened it (the
+ * core's result), else returns WARMCAL_E_STATE and does nothing.
+ * Thread-safe: a mutex held across the core's call orders the edges. */
 #define WARMCAL__PHASE_NESTED 1
-int warmcal__phase_open(const char *label, uint64_t tokens, uint32_t batch, uint64_t *token);
+typedef struct {
+    char label[32];
+    uint64_t tokens;
+    uint32_t batch;
+    int by_api; /* opened by warmcal_phase_begin, not by an NVTX range */
+} warmcal__open_phase;
+int warmcal__phase_open(const char *label, uint64_t tokens, uint32_t batch, uint64_t *token,
+                        warmcal__open_phase *held);
 int warmcal__phase_close(uint64_t token);
 
 /* Rank and world size from the launcher's environment: WARMCAL_RANK /

@@ -251,12 +251,17 @@ static int classify_ex(const nvtxEventAttributes_t *a, warmcal_phase_message *m)
 static uint64_t open_phase(const warmcal_phase_message *m)
 {
     uint64_t token = 0;
-    int rc = warmcal__phase_open(m->label, m->tokens, m->batch, &token);
+    warmcal__open_phase held = {.label = ""};
+    int rc = warmcal__phase_open(m->label, m->tokens, m->batch, &token, &held);
     if (rc == WARMCAL__PHASE_NESTED)
         warmcal__inject_warn_once(WARMCAL__WARN_NESTED,
-                                  "NVTX phase range (tokens=%llu batch=%u label=%s) ignored: "
-                                  "another phase is open, and phases do not nest",
-                                  (unsigned long long)m->tokens, m->batch, m->label);
+                                  "NVTX phase range (tokens=%llu batch=%u label=%s) ignored: another "
+                                  "phase is open (opened by %s at tokens=%llu batch=%u label=%s); phases "
+                                  "do not nest, and a phase whose range was never closed (an exception "
+                                  "between its push and pop) blocks all later ones",
+                                  (unsigned long long)m->tokens, m->batch, m->label,
+                                  held.by_api ? "warmcal_phase_begin" : "an NVTX range",
+                                  (unsigned long long)held.tokens, held.batch, held.label);
     return rc == 0 ? token : 0;
 }
 
@@ -423,6 +428,14 @@ static nvtxStringHandle_t register_string_w(nvtxDomainHandle_t d, const wchar_t 
     (void)d;
     char buf[WIDE_BUF];
     return s ? string_register(buf, wide_to_utf8(s, buf, sizeof buf)) : &not_ours_string;
+}
+
+/* The child of a fork: a parent thread may have held either lock. The
+ * registries themselves stay valid (they only ever grow). */
+void warmcal__nvtx_after_fork_child(void)
+{
+    pthread_mutex_init(&domain_lock, NULL);
+    pthread_mutex_init(&string_lock, NULL);
 }
 
 /* ---- Attaching to an NVTX instance -------------------------------------- */

@@ -3,7 +3,10 @@
  * out as CUpti_ActivityMemory4 / CUpti_ActivityMemoryPool3 records in the
  * client's buffers and as driver-API callbacks, the way a profiler sees the
  * real one. FAKE_CUPTI (docs/testing.md) makes it fail, drop records or
- * deliver buffers late and out of order. */
+ * deliver buffers late and out of order. cuptiActivityFlushPeriod starts a
+ * thread that hands over the current buffer every period; a program may
+ * define fake_cupti_flush_hook, called at the start of every
+ * cuptiActivityFlushAll (tests use it to act while the profiler flushes). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -65,7 +68,11 @@ static struct {
     int nheld;
     unsigned long long memory_records;
     size_t dropped;
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    /* cuptiActivityFlushPeriod */
+    uint32_t period_ms;       /* 0: no periodic flush */
+    int period_thread;        /* the thread is started (once) */
+    pthread_cond_t period_cv; /* signalled when the period changes */
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .period_cv = PTHREAD_COND_INITIALIZER};
 
 static _Thread_local uint64_t t_correlation_data;
 
@@ -594,11 +601,55 @@ FAKE_EXPORT CUptiResult CUPTIAPI cuptiActivityDisable(CUpti_ActivityKind kind)
     return activity_switch(kind, 0);
 }
 
+/* The periodic flush: every period, the current buffer (when it holds
+ * records) and every completed one go to the client, from this thread, as
+ * a non-forced cuptiActivityFlushAll from CUPTI's worker would. Detached:
+ * it lives as long as the process. */
+static void *period_thread(void *arg)
+{
+    (void)arg;
+    static fake_buffer out[MAX_HELD];
+    pthread_mutex_lock(&g.mu);
+    for (;;) {
+        while (g.period_ms == 0)
+            pthread_cond_wait(&g.period_cv, &g.mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)g.period_ms * 1000000ull;
+        until.tv_sec += (time_t)(ns / 1000000000ull);
+        until.tv_nsec = (long)(ns % 1000000000ull);
+        if (pthread_cond_timedwait(&g.period_cv, &g.mu, &until) == 0 || g.period_ms == 0)
+            continue; /* the period changed: start over */
+        if (g.cur.buf && g.cur.valid > 0)
+            complete_current();
+        int n = take_held(out);
+        CUpti_BuffersCallbackCompleteFunc done = g.completed;
+        int late = g.late;
+        pthread_mutex_unlock(&g.mu);
+        deliver(done, out, n, late);
+        pthread_mutex_lock(&g.mu);
+    }
+    return NULL;
+}
+
 FAKE_EXPORT CUptiResult CUPTIAPI cuptiActivityFlushPeriod(uint32_t time)
 {
-    (void)time; /* the fake completes buffers only when full or flushed */
-    pthread_mutex_lock(&g.mu);
-    CUptiResult r = attach();
+    CUptiResult r = enter();
+    if (r == CUPTI_SUCCESS) {
+        g.period_ms = time;
+        if (time && !g.period_thread) {
+            pthread_t t;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&t, &attr, period_thread, NULL) == 0)
+                g.period_thread = 1;
+            else
+                r = CUPTI_ERROR_UNKNOWN;
+            pthread_attr_destroy(&attr);
+        }
+        pthread_cond_broadcast(&g.period_cv);
+    }
     pthread_mutex_unlock(&g.mu);
     return r;
 }
@@ -616,10 +667,30 @@ static void *late_thread(void *arg)
     return NULL;
 }
 
+/* The program's hook (see the top of the file), or NULL. */
+typedef void (*flush_hook_fn)(void);
+static flush_hook_fn hook_found;
+
+static void look_up_hook(void)
+{
+    void *p = dlsym(RTLD_DEFAULT, "fake_cupti_flush_hook");
+    memcpy(&hook_found, &p, sizeof p);
+}
+
+static flush_hook_fn flush_hook(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, look_up_hook);
+    return hook_found;
+}
+
 FAKE_EXPORT CUptiResult CUPTIAPI cuptiActivityFlushAll(uint32_t flag)
 {
     static fake_buffer out[MAX_HELD + 16];
     static pthread_mutex_t flush_mu = PTHREAD_MUTEX_INITIALIZER;
+    flush_hook_fn hook = flush_hook();
+    if (hook)
+        hook();
     pthread_mutex_lock(&flush_mu); /* one flush at a time: `out` is shared */
     CUptiResult r = enter();
     if (r == CUPTI_SUCCESS && !g.requested)
