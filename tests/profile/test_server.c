@@ -428,13 +428,14 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int armed, fork_now, forked;
-} F = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+    pthread_t armer; /* only this thread's flush forks (the profiler flushes from its own too) */
+} F = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
 
 __attribute__((visibility("default"))) void fake_cupti_flush_hook(void);
 void fake_cupti_flush_hook(void)
 {
     pthread_mutex_lock(&F.mu);
-    if (F.armed) {
+    if (F.armed && pthread_equal(pthread_self(), F.armer)) {
         F.armed = 0;
         F.fork_now = 1;
         pthread_cond_broadcast(&F.cv);
@@ -667,6 +668,7 @@ int main(int argc, char **argv)
     if (fork_in_phase_end) {
         pthread_mutex_lock(&F.mu);
         F.armed = 1;
+        F.armer = pthread_self();
         pthread_mutex_unlock(&F.mu);
     }
     phase_end(&m);

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +33,15 @@
  * enough that a server with many threads does not notice them. */
 #define ACTIVITY_BUFFER_BYTES ((size_t)1 << 20)
 
-/* How often CUPTI's worker hands over buffers on its own (ms): records of a
- * rank killed mid-phase then reach the spool up to this long before the
- * kill, rather than being lost with the buffer. */
+/* How often CUPTI's worker hands over full buffers on its own (ms). */
 #define ACTIVITY_FLUSH_PERIOD_MS 200u
+
+/* How often, inside a phase, the profiler's own flusher thread asks CUPTI
+ * for every buffer whose records are complete, full or not (ms). CUPTI's
+ * periodic flush hands over full buffers only, and one buffer holds a whole
+ * pass's records: without this, a rank killed mid-pass (its launcher kills
+ * it after another rank's OOM) would lose the pass's records with it. */
+#define FLUSHER_PERIOD_MS 200
 
 /* Records parsed (outside every lock) before they are filtered and spooled. */
 #define PARSE_CHUNK 64
@@ -84,6 +90,9 @@ static struct {
  * (a warning then spools its note without taking it again). */
 static _Thread_local int tl_busy;
 static _Thread_local int tl_wlocked;
+
+static void start_flusher(void);
+static void stop_flusher(void);
 
 static void lock(void)
 {
@@ -684,6 +693,8 @@ int warmcal__inject_phase_begin(const char *label, uint64_t tokens, uint32_t bat
         }
         wunlock();
         unlock();
+        if (rc == 0)
+            start_flusher();
     }
     tl_busy--;
     settle_disabled();
@@ -736,6 +747,7 @@ static void at_exit(void)
 {
     if (atomic_exchange(&g.exited, 1) || getpid() != g.pid)
         return;
+    stop_flusher();
     tl_busy++;
     if (warmcal__inject_active()) {
         CUptiResult cr = g.cupti.activity_flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
@@ -770,6 +782,74 @@ static void at_exit(void)
     tl_busy--;
 }
 
+/* ---- the flusher thread ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, stop;
+    pthread_t thread;
+} flusher = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    tl_busy++; /* nothing this thread causes is the server's */
+    pthread_mutex_lock(&flusher.mu);
+    while (!flusher.stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long ns = until.tv_nsec + FLUSHER_PERIOD_MS * 1000000L;
+        until.tv_sec += ns / 1000000000L;
+        until.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&flusher.cv, &flusher.mu, &until);
+        if (flusher.stop)
+            break;
+        pthread_mutex_unlock(&flusher.mu);
+        lock();
+        int open = g.in_phase;
+        unlock();
+        /* flag 0: buffers whose records are all complete; a failure here is
+         * left to the phase end's own flush, which reports it */
+        if (open && warmcal__inject_active() && !atomic_load(&g.exited))
+            (void)g.cupti.activity_flush_all(0);
+        pthread_mutex_lock(&flusher.mu);
+    }
+    pthread_mutex_unlock(&flusher.mu);
+    return NULL;
+}
+
+/* Start the flusher at the first phase. It blocks every signal, so that no
+ * signal meant for the server is ever delivered on it. A thread that cannot
+ * be created costs only the periodic flush. */
+static void start_flusher(void)
+{
+    pthread_mutex_lock(&flusher.mu);
+    if (!flusher.started && !flusher.stop) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        flusher.started = pthread_create(&flusher.thread, NULL, flusher_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!flusher.started)
+            flusher.stop = 1; /* do not try again at every phase */
+    }
+    pthread_mutex_unlock(&flusher.mu);
+}
+
+/* Stop the flusher and wait for it: at exit, before the last flush. */
+static void stop_flusher(void)
+{
+    pthread_mutex_lock(&flusher.mu);
+    int started = flusher.started;
+    flusher.stop = 1;
+    flusher.started = 0;
+    pthread_cond_broadcast(&flusher.cv);
+    pthread_mutex_unlock(&flusher.mu);
+    if (started)
+        pthread_join(flusher.thread, NULL);
+}
+
 /* A forked child shares the parent's spool file and the parent's
  * unwritten buffer: it must write nothing, ever (the spool is left as it is,
  * still referenced: freeing it would gain nothing). Its locks may have been
@@ -782,6 +862,11 @@ static void after_fork_in_child(void)
     atomic_store(&g.settled, 1); /* a pending disable's clean-up is the parent's */
     pthread_mutex_init(&g.mu, NULL);
     pthread_mutex_init(&g.wmu, NULL);
+    /* the flusher is a parent's thread: none runs here, none will start */
+    pthread_mutex_init(&flusher.mu, NULL);
+    pthread_cond_init(&flusher.cv, NULL);
+    flusher.started = 0;
+    flusher.stop = 1;
     tl_wlocked = 0;
     tl_busy = 0;
     warmcal__phase_after_fork_child();

@@ -4,7 +4,8 @@
  * client's buffers and as driver-API callbacks, the way a profiler sees the
  * real one. FAKE_CUPTI (docs/testing.md) makes it fail, drop records or
  * deliver buffers late and out of order. cuptiActivityFlushPeriod starts a
- * thread that hands over the current buffer every period; a program may
+ * thread that hands over the full buffers every period (never the one being
+ * filled, as the real one); a program may
  * define fake_cupti_flush_hook, called at the start of every
  * cuptiActivityFlushAll (tests use it to act while the profiler flushes). */
 #define _GNU_SOURCE
@@ -601,9 +602,8 @@ FAKE_EXPORT CUptiResult CUPTIAPI cuptiActivityDisable(CUpti_ActivityKind kind)
     return activity_switch(kind, 0);
 }
 
-/* The periodic flush: every period, the current buffer (when it holds
- * records) and every completed one go to the client, from this thread, as
- * a non-forced cuptiActivityFlushAll from CUPTI's worker would. Detached:
+/* The periodic flush: every period, every completed (full) buffer goes to
+ * the client, from this thread, as CUPTI's own worker would do it. Detached:
  * it lives as long as the process. */
 static void *period_thread(void *arg)
 {
@@ -620,8 +620,9 @@ static void *period_thread(void *arg)
         until.tv_nsec = (long)(ns % 1000000000ull);
         if (pthread_cond_timedwait(&g.period_cv, &g.mu, &until) == 0 || g.period_ms == 0)
             continue; /* the period changed: start over */
-        if (g.cur.buf && g.cur.valid > 0)
-            complete_current();
+        /* as CUPTI's header says of the periodic flush: full buffers
+         * only; the one being filled stays (a client that wants it asks
+         * with cuptiActivityFlushAll) */
         int n = take_held(out);
         CUpti_BuffersCallbackCompleteFunc done = g.completed;
         int late = g.late;
