@@ -22,6 +22,7 @@ const char *warmcal_strerror(int code)
     case WARMCAL_E_UNSUPPORTED: return "not supported";
     case WARMCAL_E_RANGE: return "outside the calibrated range";
     case WARMCAL_E_OVERFLOW: return "result too large";
+    case WARMCAL_E_CANCELED: return "canceled";
     default: return "unknown error";
     }
 }

@@ -515,7 +515,7 @@ static int cancel_error(const warmcal_spool *s, warmcal_spool_convert_report *re
                         warmcal_error *err)
 {
     rep->canceled = 1;
-    return warmcal_error_set(err, WARMCAL_E_STATE, s->path, NULL,
+    return warmcal_error_set(err, WARMCAL_E_CANCELED, s->path, NULL,
                              "conversion stopped: a signal asked for it");
 }
 

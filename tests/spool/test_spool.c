@@ -1106,7 +1106,7 @@ static void a_set_cancel_flag_stops_the_conversion_and_leaves_nothing(void)
     warmcal_spool_convert_report rep;
     warmcal_error err = {0};
     CHECK(warmcal_spool_convert(tmp_path("cancel.spool"), tmp_path("cancel.h5"), &o, &rep, &err) ==
-          WARMCAL_E_STATE);
+          WARMCAL_E_CANCELED);
     CHECK(rep.canceled && !rep.trace_written);
     CHECK_STR_CONTAINS(err.text, "stopped");
     CHECK(count_files("cancel.h5") == 0);

@@ -34,7 +34,8 @@ typedef enum {
     WARMCAL_E_MISMATCH = -9, /* ranks disagree (different tables, passes or shapes) */
     WARMCAL_E_UNSUPPORTED = -10, /* a feature this build or machine lacks */
     WARMCAL_E_RANGE = -11,      /* outside the range an estimate was calibrated on */
-    WARMCAL_E_OVERFLOW = -12    /* a result too large for its type (an estimate beyond 64 bits) */
+    WARMCAL_E_OVERFLOW = -12,   /* a result too large for its type (an estimate beyond 64 bits) */
+    WARMCAL_E_CANCELED = -13    /* stopped on the caller's request (a signal), nothing left half-done */
 } warmcal_code;
 
 #define WARMCAL_ERROR_SOURCE_LEN 160

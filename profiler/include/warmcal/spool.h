@@ -311,7 +311,7 @@ typedef struct {
      * none) while other traces in the folder name a world size above 1:
      * the largest of them, else 0 */
     int other_world_size;
-    int canceled;           /* stopped by opts->cancel (the error is WARMCAL_E_STATE) */
+    int canceled;           /* stopped by opts->cancel (the error is WARMCAL_E_CANCELED) */
 } warmcal_spool_convert_report;
 
 /* Read the spool at spool_path, replay its events in timestamp order
@@ -336,7 +336,7 @@ typedef struct {
  * succeeds. Errors name the spool and the record: WARMCAL_E_IO,
  * WARMCAL_E_FORMAT (also a phase begun inside another, or ended when none
  * is open), WARMCAL_E_FIELD (rank, world_size, gpu_total_bytes not numbers
- * in range), WARMCAL_E_STATE (canceled). report may be NULL; it is filled
+ * in range), WARMCAL_E_CANCELED (opts->cancel was set). report may be NULL; it is filled
  * as far as the conversion went. */
 WARMCAL_API int warmcal_spool_convert(const char *spool_path, const char *trace_path,
                                       const warmcal_spool_convert_options *opts,
