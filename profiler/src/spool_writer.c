@@ -1,23 +1,40 @@
 /* The spool writer (warmcal/spool.h): appends records to a memory buffer and
  * writes it with write(2). It runs inside the injected library, so it uses
  * libc and warmcal-common only: no stdio streams, no locks (callers
- * serialise), no signal handlers, nothing global. */
+ * serialise appends, and writes apart: a lock-free hand-over joins the two),
+ * no signal handlers, nothing global. */
 #define _POSIX_C_SOURCE 200809L
 #include "warmcal/spool.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* A buffer of whole records: the one being appended to, or one handed over
+ * to the write side (warmcal_spool_take_pending). */
+typedef struct spool_chunk {
+    struct spool_chunk *next; /* in the hand-over stack: the one taken before */
+    size_t len, cap;
+    unsigned char data[];
+} spool_chunk;
 
 struct warmcal_spool_writer {
     int fd;
     char *path;
-    unsigned char *buf;
-    size_t len, cap;
-    int failed; /* a write failed: the file is no longer a faithful record */
+    int deferred; /* warmcal_spool_writer_defer_writes: appends never write */
+    /* append side (the caller's append lock): the buffer being filled */
+    spool_chunk *cur;
+    /* Taken buffers waiting for warmcal_spool_write_pending, newest first.
+     * One thread pushes at a time (append side), one takes them all at a
+     * time (write side): a head swapped by one exchange, pushed with a
+     * compare-and-swap that sees any concurrent take. */
+    _Atomic(spool_chunk *) queued;
+    /* a write failed: the file is no longer a faithful record (set on the
+     * write side, read on the append side) */
+    atomic_int failed;
 };
 
 static size_t pad8(size_t n)
@@ -33,12 +50,12 @@ static int write_all(warmcal_spool_writer *w, const unsigned char *p, size_t n, 
             if (errno == EINTR)
                 continue;
             int e = errno;
-            w->failed = 1;
+            atomic_store(&w->failed, 1);
             return warmcal_error_set(err, WARMCAL_E_IO, w->path, NULL, "cannot write the spool: %s",
                                      strerror(e));
         }
         if (k == 0) {
-            w->failed = 1;
+            atomic_store(&w->failed, 1);
             return warmcal_error_set(err, WARMCAL_E_IO, w->path, NULL,
                                      "cannot write the spool: no progress");
         }
@@ -48,20 +65,61 @@ static int write_all(warmcal_spool_writer *w, const unsigned char *p, size_t n, 
     return 0;
 }
 
+void warmcal_spool_writer_defer_writes(warmcal_spool_writer *w)
+{
+    if (w)
+        w->deferred = 1;
+}
+
+void warmcal_spool_take_pending(warmcal_spool_writer *w)
+{
+    if (!w || !w->cur || w->cur->len == 0)
+        return;
+    spool_chunk *c = w->cur;
+    w->cur = NULL;
+    spool_chunk *head = atomic_load(&w->queued);
+    do
+        c->next = head;
+    while (!atomic_compare_exchange_weak(&w->queued, &head, c));
+}
+
+int warmcal_spool_has_pending(warmcal_spool_writer *w)
+{
+    return w && atomic_load(&w->queued) != NULL;
+}
+
+int warmcal_spool_write_pending(warmcal_spool_writer *w, warmcal_error *err)
+{
+    if (!w)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "spool write: no writer");
+    spool_chunk *stack = atomic_exchange(&w->queued, NULL), *fifo = NULL;
+    while (stack) { /* newest first: reversed into the order they were taken */
+        spool_chunk *next = stack->next;
+        stack->next = fifo;
+        fifo = stack;
+        stack = next;
+    }
+    int rc = 0;
+    if (atomic_load(&w->failed))
+        rc = warmcal_error_set(err, WARMCAL_E_IO, w->path, NULL, "an earlier write to the spool failed");
+    while (fifo) {
+        spool_chunk *next = fifo->next;
+        /* after a failure the rest is dropped: the writer refuses
+         * everything from then on, so keeping it would only hold memory */
+        if (rc == 0)
+            rc = write_all(w, fifo->data, fifo->len, err);
+        free(fifo);
+        fifo = next;
+    }
+    return rc;
+}
+
 int warmcal_spool_flush(warmcal_spool_writer *w, warmcal_error *err)
 {
     if (!w)
         return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "spool flush: no writer");
-    if (w->failed)
-        return warmcal_error_set(err, WARMCAL_E_IO, w->path, NULL,
-                                 "an earlier write to the spool failed");
-    if (w->len == 0)
-        return 0;
-    int rc = write_all(w, w->buf, w->len, err);
-    /* Whatever happened, the buffer is spent: after a failed write the
-     * writer refuses everything, so keeping it would only hold memory. */
-    w->len = 0;
-    return rc;
+    warmcal_spool_take_pending(w);
+    return warmcal_spool_write_pending(w, err);
 }
 
 /* Reserve room for one record of `size` bytes (a multiple of 8) and return
@@ -72,36 +130,46 @@ static unsigned char *append(warmcal_spool_writer *w, uint16_t type, size_t size
         warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "spool write: no writer");
         return NULL;
     }
-    if (w->failed) {
+    if (atomic_load(&w->failed)) {
         warmcal_error_set(err, WARMCAL_E_IO, w->path, NULL, "an earlier write to the spool failed");
         return NULL;
     }
-    if (w->len + size > w->cap) {
-        size_t cap = w->cap ? w->cap : 4096;
-        while (cap < w->len + size)
+    size_t len = w->cur ? w->cur->len : 0, cap = w->cur ? w->cur->cap : 0;
+    if (len + size > cap) {
+        cap = cap ? cap : 4096;
+        while (cap < len + size)
             cap *= 2;
-        unsigned char *b = realloc(w->buf, cap);
-        if (!b) {
+        spool_chunk *c = realloc(w->cur, sizeof *c + cap);
+        if (!c) {
             warmcal_error_set(err, WARMCAL_E_NOMEM, w->path, NULL,
                               "cannot grow the spool buffer to %zu bytes", cap);
             return NULL;
         }
-        w->buf = b;
-        w->cap = cap;
+        c->next = NULL;
+        c->len = len;
+        c->cap = cap;
+        w->cur = c;
     }
-    unsigned char *rec = w->buf + w->len;
+    unsigned char *rec = w->cur->data + len;
     memset(rec, 0, size);
     warmcal_spool_rec_header h = {.type = type, .reserved = 0, .size = (uint32_t)size};
     memcpy(rec, &h, sizeof h);
-    w->len += size;
+    w->cur->len = len + size;
     return rec;
 }
 
-/* After a record is complete: write the buffer out once it is large, so a
- * server that allocates millions of times inside one phase costs bounded memory. */
+/* After a record is complete: once the buffer is large, write it out (or,
+ * deferred, hand it to the write side), so that a server that allocates
+ * millions of times inside one phase costs bounded memory. */
 static int maybe_flush(warmcal_spool_writer *w, warmcal_error *err)
 {
-    return w->len >= WARMCAL_SPOOL_FLUSH_AT ? warmcal_spool_flush(w, err) : 0;
+    if (!w->cur || w->cur->len < WARMCAL_SPOOL_FLUSH_AT)
+        return 0;
+    if (w->deferred) {
+        warmcal_spool_take_pending(w);
+        return 0;
+    }
+    return warmcal_spool_flush(w, err);
 }
 
 static int put_fixed(warmcal_spool_writer *w, uint16_t type, const void *body, size_t n,
@@ -126,6 +194,8 @@ int warmcal_spool_writer_open(warmcal_spool_writer **out, const char *path, warm
         return warmcal_error_set(err, WARMCAL_E_NOMEM, path, NULL, "cannot allocate a spool writer");
     }
     w->path = p;
+    atomic_init(&w->queued, NULL);
+    atomic_init(&w->failed, 0);
     do {
         w->fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
     } while (w->fd < 0 && errno == EINTR);
@@ -266,15 +336,21 @@ int warmcal_spool_writer_close(warmcal_spool_writer *w, warmcal_error *err)
 {
     if (!w)
         return 0;
-    int rc = w->failed ? warmcal_error_set(err, WARMCAL_E_IO, w->path, NULL,
-                                           "an earlier write to the spool failed")
-                       : warmcal_spool_flush(w, err);
+    int rc = atomic_load(&w->failed) ? warmcal_error_set(err, WARMCAL_E_IO, w->path, NULL,
+                                                         "an earlier write to the spool failed")
+                                     : warmcal_spool_flush(w, err);
     if (close(w->fd) != 0 && rc == 0 && errno != EINTR) {
         int e = errno;
         rc = warmcal_error_set(err, WARMCAL_E_IO, w->path, NULL, "cannot close the spool: %s",
                                strerror(e));
     }
-    free(w->buf);
+    spool_chunk *c = atomic_exchange(&w->queued, NULL);
+    while (c) { /* left by a failed write */
+        spool_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(w->cur);
     free(w->path);
     free(w);
     return rc;

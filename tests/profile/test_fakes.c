@@ -230,6 +230,7 @@ static struct {
     CUptiResult (*timestamp)(uint64_t *);
     CUptiResult (*result_string)(CUptiResult, const char **);
     CUptiResult (*unsubscribe)(CUpti_SubscriberHandle);
+    CUptiResult (*version)(uint32_t *);
 } cupti;
 
 static void load_cupti(void)
@@ -252,6 +253,7 @@ static void load_cupti(void)
     SYM(timestamp, "cuptiGetTimestamp");
     SYM(result_string, "cuptiGetResultString");
     SYM(unsubscribe, "cuptiUnsubscribe");
+    SYM(version, "cuptiGetVersion");
 #undef SYM
 }
 
@@ -345,6 +347,9 @@ static void cupti_delivers_memory_records_as_the_real_one(void)
 {
     setup();
     start_client();
+    uint32_t v = 0; /* the version of the headers whose layouts it delivers */
+    CHECK(cupti.version(&v) == CUPTI_SUCCESS);
+    CHECK_EQ_U64(v, CUPTI_API_VERSION);
     uint64_t t0 = 0, t1 = 0;
     CHECK(cupti.timestamp(&t0) == CUPTI_SUCCESS);
     CUdeviceptr a, p;
@@ -481,11 +486,15 @@ static void cupti_late_delivers_at_flush_in_reverse_from_another_thread(void)
     CHECK_EQ_U64(seen.buffers_completed, seen.buffers_requested);
 }
 
-/* FAKE_CUPTI=fail=subscribe,fail=activity_enable,fail=register_callbacks,fail=timestamp */
+/* FAKE_CUPTI=fail=subscribe,fail=activity_enable,fail=register_callbacks,fail=timestamp,
+ * version=24 (CUDA 12.6's CUPTI) */
 static void cupti_fails_where_it_is_told_to(void)
 {
     setup();
     load_cupti();
+    uint32_t v = 0;
+    CHECK(cupti.version(&v) == CUPTI_SUCCESS);
+    CHECK_EQ_U64(v, 24);
     CUpti_SubscriberHandle sub;
     CHECK(cupti.subscribe(&sub, on_callback, &seen) ==
           CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED);

@@ -340,6 +340,38 @@ def a_cupti_lib_that_differs_from_the_loaded_one_leaves_the_server_running_with_
           f"the message names both libraries: {line}")
 
 
+def a_cupti_older_than_cuda_13_is_refused_with_one_message_and_no_trace():
+    # version=24 is CUDA 12.6's CUPTI, whose MEMORY_POOL records are laid
+    # out otherwise: read as CUDA 13's they would give wrong sizes, silently
+    out = os.path.join(TMP, "T")
+    rc, _, err = profile(out, fake_cupti="version=24")
+    check(rc == 0, f"warmcal profile passes on the server's exit 0, not {rc}: {err}")
+    check(os.path.exists(os.path.join(out, "truth-rank-0.json")), "the server ran its whole script")
+    lines = [l for l in warmcal_lines(err) if l.startswith("warmcal: ")]
+    check(len(lines) == 1 and "profiler disabled" in lines[0],
+          f"one message from the injected library, that it is disabled: {err!r}")
+    line = lines[0]
+    fake = os.path.join(ARGS.fakes, "libcupti.so")
+    check(fake in line, f"the message names the library: {line}")
+    check("CUPTI API version 24 (CUDA 12)" in line, f"the message gives the library's version: {line}")
+    need = re.search(r"needs at least (\d+) \(CUDA (\d+)\.0\)", line)
+    check(need and int(need.group(1)) == int(need.group(2)) * 10000 and int(need.group(2)) >= 13,
+          f"the message gives the version needed, a CUDA 13 or later release: {line}")
+    check("WARMCAL_CUPTI_LIB" in line, f"the message says how to point at another libcupti: {line}")
+    check(not glob.glob(os.path.join(out, "*.spool")) and not glob.glob(os.path.join(out, "rank-*.h5")),
+          f"nothing is recorded, no spool and no trace: {sorted(os.listdir(out))}")
+    check(any("no spool from this run" in l for l in warmcal_lines(err)),
+          f"warmcal profile says there is no spool: {err!r}")
+    # the same library loaded by the server itself (a CUDA 12 PyTorch wheel):
+    # no second CUPTI can join it, and the message says so
+    own = server_own_cupti()
+    line = one_failure("version=24", server_args=("--preload-cupti", own),
+                       env_extra={"WARMCAL_CUPTI_LIB": ""})
+    check(own in line and "CUPTI API version 24" in line and "loaded that libcupti itself" in line,
+          f"the message names the server's own libcupti and why another cannot help: {line}")
+    check(not os.listdir(os.path.join(TMP, "out")), "no spool for the server's own old CUPTI either")
+
+
 def a_phase_before_the_first_cuda_call_is_reported_once_and_not_measured():
     out = os.path.join(TMP, "T")
     rc, _, err = profile(out, "--phase-before-init")
@@ -465,6 +497,7 @@ CASES = {f.__name__: f for f in [
     a_server_killed_right_after_running_out_of_memory_keeps_the_failed_size,
     a_server_that_loaded_its_own_libcupti_is_profiled_with_that_copy,
     a_cupti_lib_that_differs_from_the_loaded_one_leaves_the_server_running_with_one_message,
+    a_cupti_older_than_cuda_13_is_refused_with_one_message_and_no_trace,
     a_phase_before_the_first_cuda_call_is_reported_once_and_not_measured,
     a_fork_while_a_phase_ends_leaves_child_and_server_running,
     a_message_never_reaches_a_file_that_took_over_descriptor_2,

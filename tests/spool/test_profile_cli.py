@@ -454,6 +454,312 @@ def case_another_runs_unreadable_spool_is_a_warning(work):
     check(rc == 2 and "rank-0.99.spool" in err, f"--convert still fails on it: {rc} {err!r}")
 
 
+# --- review fixes: job control, Slurm, exit 130 ------------------------------
+
+def proc_state(pid):
+    """The state letter of /proc/<pid>/stat ('T' stopped), or None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def poll(cond, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return kids
+
+
+class JobShell:
+    """What an interactive shell does with a job, in a forked session leader
+    holding a pty: the job (warmcal profile) runs in a process group of its
+    own, which is given the terminal (fg) or not (bg); waits see it stop."""
+
+    def __init__(self, master, tty):
+        self.master, self.tty = master, tty
+
+    def take_terminal(self):
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        os.tcsetpgrp(self.tty, os.getpgrp())
+        signal.signal(signal.SIGTTOU, old)
+
+    def give_terminal(self, pgid):
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        os.tcsetpgrp(self.tty, pgid)
+        signal.signal(signal.SIGTTOU, old)
+
+    def spawn(self, argv, env, stdin):
+        """A foreground job: its own group, holding the terminal before it runs."""
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setpgid(0, 0)
+                self.give_terminal(os.getpid())
+                os.dup2(stdin, 0)
+                log = os.open(env["JOB_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(126)
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # the job ran exec already: it set its group itself
+        self.give_terminal(pid)
+        self.pid = pid
+        return pid
+
+    def wait_event(self, seconds=30):
+        """('stopped', sig), ('exited', code), ('killed', sig) or ('running', None)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG | os.WUNTRACED)
+            if pid:
+                if os.WIFSTOPPED(status):
+                    return ("stopped", os.WSTOPSIG(status))
+                if os.WIFEXITED(status):
+                    return ("exited", os.WEXITSTATUS(status))
+                return ("killed", os.WTERMSIG(status))
+            time.sleep(0.02)
+        return ("running", None)
+
+
+def in_job_shell(work, body):
+    """Run body(shell, problems) in a session leader of its own with a pty as
+    its controlling terminal; the problems it lists become failures here."""
+    import pty
+    master, slave = pty.openpty()
+    slave_name = os.ttyname(slave)
+    result = os.path.join(work, "job-shell.json")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()
+            os.close(slave)
+            tty = os.open(slave_name, os.O_RDWR)  # the session's controlling terminal
+            problems = []
+            try:
+                body(JobShell(master, tty), problems)
+            except Exception as e:  # noqa: BLE001 - reported to the test
+                problems.append(f"job shell: {type(e).__name__}: {e}")
+            with open(result, "w") as f:
+                json.dump(problems, f)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(slave)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(master)
+    if not os.path.exists(result):
+        check(False, "the job shell reported nothing")
+        return
+    for p in json.load(open(result)):
+        check(False, p)
+
+
+def job_env(work):
+    env = env_for(work)
+    env["JOB_LOG"] = os.path.join(work, "job.log")
+    return env
+
+
+def job_log(work):
+    try:
+        return open(os.path.join(work, "job.log")).read()
+    except OSError:
+        return ""
+
+
+def end_job(shell, problems, work):
+    """Whatever state the job is in, end it (the test has its answer)."""
+    try:
+        os.killpg(shell.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    shell.wait_event(30)
+
+
+def case_ctrl_z_with_input_not_a_terminal_stops_the_command_too(work):
+    # `warmcal profile ... < /dev/null` in the foreground: Ctrl-Z reaches
+    # warmcal profile's group, not the command's; the job must stop whole
+    ready = os.path.join(work, "ready")
+    script = ("import os, signal, sys, time\n"
+              "signal.signal(signal.SIGTERM, lambda *a: sys.exit(5))\n"
+              f"open({ready!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+              f"os.rename({ready!r} + '.tmp', {ready!r})\n"
+              "while True: time.sleep(0.05)\n")
+
+    def body(shell, problems):
+        def want(cond, what):
+            if not cond:
+                problems.append(f"{what} (log: {job_log(work)!r})")
+            return cond
+
+        null = os.open(os.devnull, os.O_RDONLY)
+        shell.spawn([ARGS.warmcal, "profile", "--out", "o", "--", "/usr/bin/python3", "-c",
+                     script], job_env(work), null)
+        if not want(wait_for(ready), "the command started"):
+            return end_job(shell, problems, work)
+        cmd = int(open(ready).read())
+        os.write(shell.master, b"\x1a")  # Ctrl-Z
+        event = shell.wait_event()
+        want(event == ("stopped", signal.SIGTSTP), f"warmcal profile stopped: {event}")
+        want(poll(lambda: proc_state(cmd) == "T"),
+             f"the command is stopped too: state {proc_state(cmd)}")
+        # bg: the shell keeps the terminal and continues the job's group
+        shell.take_terminal()
+        os.killpg(shell.pid, signal.SIGCONT)
+        want(poll(lambda: proc_state(shell.pid) not in ("T", None)),
+             f"warmcal profile continued: state {proc_state(shell.pid)}")
+        want(poll(lambda: proc_state(cmd) not in ("T", None)),
+             f"the command continued: state {proc_state(cmd)}")
+        os.kill(shell.pid, signal.SIGTERM)
+        event = shell.wait_event()
+        want(event == ("exited", 5), f"SIGTERM then ends both: {event}")
+        if event[0] in ("stopped", "running"):
+            end_job(shell, problems, work)
+
+    in_job_shell(work, body)
+
+
+def case_fg_after_bg_gives_the_terminal_back_to_the_command(work):
+    # Ctrl-Z, bg, then fg of the running job: bash gives the terminal to
+    # warmcal profile's group and sends no SIGCONT; the command, reading the
+    # terminal, must get it and not stop the job
+    ready, go, got = (os.path.join(work, n) for n in ("ready", "go", "got"))
+    script = ("import os, sys, time\n"
+              f"open({ready!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+              f"os.rename({ready!r} + '.tmp', {ready!r})\n"
+              f"while not os.path.exists({go!r}): time.sleep(0.02)\n"
+              "line = sys.stdin.readline()\n"
+              f"open({got!r}, 'w').write(line)\n")
+
+    def body(shell, problems):
+        def want(cond, what):
+            if not cond:
+                problems.append(f"{what} (log: {job_log(work)!r})")
+            return cond
+
+        shell.spawn([ARGS.warmcal, "profile", "--out", "o", "--", "/usr/bin/python3", "-c",
+                     script], job_env(work), shell.tty)
+        if not want(wait_for(ready), "the command started"):
+            return end_job(shell, problems, work)
+        cmd = int(open(ready).read())
+        os.write(shell.master, b"\x1a")  # Ctrl-Z: the command holds the terminal
+        event = shell.wait_event()
+        if not want(event == ("stopped", signal.SIGTSTP), f"Ctrl-Z stops the job: {event}"):
+            return end_job(shell, problems, work)
+        shell.take_terminal()
+        os.killpg(shell.pid, signal.SIGCONT)  # bg
+        want(poll(lambda: proc_state(cmd) not in ("T", None)), "bg continues the command")
+        shell.give_terminal(shell.pid)  # fg of a running job: no SIGCONT
+        os.write(shell.master, b"typed\n")
+        open(go, "w").close()
+        event = shell.wait_event()
+        want(event == ("exited", 0), f"the job read its line and ended: {event}")
+        want(os.path.exists(got) and open(got).read() == "typed\n",
+             f"the command read the terminal: {open(got).read() if os.path.exists(got) else None!r}")
+        if event[0] in ("stopped", "running"):
+            end_job(shell, problems, work)
+
+    in_job_shell(work, body)
+
+
+def case_a_command_exiting_130_by_itself_is_not_a_sigint(work):
+    rc, _, err = profile(work, "--out", "o", "--", "sh", "-c", "exit 130")
+    check(rc == 130, f"exit 130 gives {rc} (a negative value: killed by a signal): {err}")
+
+
+def case_under_slurmstepd_a_signal_the_command_got_directly_is_not_passed_again(work):
+    # proctrack/cgroup: slurmstepd, warmcal profile's parent, signals every
+    # process of the step, the command included
+    out = os.path.join(work, "count")
+    stepd = os.path.join(work, "slurmstepd")  # the parent's name, as under srun
+    os.symlink("/usr/bin/python3", stepd)
+    wrapper = ("import os, signal, subprocess, sys, time\n"
+               "out, argv = sys.argv[1], sys.argv[2:]\n"
+               "p = subprocess.Popen(argv, start_new_session=True)\n"
+               "deadline = time.monotonic() + 30\n"
+               "while not os.path.exists(out + '.ready') and time.monotonic() < deadline:\n"
+               "    time.sleep(0.02)\n"
+               "kids = []\n"
+               "for d in (x for x in os.listdir('/proc') if x.isdigit()):\n"
+               "    try:\n"
+               "        s = open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()\n"
+               "    except OSError:\n"
+               "        continue\n"
+               "    if int(s[1]) == p.pid:\n"
+               "        kids.append(int(d))\n"
+               "def pending(k):\n"
+               "    try:\n"
+               "        for line in open(f'/proc/{k}/status'):\n"
+               "            if line.startswith(('SigPnd:', 'ShdPnd:')) and int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)):\n"
+               "                return True\n"
+               "    except OSError:\n"
+               "        pass\n"
+               "    return False\n"
+               "for k in kids:\n"
+               "    os.kill(k, signal.SIGTERM)\n"
+               "    while pending(k) and time.monotonic() < deadline + 30:\n"
+               "        time.sleep(0.01)\n"
+               "os.kill(p.pid, signal.SIGTERM)\n"
+               "sys.exit(p.wait(timeout=60) if len(kids) == 1 else 99)\n")
+    env = env_for(work)
+    env.update(SLURM_JOB_ID="77", SLURM_STEP_ID="0", SLURM_PROCID="0", SLURM_NTASKS="1")
+    p = subprocess.run([stepd, "-c", wrapper, out, ARGS.warmcal, "profile", "--out", "o", "--",
+                        ARGS.make_spool, "count-signals", out], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, f"exit {p.returncode} (99: no single command found): {p.stderr}")
+    check(counts(out) == (0, 1, 0, 0), f"the command got (INT, TERM, HUP, fg) {counts(out)}")
+    # the same variables, but the signal comes from another parent (mpirun's
+    # daemon inside a Slurm allocation signals its children only): passed on
+    os.unlink(out)
+    os.unlink(out + ".ready")
+    p = subprocess.Popen([ARGS.warmcal, "profile", "--out", "o", "--", ARGS.make_spool,
+                          "count-signals", out], cwd=work, env=env, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    check(wait_for(out + ".ready", p), "the command started")
+    p.send_signal(signal.SIGTERM)
+    rc, err = finish(p)
+    check(rc == 0 and counts(out) == (0, 1, 0, 0), f"another sender: exit {rc}, got {counts(out)}: {err}")
+
+
+def case_a_command_not_found_gets_no_note_about_spools(work):
+    rc, _, err = profile(work, "--out", "o", "--", "no-such-command-warmcal")
+    check(rc == 127, f"not found gives {rc}")
+    check("no spool" not in err and "CUDA program" not in err, f"one message only: {err!r}")
+    rc, _, err = profile(work, "--out", "o", "--", "sh", "-c", "exit 127")
+    check(rc == 127 and "no spool from this run" in err,
+          f"a command that ran and exited 127 keeps the note: {rc} {err!r}")
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser()

@@ -12,6 +12,9 @@
 #include <time.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1209,6 +1212,153 @@ static void a_damaged_spool_is_listed_only_when_it_may_be_the_sessions(void)
     CHECK(rmdir(tmp_path("damaged")) == 0);
 }
 
+/* --- deferred writes ------------------------------------------------------- */
+
+/* The descriptor this process has the file at path open on, or -1. */
+static int fd_of(const char *path)
+{
+    struct stat want, st;
+    if (stat(path, &want) != 0)
+        return -1;
+    for (int fd = 3; fd < 1024; fd++)
+        if (fstat(fd, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino)
+            return fd;
+    return -1;
+}
+
+typedef struct {
+    warmcal_spool_writer *w;
+    int rc;
+    atomic_int done;
+} pending_job;
+
+static void *write_pending_thread(void *arg)
+{
+    pending_job *j = arg;
+    warmcal_error err = {0};
+    j->rc = warmcal_spool_write_pending(j->w, &err);
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+typedef struct {
+    int fd;
+    unsigned char *data;
+    size_t len;
+    int failed;
+} drain_job;
+
+static void *drain_thread(void *arg)
+{
+    drain_job *d = arg;
+    size_t cap = 0;
+    for (;;) {
+        if (d->len + 65536 > cap) {
+            cap = cap ? cap * 2 : 1u << 20;
+            unsigned char *p = realloc(d->data, cap);
+            if (!p) {
+                d->failed = 1;
+                return NULL;
+            }
+            d->data = p;
+        }
+        ssize_t k = read(d->fd, d->data + d->len, 65536);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            d->failed = k < 0;
+            return NULL;
+        }
+        d->len += (size_t)k;
+    }
+}
+
+/* A disk that stalls must not stall the threads that append (the injected
+ * library's allocation callbacks): with writes deferred, one thread's
+ * write_pending blocks on a pipe nobody reads while this thread appends
+ * and takes another buffer; once the pipe is read, the file holds every
+ * record in the order it was appended. */
+static void deferred_writes_let_appends_go_on_while_a_write_is_blocked(void)
+{
+    /* a hang (an append that waits for the write) fails the test rather
+     * than the suite's patience: far beyond what the test needs */
+    alarm(300);
+    warmcal_spool_writer *w = open_spool("deferred.spool");
+    warmcal_spool_writer_defer_writes(w);
+    /* the header is in the file; from now on the writer writes into a pipe */
+    int fd = fd_of(tmp_path("deferred.spool")), pipefd[2];
+    CHECK(fd >= 0);
+    CHECK(pipe(pipefd) == 0);
+    if (fd < 0 || dup2(pipefd[1], fd) != fd) {
+        CHECK(!"the spool's descriptor replaced by the pipe");
+        return;
+    }
+    close(pipefd[1]);
+    /* 4 MB: more than any pipe holds unread (64 KiB by default, 1 MiB at
+     * most unprivileged), so the write stays blocked until it is read */
+    const uint64_t first = 100000, second = 1000;
+    for (uint64_t i = 0; i < first; i++)
+        alloc(w, 1 + i, 1, 0x1000 + i);
+    CHECK(warmcal_spool_has_pending(w)); /* buffers taken on the way, never written */
+    warmcal_spool_take_pending(w);
+    pending_job job = {.w = w};
+    atomic_init(&job.done, 0);
+    pthread_t writer, reader;
+    CHECK(pthread_create(&writer, NULL, write_pending_thread, &job) == 0);
+    /* the write has begun once the pipe has data */
+    struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+    CHECK(poll(&pfd, 1, 60000) == 1);
+    /* appends and a take while the write is blocked: memory only */
+    for (uint64_t i = 0; i < second; i++)
+        alloc(w, 1 + first + i, 2, 0x1000 + first + i);
+    warmcal_spool_take_pending(w);
+    CHECK(!atomic_load(&job.done));      /* the pipe was never read: still blocked */
+    CHECK(warmcal_spool_has_pending(w)); /* the second batch waits for the next write */
+    drain_job d = {.fd = pipefd[0]};
+    CHECK(pthread_create(&reader, NULL, drain_thread, &d) == 0);
+    pthread_join(writer, NULL);
+    CHECK_EQ_U64(job.rc, 0);
+    warmcal_error err = {0};
+    CHECK(warmcal_spool_write_pending(w, &err) == 0);
+    CHECK(!warmcal_spool_has_pending(w));
+    close_spool(w); /* closes the pipe's last writing end: the reader sees its end */
+    pthread_join(reader, NULL);
+    close(pipefd[0]);
+    alarm(0);
+    CHECK(!d.failed);
+
+    /* the header from the file, the records from the pipe */
+    size_t size = sizeof(warmcal_spool_file_header) + d.len;
+    unsigned char *all = malloc(size);
+    int hfd = open(tmp_path("deferred.spool"), O_RDONLY);
+    CHECK(all && hfd >= 0 &&
+          read(hfd, all, sizeof(warmcal_spool_file_header)) == (ssize_t)sizeof(warmcal_spool_file_header));
+    if (hfd >= 0)
+        close(hfd);
+    if (!all || !d.data) {
+        free(all);
+        free(d.data);
+        return;
+    }
+    memcpy(all + sizeof(warmcal_spool_file_header), d.data, d.len);
+    free(d.data);
+    warmcal_spool *sp = NULL;
+    CHECK(warmcal_spool_parse(all, size, "deferred", &sp, &err) == 0);
+    free(all);
+    if (!sp)
+        return;
+    CHECK_EQ_U64(sp->n_entries, first + second);
+    CHECK_EQ_U64(sp->truncated_bytes, 0);
+    uint64_t out_of_order = 0;
+    for (size_t i = 0; i < sp->n_entries; i++) {
+        warmcal_spool_entry e;
+        warmcal_spool_entry_at(sp, i, &e);
+        out_of_order += e.time_ns != 1 + i || e.bytes != (i < first ? 1u : 2u);
+    }
+    CHECK_EQ_U64(out_of_order, 0);
+    warmcal_spool_free(sp);
+}
+
 /* --- driver ---------------------------------------------------------------- */
 
 static void remove_dir(void)
@@ -1253,6 +1403,7 @@ static const struct {
     CASE(the_trace_is_created_as_open_creates_files_under_the_umask),
     CASE(rank_from_none_beside_traces_of_a_larger_world_is_reported),
     CASE(a_damaged_spool_is_listed_only_when_it_may_be_the_sessions),
+    CASE(deferred_writes_let_appends_go_on_while_a_write_is_blocked),
 };
 
 int main(int argc, char **argv)

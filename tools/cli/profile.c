@@ -111,23 +111,39 @@ static char *find_inject_lib(void)
  * (kill -- -PGID, a launcher's group kill) reaches warmcal profile alone and
  * is passed on once, to the command's group. At a terminal the command's
  * group is made the foreground one, so Ctrl-C, Ctrl-\ and Ctrl-Z reach the
- * command straight from the terminal, once, and never warmcal profile. */
-static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+ * command straight from the terminal, once, and never warmcal profile.
+ * When it is not (input not the terminal, or after bg and fg), Ctrl-Z
+ * reaches warmcal profile: SIGTSTP is passed on, and warmcal profile stops
+ * once the command has (follow_stop). SIGTSTP and SIGCONT, last here, are
+ * taken only while the command runs. */
+static const int forwarded[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,
+                                SIGUSR1, SIGUSR2, SIGTSTP, SIGCONT};
 #define N_FORWARDED (sizeof forwarded / sizeof forwarded[0])
+#define N_JOB_SIGNALS 2 /* SIGTSTP, SIGCONT */
 
 static volatile sig_atomic_t child_pid = 0;   /* > 0: the command, not yet reaped */
 static volatile sig_atomic_t handed_tty = 0;  /* the command's group has the terminal */
 static volatile sig_atomic_t cancel_sig = 0;  /* after the command: the signal that stops the conversion */
+static volatile sig_atomic_t stop_asked = 0;  /* SIGTSTP reached warmcal profile */
+static volatile sig_atomic_t following = 0;   /* follow_stop will continue the command itself */
+static volatile sig_atomic_t stepd_pid = 0;   /* > 0: the parent is Slurm's slurmstepd */
 
 static void on_signal(int sig, siginfo_t *info, void *context)
 {
     (void)context;
     int saved = errno;
     pid_t pid = (pid_t)child_pid;
+    if (sig == SIGTSTP)
+        stop_asked = 1;
     if (pid > 0) {
         /* a terminal's signal (a hang-up reaching the session leader) has
          * reached the command's foreground group already */
-        if (!(handed_tty && info && info->si_code == SI_KERNEL) && kill(-pid, sig) != 0)
+        int from_terminal = handed_tty && info && info->si_code == SI_KERNEL;
+        /* slurmstepd (proctrack/cgroup, linuxproc) signals every process of
+         * the step one by one: the command has this signal already */
+        int from_stepd = stepd_pid > 0 && info && info->si_code <= 0 && info->si_pid == stepd_pid;
+        int skip = from_terminal || from_stepd || (sig == SIGCONT && following);
+        if (!skip && kill(-pid, sig) != 0)
             kill(pid, sig); /* the command left its group */
     } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) {
         if (!cancel_sig)
@@ -142,16 +158,16 @@ typedef struct {
     struct sigaction orig_chld;
 } dispositions;
 
-/* Take the forwarded signals, except those the caller ignores (nohup's
- * SIGHUP): they stay ignored, here and in the command. */
-static int install_handlers(dispositions *d)
+/* Take the first n forwarded signals, except those the caller ignores
+ * (nohup's SIGHUP): they stay ignored, here and in the command. */
+static int install_handlers(dispositions *d, size_t n)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < N_FORWARDED; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (sigaction(forwarded[i], NULL, &d->orig[i]) != 0)
             return -1;
         d->installed[i] = d->orig[i].sa_handler != SIG_IGN;
@@ -182,22 +198,45 @@ static int set_env(const char *name, const char *value)
 }
 
 /* Give the terminal to process group pgrp; SIGTTOU is blocked meanwhile
- * (a background process that changes the terminal's group is sent it). */
-static void give_terminal(int tty, pid_t pgrp)
+ * (a background process that changes the terminal's group is sent it).
+ * Returns tcsetpgrp's result. */
+static int give_terminal(int tty, pid_t pgrp)
 {
     sigset_t ttou, old;
     sigemptyset(&ttou);
     sigaddset(&ttou, SIGTTOU);
     sigprocmask(SIG_BLOCK, &ttou, &old);
-    (void)tcsetpgrp(tty, pgrp);
+    int rc = tcsetpgrp(tty, pgrp);
     sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+/* Under srun, warmcal profile's parent is slurmstepd, which signals every
+ * process of the step (proctrack/cgroup): its pid, or 0. Only the parent
+ * named slurmstepd counts: mpirun's daemons, started by srun inside an
+ * allocation, have the same variables but signal their children only. */
+static pid_t slurmstepd_parent(void)
+{
+    if (!getenv("SLURM_STEP_ID") && !getenv("SLURM_JOB_ID"))
+        return 0;
+    pid_t ppid = getppid();
+    char path[64], name[32] = "";
+    snprintf(path, sizeof path, "/proc/%ld/comm", (long)ppid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (!fgets(name, sizeof name, f))
+        name[0] = '\0';
+    fclose(f);
+    name[strcspn(name, "\n")] = '\0';
+    return strcmp(name, "slurmstepd") == 0 ? ppid : 0;
 }
 
 /* In the forked child: its own process group (and the terminal, when
  * warmcal profile had it), the caller's signal dispositions and mask, then
  * the command. */
 static void exec_child(char **cmd, const dispositions *d, const sigset_t *old_mask, int tty,
-                       pid_t parent)
+                       pid_t parent, int exec_errno_fd)
 {
     setpgid(0, 0);
     if (tty >= 0)
@@ -217,6 +256,10 @@ static void exec_child(char **cmd, const dispositions *d, const sigset_t *old_ma
     sigprocmask(SIG_SETMASK, old_mask, NULL);
     execvp(cmd[0], cmd);
     int e = errno;
+    /* tells warmcal profile that the command never ran (the pipe closes
+     * unwritten on a successful exec) */
+    ssize_t told = write(exec_errno_fd, &e, sizeof e);
+    (void)told;
     /* as a shell says it: 127 not found, 126 found but not runnable */
     if (e == ENOENT)
         fprintf(stderr, "warmcal profile: %s: command not found\n", cmd[0]);
@@ -225,35 +268,79 @@ static void exec_child(char **cmd, const dispositions *d, const sigset_t *old_ma
     _exit(e == ENOENT ? 127 : 126);
 }
 
-/* The command stopped (Ctrl-Z, or a read from the terminal in the
- * background): stop warmcal profile the same way, so that the shell sees
- * the job stopped, and when continued, continue the command (with the
- * terminal again if the job is in the foreground). */
+/* Stop warmcal profile with sig, its default action (our SIGTSTP handler
+ * would pass it on again), and return once continued. An orphaned process
+ * group discards SIGTSTP, SIGTTIN and SIGTTOU: it returns at once then. */
+static void stop_self(int sig)
+{
+    struct sigaction dfl, orig;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    int swapped = sig != SIGSTOP && sigaction(sig, &dfl, &orig) == 0;
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, &old);
+    raise(sig);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (swapped)
+        sigaction(sig, &orig, NULL);
+}
+
+/* The command stopped (Ctrl-Z, a read from the terminal in the background,
+ * or the SIGTSTP warmcal profile passed on): stop warmcal profile the same
+ * way, so that the shell sees the job stopped, and when continued, continue
+ * the command (with the terminal again if the job is in the foreground).
+ * tty < 0 (no terminal): warmcal profile stops with SIGSTOP. */
 static void follow_stop(int tty, pid_t pid, int stop_sig)
 {
+    /* bash's fg of a running job (after bg) gives the terminal to
+     * warmcal profile's group and sends no SIGCONT: the command learns it
+     * only when it reads or sets the terminal. The job is in the
+     * foreground: hand the terminal on, and the command goes on. */
+    if (tty >= 0 && (stop_sig == SIGTTIN || stop_sig == SIGTTOU) && tcgetpgrp(tty) == getpgrp() &&
+        give_terminal(tty, pid) == 0) {
+        handed_tty = 1;
+        stop_asked = 0;
+        if (kill(-pid, SIGCONT) != 0)
+            kill(pid, SIGCONT);
+        return;
+    }
+    following = 1;
     if (handed_tty) {
         give_terminal(tty, getpgrp());
         handed_tty = 0;
     }
-    sigset_t stops, old;
-    sigemptyset(&stops);
-    sigaddset(&stops, stop_sig);
-    sigprocmask(SIG_UNBLOCK, &stops, &old);
-    raise(stop_sig); /* an orphaned process group discards it: nothing to wait for then */
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    if (tcgetpgrp(tty) == getpgrp()) {
-        give_terminal(tty, pid);
+    int own = tty < 0 ? SIGSTOP
+              : (stop_sig == SIGTSTP || stop_sig == SIGTTIN || stop_sig == SIGTTOU) ? stop_sig
+                                                                                  : SIGTSTP;
+    stop_self(own);
+    stop_asked = 0;
+    if (tty >= 0 && tcgetpgrp(tty) == getpgrp() && give_terminal(tty, pid) == 0)
         handed_tty = 1;
-    }
-    kill(-pid, SIGCONT);
+    if (kill(-pid, SIGCONT) != 0)
+        kill(pid, SIGCONT);
+    following = 0;
+}
+
+/* The caller's SIGTSTP and SIGCONT back, once the command is reaped: a
+ * Ctrl-Z during the conversion stops warmcal profile as usual. */
+static void restore_job_signals(const dispositions *d)
+{
+    for (size_t i = N_FORWARDED - N_JOB_SIGNALS; i < N_FORWARDED; i++)
+        if (d->installed[i])
+            sigaction(forwarded[i], &d->orig[i], NULL);
 }
 
 /* Start cmd and wait for it; returns its exit status as a shell gives it
- * (128+N when killed by signal N, with *killed_by = N), or -1 when it could
- * not be started or waited for. */
-static int run_command(char **cmd, int *killed_by)
+ * (128+N when killed by signal N, with *killed_by = N; 127 or 126 with
+ * *not_run set when it could not be executed), or -1 when it could not be
+ * started or waited for. */
+static int run_command(char **cmd, int *killed_by, int *not_run)
 {
     *killed_by = 0;
+    *not_run = 0;
     dispositions d;
     memset(&d, 0, sizeof d);
     sigset_t block = forwarded_set(), old;
@@ -266,8 +353,16 @@ static int run_command(char **cmd, int *killed_by)
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
-    if (sigaction(SIGCHLD, &dfl, &d.orig_chld) != 0 || install_handlers(&d) != 0) {
+    stepd_pid = slurmstepd_parent();
+    if (sigaction(SIGCHLD, &dfl, &d.orig_chld) != 0 || install_handlers(&d, N_FORWARDED) != 0) {
         fprintf(stderr, "warmcal profile: cannot forward signals: %s\n", strerror(errno));
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return -1;
+    }
+    int exec_pipe[2];
+    if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+        fprintf(stderr, "warmcal profile: cannot start '%s': %s\n", cmd[0], strerror(errno));
+        restore_job_signals(&d);
         sigprocmask(SIG_SETMASK, &old, NULL);
         return -1;
     }
@@ -284,13 +379,19 @@ static int run_command(char **cmd, int *killed_by)
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "warmcal profile: cannot start '%s': %s\n", cmd[0], strerror(errno));
+        restore_job_signals(&d);
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (tty >= 0)
             close(tty);
+        close(exec_pipe[0]);
+        close(exec_pipe[1]);
         return -1;
     }
-    if (pid == 0)
-        exec_child(cmd, &d, &old, job_control ? tty : -1, parent);
+    if (pid == 0) {
+        close(exec_pipe[0]);
+        exec_child(cmd, &d, &old, job_control ? tty : -1, parent, exec_pipe[1]);
+    }
+    close(exec_pipe[1]);
     /* both sides set the group and the terminal: whichever runs first */
     setpgid(pid, pid);
     if (job_control) {
@@ -319,17 +420,33 @@ static int run_command(char **cmd, int *killed_by)
             while (waitid(P_PID, (id_t)pid, &consumed, WSTOPPED) != 0 && errno == EINTR)
                 ;
             int sig = si.si_status;
-            if (tty >= 0 && (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU))
+            if ((tty >= 0 && (sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)) || stop_asked)
                 follow_stop(tty, pid, sig);
             continue;
         }
         sigprocmask(SIG_BLOCK, &block, &old);
         child_pid = 0;
+        restore_job_signals(&d);
         sigprocmask(SIG_SETMASK, &old, NULL);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         break;
     }
+    if (rc < 0) {
+        sigprocmask(SIG_BLOCK, &block, &old);
+        child_pid = 0;
+        restore_job_signals(&d);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+    }
+    if (rc == 0) {
+        /* the command has exited: its end of the pipe is closed */
+        int exec_errno = 0;
+        ssize_t got;
+        while ((got = read(exec_pipe[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR)
+            ;
+        *not_run = got == (ssize_t)sizeof exec_errno;
+    }
+    close(exec_pipe[0]);
     if (handed_tty) {
         give_terminal(tty, getpgrp());
         handed_tty = 0;
@@ -476,14 +593,15 @@ static int canceled_status(const char *dir)
     return 128 + sig;
 }
 
-/* Leave with status, or die of SIGINT when status says SIGINT: a shell
- * running warmcal profile in a loop stops at Ctrl-C only when its command
- * was killed by SIGINT (bash, zsh: "wait and cooperative exit"), and the
- * terminal's Ctrl-C went to the command alone. Other signals give 128+N,
- * as nsys gives them. */
-static int finish(int status)
+/* Leave with status, or die of SIGINT when sig (the signal that killed
+ * the command, or that stopped the conversion) is SIGINT: a shell running
+ * warmcal profile in a loop stops at Ctrl-C only when its command was
+ * killed by SIGINT (bash, zsh: "wait and cooperative exit"), and the
+ * terminal's Ctrl-C went to the command alone. A command that exits 130 by
+ * itself gives 130. Other signals give 128+N, as nsys gives them. */
+static int finish(int status, int sig)
 {
-    if (status == 128 + SIGINT) {
+    if (sig == SIGINT) {
         fflush(NULL);
         signal(SIGINT, SIG_DFL);
         sigset_t set;
@@ -501,7 +619,7 @@ static void install_cancel(void)
 {
     dispositions d;
     memset(&d, 0, sizeof d);
-    (void)install_handlers(&d);
+    (void)install_handlers(&d, N_FORWARDED - N_JOB_SIGNALS);
 }
 
 static uint64_t now_ns(void)
@@ -610,7 +728,7 @@ int warmcal_cmd_profile(int argc, char **argv)
         int failures = convert_all(dir, NULL, 0, &o);
         int status = cancel_sig ? canceled_status(dir) : failures ? WARMCAL_EXIT_USAGE : WARMCAL_EXIT_OK;
         free(dir);
-        return finish(status);
+        return finish(status, cancel_sig);
     }
     uint64_t run_start = now_ns();
 
@@ -632,18 +750,24 @@ int warmcal_cmd_profile(int argc, char **argv)
         return WARMCAL_EXIT_USAGE;
     }
     free(lib);
-    int killed_by = 0;
-    int status = run_command(o.cmd, &killed_by);
+    int killed_by = 0, not_run = 0;
+    int status = run_command(o.cmd, &killed_by, &not_run);
     if (status < 0) {
         free(dir);
         return WARMCAL_EXIT_USAGE;
+    }
+    if (not_run) {
+        /* the command was not found or not runnable (said above): no spool
+         * can be this run's */
+        free(dir);
+        return status;
     }
     int failures = convert_all(dir, session, run_start, &o);
     if (cancel_sig) {
         int stopped = canceled_status(dir);
         free(dir);
         /* a command killed by a signal keeps its status */
-        return finish(killed_by ? status : stopped);
+        return finish(killed_by ? status : stopped, killed_by ? killed_by : cancel_sig);
     }
     free(dir);
     if (failures && status == 0) {
@@ -652,5 +776,5 @@ int warmcal_cmd_profile(int argc, char **argv)
                 failures, failures == 1 ? "" : "s");
         return WARMCAL_EXIT_USAGE;
     }
-    return finish(status);
+    return finish(status, killed_by);
 }

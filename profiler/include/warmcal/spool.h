@@ -102,8 +102,18 @@ typedef struct {
  * serialises). Every call appends to a memory buffer; warmcal_spool_flush
  * writes the buffer with write(2), and so does any call that leaves more
  * than WARMCAL_SPOOL_FLUSH_AT bytes buffered (memory stays bounded however
- * long a phase runs). After a failed write every call fails with
- * WARMCAL_E_IO. Errors name the spool's path. ---- */
+ * long a phase runs) unless writes are deferred (below). After a failed
+ * write every call fails with WARMCAL_E_IO. Errors name the spool's path.
+ *
+ * Deferred writes, for a writer shared by threads that must never wait for
+ * the disk: appends (the write_* calls) and warmcal_spool_take_pending run
+ * under the caller's append lock and touch memory only; buffers they take
+ * wait in the writer until warmcal_spool_write_pending, under another lock
+ * of the caller's (the I/O lock), writes them, oldest first, while appends
+ * go on in other threads. The file's record order is the append order. A
+ * caller may take the I/O lock while holding the append lock, never the
+ * other way; warmcal_spool_flush and warmcal_spool_writer_close need both
+ * (or one thread alone). ---- */
 #define WARMCAL_SPOOL_FLUSH_AT (256u * 1024u)
 typedef struct warmcal_spool_writer warmcal_spool_writer;
 
@@ -133,8 +143,24 @@ WARMCAL_API int warmcal_spool_write_pool(warmcal_spool_writer *w, const warmcal_
                                          warmcal_error *err);
 WARMCAL_API int warmcal_spool_write_exit(warmcal_spool_writer *w, uint64_t time_ns,
                                          warmcal_error *err);
-/* Write everything buffered to the file (retrying short writes and EINTR). */
+/* Write everything buffered to the file (retrying short writes and EINTR):
+ * warmcal_spool_take_pending then warmcal_spool_write_pending. */
 WARMCAL_API int warmcal_spool_flush(warmcal_spool_writer *w, warmcal_error *err);
+/* From now on no append writes to the file: a buffer that reaches
+ * WARMCAL_SPOOL_FLUSH_AT bytes is taken (warmcal_spool_take_pending) and
+ * waits for warmcal_spool_write_pending, which the caller must then call
+ * often enough to bound memory. Call once, before the writer is shared. */
+WARMCAL_API void warmcal_spool_writer_defer_writes(warmcal_spool_writer *w);
+/* Append side: hand the records appended so far to the write side (memory
+ * only; nothing when none). NULL is allowed. */
+WARMCAL_API void warmcal_spool_take_pending(warmcal_spool_writer *w);
+/* Whether taken buffers wait for warmcal_spool_write_pending. Any thread. */
+WARMCAL_API int warmcal_spool_has_pending(warmcal_spool_writer *w);
+/* Write side: write every taken buffer, oldest first, and free it (after a
+ * failed write the rest is dropped: WARMCAL_E_IO, and so for every later
+ * call). Safe while another thread appends and takes; one writer of
+ * pending buffers at a time. */
+WARMCAL_API int warmcal_spool_write_pending(warmcal_spool_writer *w, warmcal_error *err);
 /* Flush, close and free. NULL is allowed. */
 WARMCAL_API int warmcal_spool_writer_close(warmcal_spool_writer *w, warmcal_error *err);
 

@@ -79,13 +79,57 @@ static void *open_in_dir(const char *dir, const char *sub, char *path, char *loo
     return NULL;
 }
 
-static int resolve_cupti(warmcal__cupti_api *api, char *msg, size_t len)
+/* The CUDA release a cuptiGetVersion answer belongs to ("CUDA 13.0",
+ * "CUDA 12"), from cupti_version.h's table. */
+static void describe_version(uint32_t v, char *buf, size_t len)
+{
+    if (v >= 10000)
+        snprintf(buf, len, "CUDA %u.%u", (unsigned)(v / 10000), (unsigned)(v / 100 % 100));
+    else if (v >= 19)
+        snprintf(buf, len, "CUDA 12");
+    else if (v >= 13)
+        snprintf(buf, len, "CUDA 11");
+    else
+        snprintf(buf, len, "CUDA 10 or older");
+}
+
+/* Refuse a libcupti older than the record layouts this library reads.
+ * reused: it is the process's own (then WARMCAL_CUPTI_LIB cannot help). */
+static int check_version(warmcal__cupti_api *api, int reused, char *msg, size_t len)
+{
+    uint32_t v = 0;
+    CUptiResult rc = api->get_version(&v);
+    if (rc != CUPTI_SUCCESS) {
+        char buf[96];
+        snprintf(msg, len, "cuptiGetVersion failed for libcupti at %s: %s", api->path,
+                 warmcal__cupti_error(api, rc, buf, sizeof buf));
+        return -1;
+    }
+    api->version = v;
+    if (v >= WARMCAL__CUPTI_MIN_VERSION)
+        return 0;
+    char have[32], need[32];
+    describe_version(v, have, sizeof have);
+    describe_version(WARMCAL__CUPTI_MIN_VERSION, need, sizeof need);
+    snprintf(msg, len,
+             "libcupti at %s has CUPTI API version %u (%s); warmcal needs at least %u (%s), the CUDA %u "
+             "CUPTI it was built with, to read its memory records%s",
+             api->path, (unsigned)v, have, (unsigned)WARMCAL__CUPTI_MIN_VERSION, need,
+             (unsigned)(CUPTI_API_VERSION / 10000),
+             reused ? ": the server loaded that libcupti itself (e.g. a CUDA 12 PyTorch wheel) and a "
+                      "second one cannot join it; profile a build of the server for CUDA 13 or later"
+                    : " (set WARMCAL_CUPTI_LIB to a CUDA 13 libcupti.so, or CUDA_HOME to a CUDA 13 toolkit)");
+    return -1;
+}
+
+static int resolve_cupti(warmcal__cupti_api *api, int reused, char *msg, size_t len)
 {
     void *h = api->handle;
     const char *missing = NULL;
 #define REQUIRE(field, name) \
     if (!missing && !RESOLVE(h, api->field, name)) \
         missing = name;
+    REQUIRE(get_version, "cuptiGetVersion")
     REQUIRE(get_timestamp, "cuptiGetTimestamp")
     REQUIRE(activity_enable, "cuptiActivityEnable")
     REQUIRE(activity_disable, "cuptiActivityDisable")
@@ -106,7 +150,7 @@ static int resolve_cupti(warmcal__cupti_api *api, char *msg, size_t len)
 #ifdef WARMCAL__HAVE_SUBSCRIBE_V2
     RESOLVE(h, api->subscribe_v2, "cuptiSubscribe_v2");
 #endif
-    return 0;
+    return check_version(api, reused, msg, len);
 }
 
 /* The first libcupti the process has loaded: dl_iterate_phdr's walk over
@@ -179,7 +223,7 @@ int warmcal__cupti_load(warmcal__cupti_api *api, char *msg, size_t len)
             return -1;
         }
         set_loaded_path(api, lib);
-        return resolve_cupti(api, msg, len);
+        return resolve_cupti(api, have_loaded, msg, len);
     }
     if (have_loaded) {
         /* the server's own CUPTI (PyTorch's wheel brings one): share it */
@@ -191,7 +235,7 @@ int warmcal__cupti_load(warmcal__cupti_api *api, char *msg, size_t len)
             return -1;
         }
         set_loaded_path(api, loaded);
-        return resolve_cupti(api, msg, len);
+        return resolve_cupti(api, 1, msg, len);
     }
 
     const char *opened = NULL;
@@ -220,7 +264,7 @@ int warmcal__cupti_load(warmcal__cupti_api *api, char *msg, size_t len)
         return -1;
     }
     set_loaded_path(api, opened);
-    return resolve_cupti(api, msg, len);
+    return resolve_cupti(api, 0, msg, len);
 }
 
 const char *warmcal__cupti_error(const warmcal__cupti_api *api, CUptiResult rc, char *buf, size_t len)

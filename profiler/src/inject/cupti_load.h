@@ -15,12 +15,28 @@
 #define WARMCAL__HAVE_SUBSCRIBE_V2 1
 #endif
 
+/* The oldest libcupti whose activity records have the layouts this library
+ * reads (CUpti_ActivityMemory4, CUpti_ActivityMemoryPool3, as the headers
+ * it is built with define them): the first release of the headers' CUDA
+ * major version. cuptiGetVersion says "xxyyzz" from CUDA 13.0 on (130000:
+ * 13.0, 130001: 13.0 Update 1) and a small number before (CUDA 12.x:
+ * 19..28). A later release keeps the records' layout within a major
+ * version (new fields go into new structs), and CUDA 12's CUPTI lays out
+ * MEMORY_POOL records differently (CUpti_ActivityMemoryPool2): read as
+ * ours they would give wrong sizes with no error. */
+#if !defined(CUPTI_API_VERSION) || CUPTI_API_VERSION < 130000
+#error "the CUPTI headers of CUDA 13 or later are needed (cupti_version.h: CUPTI_API_VERSION 130000 or more)"
+#endif
+#define WARMCAL__CUPTI_MIN_VERSION ((uint32_t)(CUPTI_API_VERSION / 10000) * 10000u)
+
 /* The CUPTI functions the profiler calls. All are required except
  * get_result_string (used for messages only), activity_flush_period and
  * subscribe_v2 (NULL when this libcupti lacks them: callers go without). */
 typedef struct {
     void *handle;
     char path[4096]; /* the file that was loaded (dlinfo's, or the name given to dlopen) */
+    uint32_t version; /* cuptiGetVersion's, at least WARMCAL__CUPTI_MIN_VERSION */
+    CUptiResult (*get_version)(uint32_t *version);
     CUptiResult (*get_timestamp)(uint64_t *timestamp);
     CUptiResult (*activity_enable)(CUpti_ActivityKind kind);
     CUptiResult (*activity_disable)(CUpti_ActivityKind kind);
@@ -50,8 +66,11 @@ typedef struct {
  * RTLD_NOLOAD); the loader's own search for libcupti.so.13 and
  * libcupti.so; then libcupti.so(.13) in $CUDA_HOME/extras/CUPTI/lib64,
  * $CUDA_HOME/lib64, $CUDA_HOME/lib and the same under /usr/local/cuda.
- * Resolves every function. Returns 0, or -1 with msg (len bytes) naming
- * where it looked, what was missing, or the two copies. */
+ * Resolves every function and asks cuptiGetVersion: a libcupti older than
+ * WARMCAL__CUPTI_MIN_VERSION (a CUDA 12 one, as PyTorch's cu12 wheels
+ * bring) is refused, its records being laid out otherwise. Returns 0, or
+ * -1 with msg (len bytes) naming where it looked, what was missing, the
+ * two copies, or the library's version and the one needed. */
 int warmcal__cupti_load(warmcal__cupti_api *api, char *msg, size_t len);
 
 /* A CUPTI result as text ("CUPTI_ERROR_NOT_INITIALIZED" or "CUPTI error 15"). */

@@ -47,15 +47,24 @@
 #define PARSE_CHUNK 64
 
 /* Process-wide state. Fields marked (mu) are read and written under mu,
- * (wmu) under wmu; lock order: the phase lock (profile_api.c) -> mu -> wmu,
- * never the other way (inject.h). mu guards only quick bookkeeping (the
- * recorded device, the handle set, the phase flag), so that the server's
- * cuMemCreate/cuMemRelease callbacks never wait while a CUPTI buffer is
- * parsed; the spool and its disk writes are behind wmu. Flags that
- * callbacks test on every call are atomics. */
+ * (wmu) under wmu, (iomu) under iomu; lock order: the phase lock
+ * (profile_api.c) -> mu -> wmu -> iomu, never the other way (inject.h).
+ * mu guards only quick bookkeeping (the recorded device, the handle set,
+ * the phase flag), so that the server's cuMemCreate/cuMemRelease callbacks
+ * never wait while a CUPTI buffer is parsed. wmu guards appends to the
+ * spool, which touch memory only (the writer defers its writes); the
+ * write(2) calls run under iomu alone (write_out), which no callback of a
+ * successful allocation takes: a disk that stalls (NFS, Lustre) stalls
+ * CUPTI's buffer thread, the flusher and the thread that marks a phase,
+ * never the server's allocations. A failed allocation writes at once, on
+ * purpose: a rank that runs out of memory is often killed next. No lock is
+ * held while a message is written to stderr (they wait for the last
+ * unlock: emit_pending). Flags that callbacks test on every call are
+ * atomics. */
 static struct {
     pthread_mutex_t mu;
     pthread_mutex_t wmu;
+    pthread_mutex_t iomu;
     atomic_int init_called;   /* InitializeInjection ran (once per process) */
     atomic_int active;        /* recording: set once ready, cleared at exit, disable, fork */
     atomic_int disabling;     /* warmcal__inject_disable ran (its once-guard) */
@@ -70,9 +79,12 @@ static struct {
     warmcal__driver_api driver;
     CUpti_SubscriberHandle subscriber;
     int subscribed, activity_enabled;
-    char disable_reason[512];
+    char disable_reason[1024];
 
-    warmcal_spool_writer *spool; /* (wmu) NULL when none, or after a write failed */
+    char warn_text[WARMCAL__WARN_KINDS][512]; /* each written once, by the thread that warns */
+
+    warmcal_spool_writer *spool; /* (wmu) the append side: NULL when none, or after a failure */
+    warmcal_spool_writer *out;   /* (iomu) the same writer's write side: NULL once closed */
     char spool_path[PATH_MAX];
     int device;                  /* (mu) the recorded device ordinal, -1 until chosen */
     int in_phase;                /* (mu) */
@@ -83,25 +95,37 @@ static struct {
     warmcal__handle_set handles;
     int handles_untracked; /* (mu) a handle could not be stored: releases are all kept */
     atomic_uint_fast64_t last_time; /* latest CUPTI timestamp read: a stamp when the clock fails late */
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .wmu = PTHREAD_MUTEX_INITIALIZER, .device = -1};
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER,
+     .wmu = PTHREAD_MUTEX_INITIALIZER,
+     .iomu = PTHREAD_MUTEX_INITIALIZER,
+     .device = -1};
 
 /* Per thread: > 0 while the profiler itself calls the driver (its calls are
- * not the server's and must not be recorded); and whether it holds g.wmu
- * (a warning then spools its note without taking it again). */
+ * not the server's and must not be recorded); whether it holds g.mu or
+ * g.wmu (a warning then spools its note without taking wmu again, and
+ * messages wait for the last unlock); the messages waiting (bit k: the
+ * warning of kind k, PENDING_DISABLE: the disable's). */
 static _Thread_local int tl_busy;
+static _Thread_local int tl_mlocked;
 static _Thread_local int tl_wlocked;
+static _Thread_local unsigned tl_pending;
+#define PENDING_DISABLE (1u << WARMCAL__WARN_KINDS)
 
 static void start_flusher(void);
 static void stop_flusher(void);
+static void emit_pending(void);
 
 static void lock(void)
 {
     pthread_mutex_lock(&g.mu);
+    tl_mlocked = 1;
 }
 
 static void unlock(void)
 {
+    tl_mlocked = 0;
     pthread_mutex_unlock(&g.mu);
+    emit_pending();
 }
 
 static void wlock(void)
@@ -114,6 +138,7 @@ static void wunlock(void)
 {
     tl_wlocked = 0;
     pthread_mutex_unlock(&g.wmu);
+    emit_pending();
 }
 
 /* Standard error as the library found it when loaded: a daemon may close
@@ -155,7 +180,7 @@ static void emit(const char *prefix, const char *text)
 {
     if (!stderr_is_ours())
         return;
-    char line[768];
+    char line[1280];
     int n = snprintf(line, sizeof line, "warmcal: %s%s\n", prefix, text);
     if (n < 0)
         return;
@@ -172,6 +197,22 @@ static void emit(const char *prefix, const char *text)
         p += k;
         len -= (size_t)k;
     }
+}
+
+/* Write the messages this thread held while it held g.mu or g.wmu (stderr
+ * may be a pipe nobody reads: a write there must not stall the threads
+ * that wait for those locks). Warnings first: a disable is the last word. */
+static void emit_pending(void)
+{
+    if (tl_mlocked || tl_wlocked || !tl_pending)
+        return;
+    unsigned p = tl_pending;
+    tl_pending = 0;
+    for (int k = 0; k < WARMCAL__WARN_KINDS; k++)
+        if (p & (1u << k))
+            emit("warning: ", g.warn_text[k]);
+    if (p & PENDING_DISABLE)
+        emit("profiler disabled: ", g.disable_reason);
 }
 
 int warmcal__inject_active(void)
@@ -195,7 +236,10 @@ void warmcal__inject_disable(const char *fmt, ...)
     /* The clean-up (CUPTI off, a note in the spool) waits for a safe point:
      * this may run inside a CUPTI callback or with a lock held. Until then
      * every callback returns at its first test of the active flag. */
-    emit("profiler disabled: ", g.disable_reason);
+    if (tl_mlocked || tl_wlocked)
+        tl_pending |= PENDING_DISABLE; /* written at the last unlock */
+    else
+        emit("profiler disabled: ", g.disable_reason);
 }
 
 /* CUPTI's clock; a failure disables the profiler. */
@@ -212,15 +256,45 @@ static int timestamp(uint64_t *t)
     return 0;
 }
 
-/* A spool write failed: stop writing (the file would no longer be a
- * faithful record) and disable. Caller holds g.wmu. */
+/* An append to the spool failed (no memory, or an earlier write failed):
+ * stop appending (the file would no longer be a faithful record) and
+ * disable. Caller holds g.wmu; the write side closes the file (write_out's
+ * next failure, or at exit). */
 static void spool_failed_locked(const warmcal_error *err)
 {
     warmcal__inject_disable("cannot write the spool %s: %s", g.spool_path,
                             err->text[0] ? err->text : warmcal_strerror(err->code));
-    warmcal_error ignored = {0};
-    warmcal_spool_writer_close(g.spool, &ignored);
     g.spool = NULL;
+}
+
+/* Write what the spool's appends have handed over (warmcal_spool_take_pending),
+ * under g.iomu alone: never called with g.mu or g.wmu held, so that the
+ * threads that only append never wait for the disk. Returns 0, or -1 after
+ * a failed write: appends then stop, the file is closed and the profiler
+ * disabled. */
+static int write_out(void)
+{
+    warmcal_error err = {0};
+    pthread_mutex_lock(&g.iomu);
+    warmcal_spool_writer *w = g.out;
+    int rc = w ? warmcal_spool_write_pending(w, &err) : 0;
+    pthread_mutex_unlock(&g.iomu);
+    if (rc == 0)
+        return 0;
+    wlock();
+    if (g.spool == w)
+        g.spool = NULL; /* no more appends ... */
+    wunlock();
+    pthread_mutex_lock(&g.iomu);
+    if (g.out == w) { /* ... then no more writes: nobody else reaches w now */
+        warmcal_error ignored = {0};
+        g.out = NULL;
+        warmcal_spool_writer_close(w, &ignored);
+    }
+    pthread_mutex_unlock(&g.iomu);
+    warmcal__inject_disable("cannot write the spool %s: %s", g.spool_path,
+                            err.text[0] ? err.text : warmcal_strerror(err.code));
+    return -1;
 }
 
 static void note_locked(uint64_t t, const char *text)
@@ -237,12 +311,16 @@ void warmcal__inject_warn_once(int kind, const char *fmt, ...)
         return;
     if (kind < 0 || kind >= WARMCAL__WARN_KINDS || atomic_exchange(&g.warned[kind], 1))
         return;
-    char text[512];
+    /* this thread alone writes the kind's text: it won the exchange */
+    char *text = g.warn_text[kind];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    vsnprintf(text, sizeof g.warn_text[kind], fmt, ap);
     va_end(ap);
-    emit("warning: ", text);
+    if (tl_mlocked || tl_wlocked)
+        tl_pending |= 1u << kind; /* written at the last unlock */
+    else
+        emit("warning: ", text);
     if (!warmcal__inject_active())
         return;
     uint64_t t = atomic_load(&g.last_time);
@@ -509,12 +587,12 @@ static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *b
             if (n > 0)
                 spool_chunk(chunk, n);
         }
-        /* on disk now: a rank killed later keeps these records */
-        warmcal_error err = {0};
+        /* on disk now (written by this thread, CUPTI's, with no lock the
+         * server's threads take): a rank killed later keeps these records */
         wlock();
-        if (g.spool && warmcal_spool_flush(g.spool, &err) != 0)
-            spool_failed_locked(&err);
+        warmcal_spool_take_pending(g.spool);
         wunlock();
+        write_out();
     }
     free(buffer);
     if (warmcal__inject_active())
@@ -550,12 +628,16 @@ static void CUPTIAPI on_driver_api(void *user, CUpti_CallbackDomain domain, CUpt
             wlock();
             int rc = g.spool ? warmcal_spool_write_event(g.spool, &p.event, &err) : 0;
             /* an out-of-memory rank is often killed next by its launcher:
-             * the failure goes to disk now, not with the next phase edge */
-            if (rc == 0 && g.spool && p.event.kind == WARMCAL_EV_ALLOC_FAILED)
-                rc = warmcal_spool_flush(g.spool, &err);
+             * the failure goes to disk now, not with the next phase edge
+             * (the only write on a server's allocating thread) */
+            int now = rc == 0 && g.spool && p.event.kind == WARMCAL_EV_ALLOC_FAILED;
+            if (now)
+                warmcal_spool_take_pending(g.spool);
             if (rc != 0 && g.spool)
                 spool_failed_locked(&err);
             wunlock();
+            if (now)
+                write_out();
         }
         write_device_info();
     }
@@ -581,18 +663,15 @@ static void settle_disabled(void)
         g.activity_enabled = 0;
     }
     tl_busy--;
-    char text[600];
+    char text[1100];
     snprintf(text, sizeof text, "profiler disabled: %s", g.disable_reason);
     wlock();
-    warmcal_error err = {0};
     if (g.spool) {
         note_locked(atomic_load(&g.last_time), text);
-        if (g.spool && warmcal_spool_flush(g.spool, &err) != 0) {
-            warmcal_spool_writer_close(g.spool, &err);
-            g.spool = NULL;
-        }
+        warmcal_spool_take_pending(g.spool);
     }
     wunlock();
+    write_out(); /* a failure closes the spool; its message was said */
 }
 
 /* Device free memory for a phase edge, or WARMCAL_FREE_UNKNOWN: sampled
@@ -638,8 +717,10 @@ static uint64_t sample_free(void)
     return free_bytes;
 }
 
-/* Spool a free-memory sample and a phase edge at the same time t; caller
- * holds g.mu and g.wmu. Returns 0 or a negative warmcal_code. */
+/* Append a free-memory sample and a phase edge at the same time t, and
+ * hand them to the write side (the caller then calls write_out, with no
+ * lock held); caller holds g.mu and g.wmu. Returns 0 or a negative
+ * warmcal_code. */
 static int edge_locked(uint64_t t, uint64_t free_bytes, int begin, const char *label, uint64_t tokens,
                        uint32_t batch)
 {
@@ -652,12 +733,11 @@ static int edge_locked(uint64_t t, uint64_t free_bytes, int begin, const char *l
     if (rc == 0)
         rc = begin ? warmcal_spool_write_phase_begin(g.spool, t, label, tokens, batch, &err)
                    : warmcal_spool_write_phase_end(g.spool, t, &err);
-    if (rc == 0)
-        rc = warmcal_spool_flush(g.spool, &err);
     if (rc != 0) {
         spool_failed_locked(&err);
         return WARMCAL_E_IO;
     }
+    warmcal_spool_take_pending(g.spool);
     return 0;
 }
 
@@ -693,6 +773,9 @@ int warmcal__inject_phase_begin(const char *label, uint64_t tokens, uint32_t bat
         }
         wunlock();
         unlock();
+        /* on disk before the phase runs: flushed by design, by this thread */
+        if (rc == 0 && write_out() != 0)
+            rc = WARMCAL_E_IO;
         if (rc == 0)
             start_flusher();
     }
@@ -735,6 +818,8 @@ int warmcal__inject_phase_end(void)
         }
         wunlock();
         unlock();
+        if (rc == 0 && write_out() != 0)
+            rc = WARMCAL_E_IO;
     }
     tl_busy--;
     settle_disabled();
@@ -766,15 +851,31 @@ static void at_exit(void)
         t = atomic_load(&g.last_time); /* CUPTI may be shutting down: the last stamp is close */
     /* from here on the process is ending: what it frees is not a phase's */
     atomic_store(&g.active, 0);
+    warmcal_error err = {0};
+    int rc = 0;
     wlock();
-    if (g.spool) {
-        warmcal_error err = {0};
-        int rc = warmcal_spool_write_exit(g.spool, t, &err);
-        if (warmcal_spool_writer_close(g.spool, &err) != 0 || rc != 0)
-            warmcal__inject_disable("cannot finish the spool %s: %s", g.spool_path, err.text);
-        g.spool = NULL;
+    warmcal_spool_writer *w = g.spool;
+    if (w) {
+        rc = warmcal_spool_write_exit(w, t, &err);
+        warmcal_spool_take_pending(w);
+        g.spool = NULL; /* no more appends ... */
     }
     wunlock();
+    pthread_mutex_lock(&g.iomu);
+    warmcal_spool_writer *o = g.out;
+    g.out = NULL; /* ... then the last writes */
+    if (o) {
+        warmcal_error close_err = {0};
+        int crc = warmcal_spool_writer_close(o, &close_err);
+        if (rc == 0 && crc != 0) {
+            rc = crc;
+            err = close_err;
+        }
+    }
+    pthread_mutex_unlock(&g.iomu);
+    /* a spool that failed before said so then */
+    if (w && rc != 0)
+        warmcal__inject_disable("cannot finish the spool %s: %s", g.spool_path, err.text);
     lock();
     warmcal__handle_set_clear(&g.handles);
     g.handles_untracked = 1; /* a release after this is not ours to judge */
@@ -813,6 +914,9 @@ static void *flusher_main(void *arg)
          * left to the phase end's own flush, which reports it */
         if (open && warmcal__inject_active() && !atomic_load(&g.exited))
             (void)g.cupti.activity_flush_all(0);
+        /* what the server's callbacks appended past a full buffer and
+         * left for the write side */
+        write_out();
         pthread_mutex_lock(&flusher.mu);
     }
     pthread_mutex_unlock(&flusher.mu);
@@ -862,12 +966,15 @@ static void after_fork_in_child(void)
     atomic_store(&g.settled, 1); /* a pending disable's clean-up is the parent's */
     pthread_mutex_init(&g.mu, NULL);
     pthread_mutex_init(&g.wmu, NULL);
+    pthread_mutex_init(&g.iomu, NULL);
     /* the flusher is a parent's thread: none runs here, none will start */
     pthread_mutex_init(&flusher.mu, NULL);
     pthread_cond_init(&flusher.cv, NULL);
     flusher.started = 0;
     flusher.stop = 1;
+    tl_mlocked = 0;
     tl_wlocked = 0;
+    tl_pending = 0;
     tl_busy = 0;
     warmcal__phase_after_fork_child();
     warmcal__nvtx_after_fork_child();
@@ -913,6 +1020,10 @@ static int open_spool(const char *out_dir, int rank, int world, const char *rank
     if (!warmcal_utc_now(start, sizeof start))
         snprintf(start, sizeof start, "unknown");
     const char *session = getenv("WARMCAL_SESSION"), *model = getenv("WARMCAL_MODEL");
+    warmcal_spool_writer_defer_writes(w); /* write(2) only in write_out */
+    pthread_mutex_lock(&g.iomu);
+    g.out = w;
+    pthread_mutex_unlock(&g.iomu);
     wlock();
     g.spool = w;
     write_info_locked("session", session ? session : "");
@@ -925,11 +1036,10 @@ static int open_spool(const char *out_dir, int rank, int world, const char *rank
     write_info_locked("start_time", start);
     write_info_locked("source", "cupti");
     write_info_locked("cupti_lib", g.cupti.path);
-    if (g.spool && warmcal_spool_flush(g.spool, &err) != 0)
-        spool_failed_locked(&err);
+    warmcal_spool_take_pending(g.spool);
     int ok = g.spool != NULL;
     wunlock();
-    return ok ? 0 : -1;
+    return ok ? write_out() : -1;
 }
 
 /* Subscribe to the driver-API callbacks (named "warmcal" where CUPTI takes
@@ -1016,7 +1126,7 @@ static void initialize(void)
     }
     int rank = 0, world = 1;
     const char *from = "none";
-    char msg[512] = "";
+    char msg[1024] = "";
     if (warmcal__launcher_rank(&rank, &world, &from, msg, sizeof msg) != 0) {
         warmcal__inject_disable("%s", msg[0] ? msg : "the launcher's rank variables hold no valid number");
         return;

@@ -31,9 +31,12 @@ void warmcal__inject_inactive_phase(const char *label, uint64_t tokens);
 
 /* Lock order in the injected library (a thread may hold several only in
  * this order, never the other way): the phase lock (profile_api.c) -> the
- * core's state lock (inject.c: device, handles, phase flag) -> the spool
- * writer's lock (inject.c). The NVTX registries' locks (nvtx_inject.c) are
- * taken alone. A forked child re-initialises all of them (the child
+ * core's state lock (inject.c: device, handles, phase flag) -> the spool's
+ * append lock (inject.c: memory only) -> the spool's I/O lock (inject.c:
+ * the write(2) calls; taken with neither of the two before it held, so
+ * that no thread that only appends waits for the disk). No message is
+ * written to stderr with the state or append lock held. The NVTX
+ * registries' locks (nvtx_inject.c) are taken alone. A forked child re-initialises all of them (the child
  * handler calls these two for the other files' locks): the parent's other
  * threads may have held them at the fork, and the child inherits them
  * locked with no thread left to unlock them. */

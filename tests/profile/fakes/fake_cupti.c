@@ -48,6 +48,8 @@ static struct {
         fail_enable_callback;
     unsigned long drop_every, buffer_records;
     int late;
+    int version_set;
+    uint32_t version; /* cuptiGetVersion's answer when version_set */
     /* driver link */
     int attached;
     fake_context_info_fn ctx_info;
@@ -109,6 +111,10 @@ static void read_options(void)
             g.late = 1;
         else if (!strncmp(tok, "buffer_records=", 15))
             g.buffer_records = strtoul(tok + 15, NULL, 10);
+        else if (!strncmp(tok, "version=", 8)) {
+            g.version_set = 1;
+            g.version = (uint32_t)strtoul(tok + 8, NULL, 10);
+        }
         else
             fprintf(stderr, "fake libcupti: FAKE_CUPTI: unknown switch '%s'\n", tok);
     }
@@ -395,11 +401,17 @@ FAKE_EXPORT CUptiResult CUPTIAPI cuptiGetResultString(CUptiResult result, const 
     return CUPTI_ERROR_INVALID_PARAMETER;
 }
 
+/* The headers' version, or FAKE_CUPTI's version=N (an older CUPTI, say,
+ * whose records the client must not read as the CUDA 13 layouts). */
 FAKE_EXPORT CUptiResult CUPTIAPI cuptiGetVersion(uint32_t *version)
 {
+    pthread_mutex_lock(&g.mu);
+    read_options();
+    uint32_t v = g.version_set ? g.version : CUPTI_API_VERSION;
+    pthread_mutex_unlock(&g.mu);
     if (!version)
         return CUPTI_ERROR_INVALID_PARAMETER;
-    *version = CUPTI_API_VERSION;
+    *version = v;
     return CUPTI_SUCCESS;
 }
 
