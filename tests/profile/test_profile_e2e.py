@@ -222,9 +222,10 @@ def a_server_killed_mid_phase_leaves_a_readable_trace_with_that_phase_aborted():
     k = 3
     out = os.path.join(TMP, "T")
     # the buffer never fills (records stay in it until flushed), and the
-    # server hangs 1 s (five of the profiler's 200 ms flush periods) before
-    # it is killed: the periodic flush must have spooled the phase's records
-    rc, _, err = profile(out, "--crash-in-phase", str(k), "--crash-wait-ms", "1000",
+    # server hangs until its spool grew after the phase began (at most 30 s)
+    # before it is killed: only the profiler's periodic flush of partly
+    # filled buffers makes it grow, and it must have spooled the records
+    rc, _, err = profile(out, "--crash-in-phase", str(k), "--crash-wait-ms", "30000",
                          fake_cupti="buffer_records=1000000")
     check(rc == 128 + 9, f"warmcal profile passes on SIGKILL as 137, not {rc}: {err}")
     t = truth(out, 0)

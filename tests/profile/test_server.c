@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -275,6 +277,9 @@ typedef struct {
     nvtxRangeId_t id;
 } phase_mark;
 
+static off_t own_spool_size(void);
+static off_t spool_at_phase_begin = -1;
+
 static void phase_begin(phase_mark *m, int style, const char *label, uint64_t tokens,
                         uint32_t batch)
 {
@@ -309,6 +314,7 @@ static void phase_begin(phase_mark *m, int style, const char *label, uint64_t to
         a.message.ascii = msg;
         nvtxDomainRangePushEx(S.domain, &a);
     }
+    spool_at_phase_begin = own_spool_size(); /* the phase begin is written by now */
     pthread_mutex_lock(&S.mu);
     S.cur = p;
     pthread_mutex_unlock(&S.mu);
@@ -399,6 +405,32 @@ static void write_truth(void)
     }
 }
 
+/* The size of this process's spool (WARMCAL_OUT/rank-R.<pid>.spool), or -1. */
+static off_t own_spool_size(void)
+{
+    const char *dir = getenv("WARMCAL_OUT");
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d)
+        return -1;
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, ".%ld.spool", (long)getpid());
+    size_t ls = strlen(suffix);
+    off_t size = -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t ln = strlen(e->d_name);
+        if (ln > ls && strcmp(e->d_name + ln - ls, suffix) == 0) {
+            char path[4096];
+            struct stat st;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (stat(path, &st) == 0)
+                size = st.st_size;
+        }
+    }
+    closedir(d);
+    return size;
+}
+
 /* Inside phase `index`: die as a killed server does, the truth written first. */
 static void maybe_crash(int index)
 {
@@ -410,10 +442,19 @@ static void maybe_crash(int index)
     pthread_mutex_unlock(&S.mu);
     write_truth();
     if (S.crash_wait_ms > 0) {
-        /* a server that hangs a while before its launcher kills it */
-        struct timespec ts = {S.crash_wait_ms / 1000, (long)(S.crash_wait_ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
+        /* a server that hangs a while before its launcher kills it: it
+         * waits (at most crash_wait_ms) until the profiler has written to
+         * its spool since the phase began (the phase's records sit in a
+         * buffer that never fills: a periodic flush of it is what writes), so the test does not depend on how fast this machine
+         * schedules the profiler's flusher thread */
+        off_t begun = spool_at_phase_begin;
+        for (int waited = 0; waited < S.crash_wait_ms; waited += 10) {
+            if (own_spool_size() > begun)
+                break;
+            struct timespec ts = {0, 10 * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+                ;
+        }
     }
     raise(SIGKILL);
 }
