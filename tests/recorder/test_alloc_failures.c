@@ -3,42 +3,13 @@
  * WARMCAL_E_NOMEM from the call that needed the memory, never a crash, an
  * exit or a leak (ASan checks the last two). The allocator is wrapped at
  * link time (-Wl,--wrap), which reaches the static libraries too. */
+#include "../alloc_fail.h"
 #include "../check.h"
 #include "warmcal/recorder.h"
 #include "warmcal/simdev.h"
 
 #include <stddef.h>
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-
-static long countdown = -1; /* allocations left before one fails; -1: never */
-static long failures;
-
-static int should_fail(void)
-{
-    if (countdown < 0)
-        return 0;
-    if (countdown-- == 0) {
-        failures++;
-        return 1;
-    }
-    return 0;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return should_fail() ? NULL : __real_malloc(n);
-}
-void *__wrap_calloc(size_t n, size_t m)
-{
-    return should_fail() ? NULL : __real_calloc(n, m);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    return should_fail() ? NULL : __real_realloc(p, n);
-}
 
 /* A workload touching every allocating path: recorder open, block table
  * growth, spare reuse, phase array growth, simulated-device bookkeeping. */
@@ -83,16 +54,16 @@ static int workload(int *saw_nomem)
 static void every_allocation_failure_is_reported_as_nomem(void)
 {
     int saw = 0;
-    countdown = -1;
+    alloc_fail_countdown = -1;
     CHECK(workload(&saw) == WARMCAL_OK);
     long tried = 0;
     for (long n = 0;; n++) {
-        countdown = n;
-        failures = 0;
+        alloc_fail_countdown = n;
+        alloc_fail_count = 0;
         saw = 0;
         int rc = workload(&saw);
-        countdown = -1;
-        if (failures == 0) { /* the n-th allocation was never reached: all done */
+        alloc_fail_countdown = -1;
+        if (alloc_fail_count == 0) { /* the n-th allocation was never reached: all done */
             CHECK(rc == WARMCAL_OK);
             break;
         }

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../alloc_fail.h"
 #include "../check.h"
 #include "../../gate/src/table_internal.h"
 #include "../../gate/src/table_private.h"
@@ -861,40 +862,10 @@ static void sha256_streams_files_of_any_size(void)
 }
 
 /* --- allocation failures during a write ---------------------------------------
- * The test binary wraps malloc/calloc/realloc at link time (-Wl,--wrap) and
- * hands the same failing allocator to jansson, so that every allocation a
- * write makes, in the library or in jansson, can be made to fail in turn. */
+ * The test binary wraps malloc/calloc/realloc at link time (../alloc_fail.h)
+ * and hands the same failing allocator to jansson, so that every allocation
+ * a write makes, in the library or in jansson, can be made to fail in turn. */
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-
-static long alloc_countdown = -1; /* allocations left before one fails; -1: never */
-static long alloc_failures;
-
-static int alloc_should_fail(void)
-{
-    if (alloc_countdown < 0)
-        return 0;
-    if (alloc_countdown-- == 0) {
-        alloc_failures++;
-        return 1;
-    }
-    return 0;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return alloc_should_fail() ? NULL : __real_malloc(n);
-}
-void *__wrap_calloc(size_t n, size_t m)
-{
-    return alloc_should_fail() ? NULL : __real_calloc(n, m);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    return alloc_should_fail() ? NULL : __real_realloc(p, n);
-}
 
 /* jansson 2.14's dumper can lose a key when an allocation fails and still
  * return text: a write that runs out of memory must then fail and leave the
@@ -919,12 +890,12 @@ static void write_out_of_memory_leaves_the_old_table_or_the_new_one(void)
     char *before = file_bytes(path, &old_len);
     for (;; n++) {
         size_t now_len = 0;
-        long failed_before = alloc_failures;
+        long failed_before = alloc_fail_count;
         warmcal_error_clear(&err);
-        alloc_countdown = n;
+        alloc_fail_countdown = n;
         int rc = warmcal_table_write(t, path, &err);
-        alloc_countdown = -1;
-        int injected = alloc_failures > failed_before;
+        alloc_fail_countdown = -1;
+        int injected = alloc_fail_count > failed_before;
         char *now = file_bytes(path, &now_len);
         int unchanged = before && now && old_len == now_len && memcmp(before, now, old_len) == 0;
         warmcal_table *back = NULL;
@@ -1199,13 +1170,13 @@ static void reader_reports_every_failed_allocation_as_out_of_memory(void)
     long n = 0;
     int nomem = 0, wrong = 0;
     for (;; n++) {
-        long failed_before = alloc_failures;
+        long failed_before = alloc_fail_count;
         warmcal_table *back = NULL;
         warmcal_error_clear(&err);
-        alloc_countdown = n;
+        alloc_fail_countdown = n;
         int rc = warmcal_table_read(path, &back, &err);
-        alloc_countdown = -1;
-        int injected = alloc_failures > failed_before;
+        alloc_fail_countdown = -1;
+        int injected = alloc_fail_count > failed_before;
         if (rc == WARMCAL_E_NOMEM && back == NULL && strstr(err.source, "read-oom.json") &&
             strstr(err.text, "out of memory"))
             nomem++;

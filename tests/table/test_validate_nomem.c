@@ -12,41 +12,12 @@
 #include <jansson.h>
 #include <unistd.h>
 
+#include "../alloc_fail.h"
 #include "../check.h"
 #include "commands.h"
 #include "warmcal/table.h"
 #include "warmcal/trace.h"
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-
-static long countdown = -1; /* allocations left before one fails; -1: never */
-static int failed;          /* an allocation was made to fail */
-
-static int should_fail(void)
-{
-    if (countdown < 0)
-        return 0;
-    if (countdown-- == 0) {
-        failed = 1;
-        return 1;
-    }
-    return 0;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return should_fail() ? NULL : __real_malloc(n);
-}
-void *__wrap_calloc(size_t n, size_t m)
-{
-    return should_fail() ? NULL : __real_calloc(n, m);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    return should_fail() ? NULL : __real_realloc(p, n);
-}
 
 static char dir[64];
 
@@ -101,11 +72,11 @@ static int validate_failing_at(long n, char *argv[], char **said, int *injected)
     dup2(err, 2);
     close(out);
     close(err);
-    failed = 0;
-    countdown = n;
+    long failed_before = alloc_fail_count;
+    alloc_fail_countdown = n;
     int status = warmcal_cmd_validate(4, argv);
-    countdown = -1;
-    *injected = failed;
+    alloc_fail_countdown = -1;
+    *injected = alloc_fail_count > failed_before;
     fflush(NULL);
     dup2(saved_out, 1);
     dup2(saved_err, 2);
