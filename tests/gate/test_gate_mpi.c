@@ -553,13 +553,8 @@ static void write_rank0_short_table(const char *name, int huge)
 {
     char path[512];
     table_path(path, sizeof path, name);
-    warmcal_table *t = NULL;
+    warmcal_table *t = new_test_table();
     warmcal_error err = {0};
-    CHECK(warmcal_table_new(&t, &err) == WARMCAL_OK);
-    snprintf(t->config.model, sizeof t->config.model, "test-model");
-    t->config.tp = 4;
-    snprintf(t->config.gpu_name, sizeof t->config.gpu_name, "test GPU");
-    t->config.gpu_total_bytes = 80ull << 30;
     warmcal_estimate e = {.rank = 0, .label = "context", .tokens_min = 1, .tokens_max = 16384,
                           .form = WARMCAL_FORM_LINEAR,
                           .coef = {(double)GiB, 100.0 * 1024}};

@@ -4,7 +4,9 @@
  * `extra` shifts every need (another table). Needs ../check.h. */
 #include "warmcal/table.h"
 
-static void write_test_table(const char *path, double extra)
+/* An empty table of the tests' configuration (test-model, TP 4, "test
+ * GPU", 80 GiB); the caller adds estimates and frees it. */
+static warmcal_table *new_test_table(void)
 {
     warmcal_table *t = NULL;
     warmcal_error err = {0};
@@ -13,6 +15,13 @@ static void write_test_table(const char *path, double extra)
     t->config.tp = 4;
     snprintf(t->config.gpu_name, sizeof t->config.gpu_name, "test GPU");
     t->config.gpu_total_bytes = 80ull << 30;
+    return t;
+}
+
+static void write_test_table(const char *path, double extra)
+{
+    warmcal_table *t = new_test_table();
+    warmcal_error err = {0};
     warmcal_estimate e = {.rank = -1, .label = "context", .tokens_min = 1, .tokens_max = 32768,
                           .form = WARMCAL_FORM_LINEAR,
                           .coef = {(double)(1ull << 30) + extra, (double)(1ull << 20)}};
