@@ -37,6 +37,13 @@ uint64_t warmcal_phase_need(const warmcal_phase *p)
         p->device_free_begin > p->device_free_end) {
         uint64_t device_growth = p->device_free_begin - p->device_free_end;
         uint64_t api_growth = p->live_end > p->live_begin ? p->live_end - p->live_begin : 0;
+        /* A caching allocator (the torch source) keeps what a pass freed:
+         * device free memory falls by its reservation's growth, which the
+         * peak above already holds, so that growth is explained too. */
+        uint64_t cache_growth =
+            p->reserved_end > p->reserved_begin ? p->reserved_end - p->reserved_begin : 0;
+        if (cache_growth > api_growth)
+            api_growth = cache_growth;
         if (device_growth > api_growth)
             need += device_growth - api_growth;
     }

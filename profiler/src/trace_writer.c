@@ -40,6 +40,8 @@ const warmcal_col warmcal__phase_cols[] = {
     {"pinned_peak", WARMCAL_COL_U64, offsetof(warmcal_phase, pinned_peak), 1},
     {"anomalies", WARMCAL_COL_U32, offsetof(warmcal_phase, anomalies), 1},
     {"lower_bound", WARMCAL_COL_U32, offsetof(warmcal_phase, lower_bound), 1},
+    {"reserved_begin", WARMCAL_COL_U64, offsetof(warmcal_phase, reserved_begin), 1},
+    {"reserved_end", WARMCAL_COL_U64, offsetof(warmcal_phase, reserved_end), 1},
 };
 const size_t warmcal__n_phase_cols = sizeof warmcal__phase_cols / sizeof warmcal__phase_cols[0];
 

@@ -340,6 +340,33 @@ static void relative_margin_scales_the_model_and_survives_a_round_trip(void)
     rmdir(dir);
 }
 
+/* A phase's need: the peak delta, plus device free memory that fell by more
+ * than the API explains; a caching allocator's reservation growth (the torch
+ * source) explains it too, so a cache kept after a pass is not counted twice. */
+static void need_adds_unexplained_growth_once(void)
+{
+    warmcal_phase p = {.tokens = 1, .live_begin = 100 * MiB, .live_peak = 400 * MiB,
+                       .live_end = 100 * MiB, .device_free_begin = 10000 * MiB,
+                       .device_free_end = 10000 * MiB};
+    CHECK_EQ_U64(warmcal_phase_need(&p), 300 * MiB);
+    p.device_free_end = 9950 * MiB; /* 50 MiB taken that no allocation reported */
+    CHECK_EQ_U64(warmcal_phase_need(&p), 350 * MiB);
+    p.live_end = 130 * MiB; /* 30 of the 50 are live blocks */
+    CHECK_EQ_U64(warmcal_phase_need(&p), 320 * MiB);
+    /* the allocator's reservation grew by 40 MiB: only 10 MiB lie outside it */
+    p.reserved_begin = 500 * MiB;
+    p.reserved_end = 540 * MiB;
+    CHECK_EQ_U64(warmcal_phase_need(&p), 310 * MiB);
+    /* a reservation that grew more than free memory fell: nothing is added */
+    p.reserved_end = 600 * MiB;
+    CHECK_EQ_U64(warmcal_phase_need(&p), 300 * MiB);
+    /* a reservation that shrank (emptied cache) explains nothing */
+    p.reserved_end = 100 * MiB;
+    CHECK_EQ_U64(warmcal_phase_need(&p), 320 * MiB);
+    p.device_free_end = WARMCAL_FREE_UNKNOWN;
+    CHECK_EQ_U64(warmcal_phase_need(&p), 300 * MiB);
+}
+
 int main(void)
 {
     RUN(linear_needs_get_a_linear_model);
@@ -351,5 +378,6 @@ int main(void)
     RUN(degenerate_inputs_get_clear_errors);
     RUN(rank_specific_needs_stay_in_their_own_entry);
     RUN(relative_margin_scales_the_model_and_survives_a_round_trip);
+    RUN(need_adds_unexplained_growth_once);
     CHECK_DONE();
 }

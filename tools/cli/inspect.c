@@ -280,7 +280,9 @@ static json_t *phase_json(size_t i, const warmcal_phase *p)
               put(o, "pinned_peak", u64_json(p->pinned_peak)) |
               put(o, "anomalies", json_integer((json_int_t)p->anomalies)) |
               put(o, "lower_bound", json_integer((json_int_t)p->lower_bound)) |
-              put(o, "lower_bound_reasons", reasons_json(p->lower_bound));
+              put(o, "lower_bound_reasons", reasons_json(p->lower_bound)) |
+              put(o, "reserved_begin", u64_json(p->reserved_begin)) |
+              put(o, "reserved_end", u64_json(p->reserved_end));
     if (bad) {
         json_decref(o);
         return NULL;

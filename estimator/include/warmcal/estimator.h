@@ -58,7 +58,8 @@ WARMCAL_API void warmcal_estimate_clear(warmcal_estimate *e);
 
 /* Need of a phase in bytes: live_peak - live_begin, plus the drop in device
  * free memory over the phase that allocation events do not explain, when both
- * edges were sampled. */
+ * edges were sampled. Explained is the growth of live bytes, or of a caching
+ * allocator's reservation (reserved_end - reserved_begin) when larger. */
 WARMCAL_API uint64_t warmcal_phase_need(const warmcal_phase *p);
 
 /* A (rank, label) that could not be estimated, and why. */

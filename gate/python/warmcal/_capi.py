@@ -7,7 +7,8 @@ a gate is opened. Nothing here calls MPI: a local gate never needs it.
 """
 
 import ctypes
-import os
+
+from . import _libfind
 
 # warmcal/error.h
 OK = 0
@@ -86,130 +87,22 @@ class CDecision(ctypes.Structure):
     ]
 
 
-class LibraryNotFound(ImportError):
-    """Raised where the C library cannot be found or loaded (the Gate
-    constructor re-raises it as a GateError that is also an ImportError)."""
-
-
-def _candidates():
-    """Where the library may be, in order, with why each place is tried. A
-    name without a folder is left to the dynamic loader."""
-    env = os.environ.get(LIB_ENV)
-    if env:
-        # an explicit choice is the only candidate: never fall back silently
-        return [(env, "$" + LIB_ENV)]
-    here = os.path.dirname(os.path.abspath(__file__))
-    # The SONAME before the development symlink everywhere: a run-time
-    # install (a distribution's library package) has only the SONAME.
-    out = []
-    # installed layout: the library copied into (or beside) the package
-    for d in (here, os.path.dirname(here)):
-        for name in (LIB_SONAME, LIB_NAME):
-            out.append((os.path.join(d, name), "next to the package"))
-    # source tree: <repo>/gate/python/warmcal -> <repo>/build/gate, the build
-    # that matches these modules when they are imported from the source tree
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
-    for name in (LIB_SONAME, LIB_NAME):
-        out.append((os.path.join(repo, "build", "gate", name), "the source tree's build folder"))
-    # an installed library, where ctypes.util.find_library("warmcal-gate")
-    # and LD_LIBRARY_PATH lead: the loader's own search (LD_LIBRARY_PATH,
-    # the ld.so cache, the system folders)
-    search = "the dynamic loader, LD_LIBRARY_PATH=%s" % (os.environ.get("LD_LIBRARY_PATH")
-                                                          or "(unset)")
-    for name in (LIB_SONAME, LIB_NAME):
-        out.append((name, search))
-    return out
-
-
-def _loader_would_open(name):
-    """The file the dynamic loader would take for a bare name from
-    LD_LIBRARY_PATH, which it searches first; None when it is elsewhere."""
-    for d in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
-        path = os.path.join(d or ".", name)
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def _instrumented_without_runtime(path):
-    """Name the sanitizer runtime a library needs but this process lacks.
-
-    An AddressSanitizer-instrumented library dlopen'ed into a process whose
-    first library is not libasan makes the ASan runtime end the process
-    ("ASan runtime does not come first in initial library list"), so look
-    before loading and say how to preload it instead."""
-    try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError:
-        return None
-    if b"libasan.so" not in blob:
-        return None
-    try:
-        with open("/proc/self/maps") as f:
-            if "libasan.so" in f.read():
-                return None
-    except OSError:
-        return None
-    return "libasan"
-
+LibraryNotFound = _libfind.LibraryNotFound
 
 _lib = None
 _lib_path = None
-
-
-class _DlInfo(ctypes.Structure):
-    """Dl_info of <dlfcn.h>."""
-    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
-                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
-
-
-def _file_of(lib, fallback):
-    """The file the dynamic loader mapped lib from, as it opened it."""
-    try:
-        dladdr = ctypes.CDLL(None).dladdr
-    except (OSError, AttributeError):
-        return fallback
-    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
-    dladdr.restype = ctypes.c_int
-    info = _DlInfo()
-    if dladdr(ctypes.cast(lib.warmcal_gate_close, ctypes.c_void_p), ctypes.byref(info)) \
-            and info.dli_fname:
-        return os.fsdecode(info.dli_fname)
-    return fallback
 
 
 def load():
     """The loaded library with prototypes set; raises LibraryNotFound, whose
     message names every place tried and why each failed."""
     global _lib, _lib_path
-    if _lib is not None:
-        return _lib
-    tried = []
-    for path, why in _candidates():
-        by_loader = os.sep not in path
-        if not by_loader and not os.path.exists(path):
-            tried.append("%s (%s): no such file" % (path, why))
-            continue
-        file = _loader_would_open(path) if by_loader else path
-        runtime = file and _instrumented_without_runtime(file)
-        if runtime:
-            raise LibraryNotFound(
-                "%s was built with AddressSanitizer; load it into Python only with the "
-                "runtime preloaded: LD_PRELOAD=$(cc -print-file-name=%s.so) "
-                "ASAN_OPTIONS=detect_leaks=0 python3 ..." % (file, runtime))
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError as e:
-            tried.append("%s (%s): %s" % (path, why, e))
-            continue
+    if _lib is None:
+        lib, path = _libfind.load("gate library", LIB_ENV, LIB_SONAME, "gate",
+                                  "warmcal_gate_close")
         _declare(lib)
-        _lib, _lib_path = lib, _file_of(lib, path)
-        return lib
-    raise LibraryNotFound(
-        "cannot load the warmcal gate library %s; install it where the dynamic loader finds "
-        "it (or add its folder to LD_LIBRARY_PATH), or set %s to its full path (a build's "
-        "<build>/gate/%s). Tried: %s" % (LIB_SONAME, LIB_ENV, LIB_NAME, "; ".join(tried)))
+        _lib, _lib_path = lib, path
+    return _lib
 
 
 def library_path():

@@ -54,6 +54,11 @@ typedef struct {
     uint32_t anomalies;         /* unknown-address frees, double frees, reused live addresses */
     uint32_t lower_bound;       /* why the peak may be below the truth: WARMCAL_LOWER_BOUND_*
                                  * bits (warmcal/spool.h); the recorder leaves it 0 */
+    uint64_t reserved_begin;    /* bytes a caching allocator held from the device at begin */
+    uint64_t reserved_end;      /* ... and at end; both 0 when the source has no such
+                                 * allocator (the recorder leaves them 0; the torch source
+                                 * sets them so that its cache growth is not counted as
+                                 * memory no API reported) */
 } warmcal_phase;
 
 /* Event kinds of the optional /events timeline. */

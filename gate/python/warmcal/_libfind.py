@@ -1,0 +1,125 @@
+"""Finding and loading warmcal's C libraries (the gate, the trace writer).
+
+Both are found the same way, in this order: the file an environment variable
+names (and then only that), a copy next to the package (an installed
+layout), the source tree's build folder (modules imported from a checkout),
+and last the dynamic loader's own search (LD_LIBRARY_PATH, the ld.so cache).
+The run-time name (the SONAME) comes before the development symlink
+everywhere: a distribution's run-time package has only the SONAME.
+"""
+
+import ctypes
+import os
+
+
+class LibraryNotFound(ImportError):
+    """A C library cannot be found or loaded; the message names every place
+    tried and why each failed."""
+
+
+def _candidates(env, soname, build_subdir):
+    value = os.environ.get(env)
+    if value:
+        # an explicit choice is the only candidate: never fall back silently
+        return [(value, "$" + env)]
+    devname = soname.rsplit(".so", 1)[0] + ".so"
+    names = (soname, devname)
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    for d in (here, os.path.dirname(here)):
+        for name in names:
+            out.append((os.path.join(d, name), "next to the package"))
+    # source tree: <repo>/gate/python/warmcal -> <repo>/build/<subdir>, the
+    # build that matches these modules when imported from the checkout
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+    for name in names:
+        out.append((os.path.join(repo, "build", build_subdir, name),
+                    "the source tree's build folder"))
+    search = "the dynamic loader, LD_LIBRARY_PATH=%s" % (os.environ.get("LD_LIBRARY_PATH")
+                                                          or "(unset)")
+    for name in names:
+        out.append((name, search))
+    return out
+
+
+def _loader_would_open(name):
+    """The file the dynamic loader would take for a bare name from
+    LD_LIBRARY_PATH, which it searches first; None when it is elsewhere."""
+    for d in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        path = os.path.join(d or ".", name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _instrumented_without_runtime(path):
+    """Name the sanitizer runtime a library needs but this process lacks.
+
+    An AddressSanitizer-instrumented library dlopen'ed into a process whose
+    first library is not libasan makes the ASan runtime end the process
+    ("ASan runtime does not come first in initial library list"), so look
+    before loading and say how to preload it instead."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    if b"libasan.so" not in blob:
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            if "libasan.so" in f.read():
+                return None
+    except OSError:
+        return None
+    return "libasan"
+
+
+class _DlInfo(ctypes.Structure):
+    """Dl_info of <dlfcn.h>."""
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _file_of(function, fallback):
+    """The file the dynamic loader mapped a library from, as it opened it,
+    found through one of its functions."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+    except (OSError, AttributeError):
+        return fallback
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    dladdr.restype = ctypes.c_int
+    info = _DlInfo()
+    if dladdr(ctypes.cast(function, ctypes.c_void_p), ctypes.byref(info)) and info.dli_fname:
+        return os.fsdecode(info.dli_fname)
+    return fallback
+
+
+def load(what, env, soname, build_subdir, probe):
+    """Load the library `soname` ("libwarmcal-gate.so.0"); returns (lib, the
+    file it was loaded from). what names it in errors ("gate library"); probe
+    is one of its functions, used to find the file. Raises LibraryNotFound."""
+    tried = []
+    for path, why in _candidates(env, soname, build_subdir):
+        by_loader = os.sep not in path
+        if not by_loader and not os.path.exists(path):
+            tried.append("%s (%s): no such file" % (path, why))
+            continue
+        file = _loader_would_open(path) if by_loader else path
+        runtime = file and _instrumented_without_runtime(file)
+        if runtime:
+            raise LibraryNotFound(
+                "%s was built with AddressSanitizer; load it into Python only with the "
+                "runtime preloaded: LD_PRELOAD=$(cc -print-file-name=%s.so) "
+                "ASAN_OPTIONS=detect_leaks=0 python3 ..." % (file, runtime))
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as e:
+            tried.append("%s (%s): %s" % (path, why, e))
+            continue
+        return lib, _file_of(getattr(lib, probe), path)
+    raise LibraryNotFound(
+        "cannot load the warmcal %s %s; install it where the dynamic loader finds it (or add "
+        "its folder to LD_LIBRARY_PATH), or set %s to its full path (a build's <build>/%s/%s). "
+        "Tried: %s" % (what, soname, env, build_subdir, soname, "; ".join(tried)))
