@@ -16,5 +16,6 @@ int warmcal_cmd_check(int argc, char **argv);
 int warmcal_cmd_estimate(int argc, char **argv);
 int warmcal_cmd_validate(int argc, char **argv);
 int warmcal_cmd_profile(int argc, char **argv);
+int warmcal_cmd_import(int argc, char **argv);
 
 #endif

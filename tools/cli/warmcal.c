@@ -17,6 +17,7 @@ static const struct {
     {"estimate", warmcal_cmd_estimate, "print the estimated bytes for a pass"},
     {"validate", warmcal_cmd_validate, "compare a table with measured phases"},
     {"profile", warmcal_cmd_profile, "run a command under the CUPTI profiler, one trace per rank"},
+    {"import", warmcal_cmd_import, "traces from PyTorch memory snapshots or a CSV table"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,161 @@
+"""What both importers share: the bad-input error, the NVTX phase convention,
+and writing traces so that nothing already in the output folder is lost or
+left half-written."""
+
+import os
+import stat
+import tempfile
+
+# Import lazily through _load_trace(): `--help` and input errors must work
+# without the trace library.
+_trace = None
+
+# What the fitter and the trace reader accept (docs/formats.md, "/phases").
+TOKENS_MAX = 1 << 40
+LABEL_MAX_BYTES = 31
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+DEFAULT_LABEL = "context"
+
+
+class InputError(Exception):
+    """Bad input or usage: the message names the file and the field, line or
+    column; the command line prints it as one line and exits 2."""
+
+
+def _load_trace():
+    global _trace
+    if _trace is None:
+        from .. import _trace as module
+        _trace = module
+    return _trace
+
+
+def check_label(label):
+    """None when label is a valid phase label (1..31 bytes of UTF-8, no
+    control character, no space: the NVTX convention's rule), else why not."""
+    raw = label.encode("utf-8", "surrogatepass")
+    if not raw:
+        return "empty"
+    if len(raw) > LABEL_MAX_BYTES:
+        return "%d bytes, at most %d allowed" % (len(raw), LABEL_MAX_BYTES)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == " " for c in label):
+        return "contains a space or a control character"
+    return None
+
+
+def _digits(text):
+    return text != "" and all("0" <= c <= "9" for c in text)
+
+
+def parse_phase_message(msg):
+    """The NVTX convention "warmcal tokens=N batch=B label=L" (grammar in
+    profiler/src/inject/phase_message.h; the same rules, so a name the
+    injected profiler takes for a phase is one here too). Returns None for a
+    message that is not ours, a dict (tokens, batch, label) for a phase, and
+    raises ValueError with the reason for a malformed one."""
+    if msg != "warmcal" and not msg.startswith("warmcal "):
+        return None
+    fields = {}
+    for item in msg[len("warmcal"):].split(" "):
+        if item == "":
+            continue
+        key, eq, value = item.partition("=")
+        if not eq or key not in ("tokens", "batch", "label") or key in fields:
+            raise ValueError("unknown or repeated key, or no '=' in '%s'" % item)
+        if key == "tokens" and not (_digits(value) and 1 <= int(value) <= TOKENS_MAX):
+            raise ValueError("tokens: expected 1 to %d, found '%s'" % (TOKENS_MAX, value))
+        if key == "batch" and not (_digits(value) and 1 <= int(value) <= U32_MAX):
+            raise ValueError("batch: expected 1 to %d, found '%s'" % (U32_MAX, value))
+        if key == "label" and check_label(value):
+            raise ValueError("label '%s': %s" % (value, check_label(value)))
+        fields[key] = value
+    if "tokens" not in fields:
+        raise ValueError("tokens missing")
+    return {"tokens": int(fields["tokens"]), "batch": int(fields.get("batch", "1")),
+            "label": fields.get("label", DEFAULT_LABEL)}
+
+
+def check_output_dir(out_dir, ranks):
+    """Create out_dir when missing and refuse, before anything is written, a
+    trace name held by something other than a regular file (a folder, a
+    link, a device): it is never renamed over."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise InputError("%s: cannot create the output folder: %s" % (out_dir, e.strerror))
+    if not os.path.isdir(out_dir):
+        raise InputError("%s: not a folder" % out_dir)
+    for rank in ranks:
+        target = trace_path(out_dir, rank)
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise InputError("%s: %s" % (target, e.strerror))
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError("%s: exists and is not a regular file; refusing to replace it"
+                             % target)
+
+
+def trace_path(out_dir, rank):
+    return os.path.join(out_dir, "rank-%d.h5" % rank)
+
+
+def _fsync_path(path, flags=os.O_RDONLY):
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_traces(out_dir, traces):
+    """Write every trace (a list of dicts: rank, info = TraceWriter keyword
+    arguments, attrs, phases) under a temporary name in out_dir, flushed to
+    disk, and only once all are complete rename them into place: a failure
+    leaves the folder as it was. Returns the paths written."""
+    trace_mod = _load_trace()
+    check_output_dir(out_dir, [t["rank"] for t in traces])
+    done = []  # (temporary, final)
+    try:
+        for t in traces:
+            final = trace_path(out_dir, t["rank"])
+            fd, tmp = tempfile.mkstemp(prefix=os.path.basename(final) + ".partial-", dir=out_dir)
+            os.close(fd)
+            done.append((tmp, final))
+            # mkstemp makes 0600; a trace gets what any new file would
+            os.chmod(tmp, 0o666 & ~_umask())
+            with trace_mod.TraceWriter(tmp, **t["info"]) as w:
+                for name, value in t["attrs"].items():
+                    w.set_attr(name, value)
+                w.add_phases(t["phases"])
+            _fsync_path(tmp)
+        # a name may have turned into something else while we wrote
+        check_output_dir(out_dir, [t["rank"] for t in traces])
+        for tmp, final in done:
+            os.replace(tmp, final)
+        done = []
+        _fsync_path(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except trace_mod.TraceError as e:
+        raise InputError(str(e))
+    except OSError as e:
+        raise InputError("%s: %s" % (e.filename or out_dir, e.strerror))
+    finally:
+        for tmp, _ in done:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return [trace_path(out_dir, t["rank"]) for t in traces]

@@ -1,0 +1,156 @@
+"""Phases from a table of measured peaks (CSV): numbers people already have in
+spreadsheets, parsed server logs or another profiler's output. The columns
+are documented in docs/formats.md ("Measurements in CSV"); a row is a phase,
+a rank's rows (in file order) are its trace.
+
+Values are exact: integers in plain decimal digits, no units, no fractions,
+so what the table says is what the trace holds, to the byte.
+"""
+
+import csv
+import os
+
+from ._common import InputError, check_label, TOKENS_MAX, U32_MAX, U64_MAX
+
+REQUIRED = ("rank", "label", "tokens", "batch", "peak_bytes")
+OPTIONAL = ("free_before", "free_after", "outcome")
+OUTCOMES = ("ok", "oom", "aborted")
+# Ranks are C ints in the trace's run description.
+RANK_MAX = (1 << 31) - 2
+# 2^64-1 is the trace's "not sampled"; an empty cell says that instead.
+FREE_MAX = U64_MAX - 1
+# A table of measurements is small; this bounds what a wrong file (a trace,
+# a log) can make us hold before the first row fails.
+MAX_INPUT_BYTES = 256 << 20
+
+
+def _integer(text, lo, hi):
+    if text == "" or not all("0" <= c <= "9" for c in text):
+        return None
+    value = int(text)
+    return value if lo <= value <= hi else None
+
+
+def read_rows(path):
+    """The rows of the table at path, checked: a list of dicts with the
+    column names as keys (values converted) and "line". InputError names
+    the file, the line and the column of the first fault."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_INPUT_BYTES + 1)
+    except OSError as e:
+        raise InputError("%s: %s" % (path, e.strerror))
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError("%s: larger than %d bytes: not a table of measurements"
+                         % (path, MAX_INPUT_BYTES))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError("%s: line %d: not valid UTF-8"
+                         % (path, data[:e.start].count(b"\n") + 1))
+    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+    try:
+        header = next(reader, None)
+        while header is not None and not header:   # blank lines before the header
+            header = next(reader, None)
+        if header is None:
+            raise InputError("%s: empty: expected a header row naming the columns %s"
+                             % (path, ",".join(REQUIRED)))
+        header = [h.strip() for h in header]
+        header_line = reader.line_num
+        unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
+        if unknown:
+            raise InputError("%s: line %d: unknown column%s %s (known: %s)"
+                             % (path, header_line, "s" if len(unknown) > 1 else "",
+                                ", ".join("'%s'" % u for u in unknown),
+                                ",".join(REQUIRED + OPTIONAL)))
+        for i, h in enumerate(header):
+            if h in header[:i]:
+                raise InputError("%s: line %d, column %d: column '%s' given twice"
+                                 % (path, header_line, i + 1, h))
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise InputError("%s: line %d: missing column%s %s (required: %s)"
+                             % (path, header_line, "s" if len(missing) > 1 else "",
+                                ", ".join(missing), ",".join(REQUIRED)))
+        rows = []
+        for cells in reader:
+            if not cells or cells == [""]:
+                continue  # a blank line
+            line = reader.line_num
+            if len(cells) != len(header):
+                raise InputError("%s: line %d: %d fields, expected %d (%s)"
+                                 % (path, line, len(cells), len(header), ",".join(header)))
+            rows.append(_row(path, line, header, [c.strip() for c in cells]))
+    except csv.Error as e:
+        raise InputError("%s: line %d: not valid CSV: %s" % (path, reader.line_num, e))
+    if not rows:
+        raise InputError("%s: no measurements after the header" % path)
+    return rows
+
+
+def _row(path, line, header, cells):
+    row = {"line": line}
+    for col, (name, text) in enumerate(zip(header, cells), start=1):
+        def bad(expected):
+            raise InputError("%s: line %d, column %d (%s): expected %s, found '%s'"
+                             % (path, line, col, name, expected, text))
+        if name == "rank":
+            row[name] = _integer(text, 0, RANK_MAX)
+            if row[name] is None:
+                bad("an integer 0 to %d" % RANK_MAX)
+        elif name == "label":
+            why = check_label(text)
+            if why:
+                bad("a label (1 to 31 bytes of UTF-8, no space or control character): %s"
+                    % why)
+            row[name] = text
+        elif name == "tokens":
+            row[name] = _integer(text, 1, TOKENS_MAX)
+            if row[name] is None:
+                bad("an integer 1 to %d (2^40)" % TOKENS_MAX)
+        elif name == "batch":
+            row[name] = _integer(text, 1, U32_MAX)
+            if row[name] is None:
+                bad("an integer 1 to %d" % U32_MAX)
+        elif name == "peak_bytes":
+            row[name] = _integer(text, 0, U64_MAX)
+            if row[name] is None:
+                bad("bytes as an integer 0 to 2^64-1")
+        elif name in ("free_before", "free_after"):
+            row[name] = None if text == "" else _integer(text, 0, FREE_MAX)
+            if text != "" and row[name] is None:
+                bad("bytes as an integer 0 to 2^64-2, or an empty cell (not sampled)")
+        elif name == "outcome":
+            if text not in OUTCOMES + ("",):
+                bad("ok, oom or aborted (empty: ok)")
+            row[name] = text or "ok"
+    return row
+
+
+def build_traces(path, model, producer, world_size):
+    """One trace per rank (dicts for _common.write_traces). The mapping, per
+    row: live_begin = 0, live_peak = peak_bytes, live_end = 0 (the peak is
+    the pass's need), device_free_begin/end = free_before/free_after (empty
+    or absent: not sampled), outcome as given."""
+    rows = read_rows(path)
+    top = max(r["rank"] for r in rows)
+    if world_size is None:
+        world_size = top + 1
+    elif world_size <= top:
+        bad = next(r for r in rows if r["rank"] >= world_size)
+        raise InputError("%s: line %d: rank %d is not below --world-size %d"
+                         % (path, bad["line"], bad["rank"], world_size))
+    by_rank = {}
+    for r in rows:
+        by_rank.setdefault(r["rank"], []).append({
+            "label": r["label"], "tokens": r["tokens"], "batch": r["batch"],
+            "live_begin": 0, "live_peak": r["peak_bytes"], "live_end": 0,
+            "device_free_begin": r.get("free_before"), "device_free_end": r.get("free_after"),
+            "outcome": r.get("outcome", "ok")})
+    attrs = {"import_format": "csv", "producer": producer,
+             "import_files": os.path.basename(path)}
+    return [{"rank": rank, "phases": phases, "attrs": dict(attrs),
+             "info": {"rank": rank, "world_size": world_size, "model": model,
+                      "source": "import", "gpu_name": "unknown"}}
+            for rank, phases in sorted(by_rank.items())]

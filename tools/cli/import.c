@@ -1,0 +1,141 @@
+/* `warmcal import SUBCOMMAND ...`: traces from measurements other tools made
+ * (PyTorch memory snapshots, CSV tables). Reading a pickle safely needs
+ * Python's own unpickler, so this command only hands over to the Python
+ * package (gate/python/warmcal/importers): it replaces itself with
+ * `PYTHON -m warmcal.importers ARGS...`, the package on PYTHONPATH and the
+ * trace library named in WARMCAL_TRACE_LIB. */
+#define _GNU_SOURCE /* setenv */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+
+#define DEFAULT_PYTHON "/usr/bin/python3"
+#define PACKAGE_MAIN "warmcal/importers/__main__.py"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: warmcal import torch-snapshot SNAPSHOT.pickle... -o DIR [--tokens N]...\n"
+            "                      [--batch B]... [--label L] [--rank R] [--world-size W]\n"
+            "                      [--model M] [--device D] [--max-entries N]\n"
+            "       warmcal import csv FILE.csv -o DIR [--model M] [--producer P]\n"
+            "                      [--world-size W]\n\n"
+            "Write warmcal traces (source = import) from measurements people already have:\n"
+            "  torch-snapshot  PyTorch memory snapshots (torch.cuda.memory._dump_snapshot):\n"
+            "                  one phase per file, its tokens from --tokens in file order, or\n"
+            "                  one per 'warmcal tokens=N batch=B label=L' annotation; the\n"
+            "                  peak is the allocator's history replayed. Only plain data is\n"
+            "                  read from a pickle: one that asks for code is refused.\n"
+            "  csv             a table with columns rank,label,tokens,batch,peak_bytes and\n"
+            "                  optionally free_before,free_after,outcome; one trace per rank\n\n"
+            "examples:\n"
+            "  warmcal import torch-snapshot warmup-512.pickle warmup-4096.pickle \\\n"
+            "      --tokens 512 --tokens 4096 --model my-model -o traces/\n"
+            "  warmcal import csv measurements.csv --model my-model -o traces/\n\n"
+            "'warmcal import SUBCOMMAND --help' lists every option. The importers are\n"
+            "Python: $WARMCAL_PYTHON, else %s, runs them.\n",
+            DEFAULT_PYTHON);
+}
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The folder that holds the `warmcal` Python package with its importers, or
+ * NULL. An installed warmcal looks in WARMCAL_PYTHON_INSTALL_DIR (the
+ * installation layout is settled by the packaging issue; define it then);
+ * a build tree uses the source tree's gate/python. */
+static const char *package_dir(void)
+{
+    static const char *const candidates[] = {
+#ifdef WARMCAL_PYTHON_INSTALL_DIR
+        WARMCAL_PYTHON_INSTALL_DIR,
+#endif
+#ifdef WARMCAL_PYTHON_BUILD_DIR
+        WARMCAL_PYTHON_BUILD_DIR,
+#endif
+    };
+    char probe[PATH_MAX];
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        int n = snprintf(probe, sizeof probe, "%s/%s", candidates[i], PACKAGE_MAIN);
+        if (n > 0 && (size_t)n < sizeof probe && is_file(probe))
+            return candidates[i];
+    }
+    return NULL;
+}
+
+/* PYTHONPATH with dir in front, so this warmcal's package wins over any
+ * other on the path. */
+static int prepend_pythonpath(const char *dir)
+{
+    const char *old = getenv("PYTHONPATH");
+    if (!old || !old[0])
+        return setenv("PYTHONPATH", dir, 1);
+    size_t n = strlen(dir) + 1 + strlen(old) + 1;
+    char *value = malloc(n);
+    if (!value)
+        return -1;
+    snprintf(value, n, "%s:%s", dir, old);
+    int rc = setenv("PYTHONPATH", value, 1);
+    free(value);
+    return rc;
+}
+
+int warmcal_cmd_import(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return WARMCAL_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return WARMCAL_EXIT_OK;
+    }
+    const char *python = getenv("WARMCAL_PYTHON");
+    if (!python || !python[0])
+        python = DEFAULT_PYTHON;
+    if (access(python, X_OK) != 0) {
+        fprintf(stderr, "warmcal import: no Python at %s (%s): the importers need Python 3; "
+                        "set WARMCAL_PYTHON to one\n", python, strerror(errno));
+        return WARMCAL_EXIT_USAGE;
+    }
+    const char *dir = package_dir();
+    if (dir && prepend_pythonpath(dir) != 0) {
+        fprintf(stderr, "warmcal import: cannot set PYTHONPATH: %s\n", strerror(errno));
+        return WARMCAL_EXIT_USAGE;
+    }
+    /* Python 3.11 and later: keep the current folder off sys.path, so that a
+     * folder named "warmcal" where the command runs cannot stand in for the
+     * package. Older versions ignore it. */
+    setenv("PYTHONSAFEPATH", "1", 1);
+#ifdef WARMCAL_TRACE_LIB_BUILD_PATH
+    const char *lib = getenv("WARMCAL_TRACE_LIB");
+    if ((!lib || !lib[0]) && is_file(WARMCAL_TRACE_LIB_BUILD_PATH))
+        setenv("WARMCAL_TRACE_LIB", WARMCAL_TRACE_LIB_BUILD_PATH, 1);
+#endif
+
+    /* python -m warmcal.importers argv[1..] */
+    char **args = calloc((size_t)argc + 3, sizeof *args);
+    if (!args) {
+        fprintf(stderr, "warmcal import: out of memory\n");
+        return WARMCAL_EXIT_USAGE;
+    }
+    args[0] = (char *)python;
+    args[1] = "-m";
+    args[2] = "warmcal.importers";
+    for (int i = 1; i < argc; i++)
+        args[i + 2] = argv[i];
+    fflush(stdout);
+    execv(python, args);
+    fprintf(stderr, "warmcal import: cannot run %s: %s\n", python, strerror(errno));
+    free(args);
+    return WARMCAL_EXIT_USAGE;
+}
