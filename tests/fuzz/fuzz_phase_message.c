@@ -4,7 +4,7 @@
  * values that read back the same when written out in the convention.
  * Built like the readers' targets (fuzz_readers.c): with -fsanitize=fuzzer
  * (cmake -DWARMCAL_FUZZ=ON), and with replay.c as a ctest over the corpus. */
-#include "phase_message.h"
+#include "warmcal/phase_message.h"
 
 #include "warmcal/text.h"
 #include "warmcal/trace.h"
@@ -26,10 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(msg, data, size);
     warmcal_phase_message m;
     memset(&m, 0xAB, sizeof m);
-    int r = warmcal__phase_message_parse(msg, size, &m);
+    int r = warmcal_phase_message_parse(msg, size, &m);
     if (r < WARMCAL_MSG_BAD_KEY || r > WARMCAL_MSG_PHASE)
         abort();
-    const char *text = warmcal__phase_message_error(r);
+    const char *text = warmcal_phase_message_error(r);
     if (!text || !text[0])
         abort();
     if (r == WARMCAL_MSG_PHASE) {
@@ -44,11 +44,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          m.tokens, m.batch, m.label);
         warmcal_phase_message m2;
         if (k < 0 || (size_t)k >= sizeof again ||
-            warmcal__phase_message_parse(again, (size_t)k, &m2) != WARMCAL_MSG_PHASE ||
+            warmcal_phase_message_parse(again, (size_t)k, &m2) != WARMCAL_MSG_PHASE ||
             m2.tokens != m.tokens || m2.batch != m.batch || strcmp(m2.label, m.label) != 0)
             abort();
         /* and the C API's check agrees */
-        if (warmcal__phase_check(m.label, m.tokens, m.batch, NULL) != WARMCAL_MSG_PHASE)
+        if (warmcal_phase_check(m.label, m.tokens, m.batch, NULL) != WARMCAL_MSG_PHASE)
             abort();
     } else {
         /* a message that is not a phase leaves the output alone */

@@ -1,7 +1,7 @@
 /* The NVTX phase convention's parser (phase_message.h): what it accepts,
  * the defaults it fills in, and each kind of refusal — including messages
  * that are not NUL-terminated and numbers too long for 64 bits. */
-#include "phase_message.h"
+#include "warmcal/phase_message.h"
 
 #include "warmcal/trace.h"
 
@@ -11,7 +11,7 @@
 
 static int parse(const char *s, warmcal_phase_message *m)
 {
-    return warmcal__phase_message_parse(s, strlen(s), m);
+    return warmcal_phase_message_parse(s, strlen(s), m);
 }
 
 static void phase_message_gives_tokens_batch_and_label(void)
@@ -69,7 +69,7 @@ static void messages_not_starting_with_the_word_are_not_ours(void)
         CHECK(r == WARMCAL_MSG_NOT_OURS);
         CHECK_EQ_U64(m.tokens, 99); /* untouched */
     }
-    CHECK(warmcal__phase_message_parse(NULL, 0, NULL) == WARMCAL_MSG_NOT_OURS);
+    CHECK(warmcal_phase_message_parse(NULL, 0, NULL) == WARMCAL_MSG_NOT_OURS);
 }
 
 static void each_malformed_message_names_its_fault(void)
@@ -122,7 +122,7 @@ static void each_malformed_message_names_its_fault(void)
             fprintf(stderr, "  \"%s\" gave %d, expected %d\n", bad[i].msg, r, bad[i].result);
         CHECK(r == bad[i].result);
         CHECK_EQ_U64(m.tokens, 99); /* untouched */
-        const char *text = warmcal__phase_message_error(r);
+        const char *text = warmcal_phase_message_error(r);
         CHECK(text && text[0]);
     }
 }
@@ -132,46 +132,46 @@ static void parser_reads_exactly_len_bytes(void)
     warmcal_phase_message m;
     const char *s = "warmcal tokens=12345";
     /* cut inside the number: the bytes after len are not read */
-    CHECK(warmcal__phase_message_parse(s, strlen(s) - 2, &m) == WARMCAL_MSG_PHASE);
+    CHECK(warmcal_phase_message_parse(s, strlen(s) - 2, &m) == WARMCAL_MSG_PHASE);
     CHECK_EQ_U64(m.tokens, 123);
     /* exactly the word */
-    CHECK(warmcal__phase_message_parse(s, 7, &m) == WARMCAL_MSG_BAD_TOKENS);
-    CHECK(warmcal__phase_message_parse(s, 6, &m) == WARMCAL_MSG_NOT_OURS);
+    CHECK(warmcal_phase_message_parse(s, 7, &m) == WARMCAL_MSG_BAD_TOKENS);
+    CHECK(warmcal_phase_message_parse(s, 6, &m) == WARMCAL_MSG_NOT_OURS);
     /* a NUL byte inside is a byte like any other: not a digit, not a label */
     static const char nul_tokens[] = "warmcal tokens=1\0002";
-    CHECK(warmcal__phase_message_parse(nul_tokens, sizeof nul_tokens - 1, &m) ==
+    CHECK(warmcal_phase_message_parse(nul_tokens, sizeof nul_tokens - 1, &m) ==
           WARMCAL_MSG_BAD_TOKENS);
     static const char nul_label[] = "warmcal tokens=1 label=a\000b";
-    CHECK(warmcal__phase_message_parse(nul_label, sizeof nul_label - 1, &m) ==
+    CHECK(warmcal_phase_message_parse(nul_label, sizeof nul_label - 1, &m) ==
           WARMCAL_MSG_BAD_LABEL);
     /* not NUL-terminated at all: a buffer with no NUL */
     char raw[24];
     memcpy(raw, "warmcal tokens=9 label=z", 24);
-    CHECK(warmcal__phase_message_parse(raw, sizeof raw, &m) == WARMCAL_MSG_PHASE);
+    CHECK(warmcal_phase_message_parse(raw, sizeof raw, &m) == WARMCAL_MSG_PHASE);
     CHECK(strcmp(m.label, "z") == 0);
     /* out may be NULL: a check only */
-    CHECK(warmcal__phase_message_parse(raw, sizeof raw, NULL) == WARMCAL_MSG_PHASE);
+    CHECK(warmcal_phase_message_parse(raw, sizeof raw, NULL) == WARMCAL_MSG_PHASE);
 }
 
 static void phase_check_applies_the_message_rules_to_c_api_values(void)
 {
     warmcal_phase_message m;
-    CHECK(warmcal__phase_check(NULL, 5, 2, &m) == WARMCAL_MSG_PHASE);
+    CHECK(warmcal_phase_check(NULL, 5, 2, &m) == WARMCAL_MSG_PHASE);
     CHECK(strcmp(m.label, "context") == 0);
     CHECK_EQ_U64(m.tokens, 5);
     CHECK_EQ_U64(m.batch, 2);
-    CHECK(warmcal__phase_check("generation", WARMCAL_TRACE_TOKENS_MAX, UINT32_MAX, &m) ==
+    CHECK(warmcal_phase_check("generation", WARMCAL_TRACE_TOKENS_MAX, UINT32_MAX, &m) ==
           WARMCAL_MSG_PHASE);
     CHECK(strcmp(m.label, "generation") == 0);
-    CHECK(warmcal__phase_check("x", 0, 1, &m) == WARMCAL_MSG_BAD_TOKENS);
-    CHECK(warmcal__phase_check("x", WARMCAL_TRACE_TOKENS_MAX + 1, 1, &m) == WARMCAL_MSG_BAD_TOKENS);
-    CHECK(warmcal__phase_check("x", 1, 0, &m) == WARMCAL_MSG_BAD_BATCH);
-    CHECK(warmcal__phase_check("", 1, 1, &m) == WARMCAL_MSG_BAD_LABEL);
-    CHECK(warmcal__phase_check("two words", 1, 1, &m) == WARMCAL_MSG_BAD_LABEL);
-    CHECK(warmcal__phase_check("abcdefghijklmnopqrstuvwxyz012345", 1, 1, &m) ==
+    CHECK(warmcal_phase_check("x", 0, 1, &m) == WARMCAL_MSG_BAD_TOKENS);
+    CHECK(warmcal_phase_check("x", WARMCAL_TRACE_TOKENS_MAX + 1, 1, &m) == WARMCAL_MSG_BAD_TOKENS);
+    CHECK(warmcal_phase_check("x", 1, 0, &m) == WARMCAL_MSG_BAD_BATCH);
+    CHECK(warmcal_phase_check("", 1, 1, &m) == WARMCAL_MSG_BAD_LABEL);
+    CHECK(warmcal_phase_check("two words", 1, 1, &m) == WARMCAL_MSG_BAD_LABEL);
+    CHECK(warmcal_phase_check("abcdefghijklmnopqrstuvwxyz012345", 1, 1, &m) ==
           WARMCAL_MSG_BAD_LABEL);
-    CHECK(warmcal__phase_check("abcdefghijklmnopqrstuvwxyz01234", 1, 1, &m) == WARMCAL_MSG_PHASE);
-    CHECK(warmcal__phase_check("\xC3(", 1, 1, &m) == WARMCAL_MSG_BAD_LABEL);
+    CHECK(warmcal_phase_check("abcdefghijklmnopqrstuvwxyz01234", 1, 1, &m) == WARMCAL_MSG_PHASE);
+    CHECK(warmcal_phase_check("\xC3(", 1, 1, &m) == WARMCAL_MSG_BAD_LABEL);
 }
 
 int main(void)

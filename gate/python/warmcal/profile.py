@@ -41,45 +41,18 @@ OOM_SIZE_FROM_OBSERVER = "torch OOM observer (exact bytes PyTorch asked the driv
 OOM_SIZE_FROM_MESSAGE = ("torch OutOfMemoryError message (\"Tried to allocate X\": rounded to "
                          "0.01 of its unit, KiB/MiB/GiB)")
 
-# --- the NVTX convention, checked as profiler/src/inject/phase_message.c does
+# --- the NVTX convention: checked by the profiler's own C parser
+# (warmcal/phase_message.h, through libwarmcal-trace), so that a phase this
+# helper emits is exactly a phase the injected profiler takes
 
-TOKENS_MAX = 2**40          # WARMCAL_TRACE_TOKENS_MAX
-BATCH_MAX = 2**32 - 1
-LABEL_BYTES_MAX = 31        # WARMCAL_LABEL_LEN - 1
-
-
-def _check_count(name, value, top):
+def _integer(name, value):
     # bool is an int in Python, but batch=True is a mistake, not 1
-    if isinstance(value, bool):
-        raise ValueError("%s: expected an integer in 1..%d, found %r" % (name, top, value))
-    if not isinstance(value, int):
+    if not isinstance(value, bool):
         try:
-            value = value.__index__()   # numpy and torch integers
+            return value.__index__()    # int, and numpy and torch integers
         except (AttributeError, TypeError):
-            raise ValueError("%s: expected an integer in 1..%d, found %r"
-                             % (name, top, value)) from None
-    if not 1 <= value <= top:
-        raise ValueError("%s: expected an integer in 1..%d, found %d" % (name, top, value))
-    return value
-
-
-def _check_label(label):
-    if not isinstance(label, str):
-        raise ValueError("label: expected a string, found %r" % (label,))
-    try:
-        raw = label.encode("utf-8")     # refuses lone surrogates: not well-formed UTF-8
-    except UnicodeEncodeError:
-        raise ValueError("label %r: not valid UTF-8" % label) from None
-    if not 1 <= len(raw) <= LABEL_BYTES_MAX:
-        raise ValueError("label %r: expected 1..%d bytes of UTF-8, found %d"
-                         % (label, LABEL_BYTES_MAX, len(raw)))
-    # the C parser's rule: no byte <= 0x20 (space, C0), no DEL, no C1 control
-    # (U+0080..U+009F); other Unicode spaces are allowed there, so here too
-    for ch in label:
-        if ord(ch) <= 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            raise ValueError("label %r: no spaces or control characters allowed (found %r)"
-                             % (label, ch))
-    return label
+            pass
+    raise ValueError("%s: expected an integer, found %r" % (name, value))
 
 
 def phase_message(tokens, batch=1, label="context"):
@@ -87,9 +60,16 @@ def phase_message(tokens, batch=1, label="context"):
     Raises ValueError for what the profiler's parser would refuse: tokens
     outside 1..2^40, batch outside 1..2^32-1, a label that is empty, longer
     than 31 bytes of UTF-8, or holds a space or a control character."""
-    tokens = _check_count("tokens", tokens, TOKENS_MAX)
-    batch = _check_count("batch", batch, BATCH_MAX)
-    label = _check_label(label)
+    tokens = _integer("tokens", tokens)
+    batch = _integer("batch", batch)
+    if not isinstance(label, str):
+        raise ValueError("label: expected a string, found %r" % (label,))
+    from . import _trace
+    try:
+        _trace.check_phase(label, tokens, batch)
+    except ValueError as e:
+        raise ValueError("phase tokens=%d batch=%d label=%r: %s"
+                         % (tokens, batch, label, e)) from None
     return "warmcal tokens=%d batch=%d label=%s" % (tokens, batch, label)
 
 

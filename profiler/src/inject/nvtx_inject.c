@@ -7,7 +7,7 @@
 #include <nvtx3/nvToolsExt.h>
 
 #include "inject.h"
-#include "phase_message.h"
+#include "warmcal/phase_message.h"
 
 #include "warmcal/error.h"
 
@@ -101,7 +101,7 @@ static void warn_malformed(int result, const char *text, size_t len)
     char q[QUOTE_LEN];
     quote(q, sizeof q, text, len);
     warmcal__inject_warn_once(kind, "NVTX range \"%s\" is not a phase: %s", q,
-                              warmcal__phase_message_error(result));
+                              warmcal_phase_message_error(result));
 }
 
 /* Cheap test before any strlen: does the message start with the word? */
@@ -116,7 +116,7 @@ static int classify_a(const char *s, warmcal_phase_message *m)
     if (!s || !starts_with_word(s))
         return WARMCAL_MSG_NOT_OURS;
     size_t len = strlen(s);
-    int r = warmcal__phase_message_parse(s, len, m);
+    int r = warmcal_phase_message_parse(s, len, m);
     if (r < 0)
         warn_malformed(r, s, len);
     return r;
@@ -169,7 +169,7 @@ static int classify_w(const wchar_t *w, warmcal_phase_message *m)
         return WARMCAL_MSG_NOT_OURS;
     char buf[WIDE_BUF];
     size_t len = wide_to_utf8(w, buf, sizeof buf);
-    int r = warmcal__phase_message_parse(buf, len, m);
+    int r = warmcal_phase_message_parse(buf, len, m);
     if (r < 0)
         warn_malformed(r, buf, len);
     return r;
@@ -200,7 +200,7 @@ static struct nvtxStringRegistration_st not_ours_string = {.magic = STRING_MAGIC
 static nvtxStringHandle_t string_register(const char *s, size_t len)
 {
     warmcal_phase_message m;
-    int r = warmcal__phase_message_parse(s, len, &m);
+    int r = warmcal_phase_message_parse(s, len, &m);
     if (r == WARMCAL_MSG_NOT_OURS)
         return &not_ours_string;
     struct nvtxStringRegistration_st *h = calloc(1, sizeof *h);

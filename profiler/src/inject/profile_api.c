@@ -3,7 +3,7 @@
  * warmcal__phase_open, so "one phase at a time, closed by its opener" holds
  * whichever way a program marks its passes. */
 #include "inject.h"
-#include "phase_message.h"
+#include "warmcal/phase_message.h"
 
 #include "warmcal/error.h"
 #include "warmcal/profile.h"
@@ -83,7 +83,7 @@ void warmcal__phase_after_fork_child(void)
 int warmcal_phase_begin(const char *label, uint64_t tokens, uint32_t batch)
 {
     warmcal_phase_message m;
-    if (warmcal__phase_check(label, tokens, batch, &m) != WARMCAL_MSG_PHASE)
+    if (warmcal_phase_check(label, tokens, batch, &m) != WARMCAL_MSG_PHASE)
         return WARMCAL_E_INVAL;
     if (!warmcal__inject_active()) {
         warmcal__inject_inactive_phase(m.label, m.tokens);

@@ -12,7 +12,6 @@ _trace = None
 
 # What the fitter and the trace reader accept (docs/formats.md, "/phases").
 TOKENS_MAX = 1 << 40
-LABEL_MAX_BYTES = 31
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 DEFAULT_LABEL = "context"
@@ -32,52 +31,23 @@ def _load_trace():
 
 
 def check_label(label):
-    """None when label is a valid phase label (1..31 bytes of UTF-8, no
-    control character, no space: the NVTX convention's rule), else why not."""
-    raw = label.encode("utf-8", "surrogatepass")
-    if not raw:
-        return "empty"
-    if len(raw) > LABEL_MAX_BYTES:
-        return "%d bytes, at most %d allowed" % (len(raw), LABEL_MAX_BYTES)
+    """None when label is a valid phase label by the NVTX convention's rule
+    (1..31 bytes of UTF-8, no space, no control character), else why not.
+    The profiler's C parser decides (warmcal/phase_message.h), so a label
+    accepted here is one the injected profiler accepts too."""
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "not valid UTF-8"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == " " for c in label):
-        return "contains a space or a control character"
+        _load_trace().check_phase(label, 1, 1)
+    except ValueError as e:
+        return str(e)
     return None
 
 
-def _digits(text):
-    return text != "" and all("0" <= c <= "9" for c in text)
-
-
 def parse_phase_message(msg):
-    """The NVTX convention "warmcal tokens=N batch=B label=L" (grammar in
-    profiler/src/inject/phase_message.h; the same rules, so a name the
-    injected profiler takes for a phase is one here too). Returns None for a
-    message that is not ours, a dict (tokens, batch, label) for a phase, and
-    raises ValueError with the reason for a malformed one."""
-    if msg != "warmcal" and not msg.startswith("warmcal "):
-        return None
-    fields = {}
-    for item in msg[len("warmcal"):].split(" "):
-        if item == "":
-            continue
-        key, eq, value = item.partition("=")
-        if not eq or key not in ("tokens", "batch", "label") or key in fields:
-            raise ValueError("unknown or repeated key, or no '=' in '%s'" % item)
-        if key == "tokens" and not (_digits(value) and 1 <= int(value) <= TOKENS_MAX):
-            raise ValueError("tokens: expected 1 to %d, found '%s'" % (TOKENS_MAX, value))
-        if key == "batch" and not (_digits(value) and 1 <= int(value) <= U32_MAX):
-            raise ValueError("batch: expected 1 to %d, found '%s'" % (U32_MAX, value))
-        if key == "label" and check_label(value):
-            raise ValueError("label '%s': %s" % (value, check_label(value)))
-        fields[key] = value
-    if "tokens" not in fields:
-        raise ValueError("tokens missing")
-    return {"tokens": int(fields["tokens"]), "batch": int(fields.get("batch", "1")),
-            "label": fields.get("label", DEFAULT_LABEL)}
+    """The NVTX convention "warmcal tokens=N batch=B label=L", parsed by the
+    profiler's own C parser. Returns None for a message that is not ours, a
+    dict (tokens, batch, label) for a phase, and raises ValueError with the
+    reason for a malformed one."""
+    return _load_trace().parse_phase_message(msg)
 
 
 def check_output_dir(out_dir, ranks):

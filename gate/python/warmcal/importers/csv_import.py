@@ -100,10 +100,9 @@ def _row(path, line, header, cells):
             if row[name] is None:
                 bad("an integer 0 to %d" % RANK_MAX)
         elif name == "label":
-            why = check_label(text)
-            if why:
-                bad("a label (1 to 31 bytes of UTF-8, no space or control character): %s"
-                    % why)
+            if check_label(text):
+                bad("a label of 1 to 31 bytes of UTF-8 with no space or control character "
+                    "(this one has %d bytes)" % len(text.encode("utf-8", "surrogatepass")))
             row[name] = text
         elif name == "tokens":
             row[name] = _integer(text, 1, TOKENS_MAX)

@@ -1,7 +1,7 @@
-/* The phase message parser (phase_message.h): reads "warmcal tokens=N
+/* The phase message parser (warmcal/phase_message.h): reads "warmcal tokens=N
  * batch=B label=L" from NVTX range messages without allocating, so that it
  * can run on every range a server pushes, and so that it can be fuzzed. */
-#include "phase_message.h"
+#include "warmcal/phase_message.h"
 
 #include "warmcal/text.h"
 #include "warmcal/trace.h"
@@ -57,7 +57,7 @@ static int parse_label(const char *s, size_t len, char out[WARMCAL_LABEL_LEN])
     return 1;
 }
 
-int warmcal__phase_message_parse(const char *msg, size_t len, warmcal_phase_message *out)
+int warmcal_phase_message_parse(const char *msg, size_t len, warmcal_phase_message *out)
 {
     if (!msg || len < WORD_LEN || memcmp(msg, WORD, WORD_LEN) != 0)
         return WARMCAL_MSG_NOT_OURS;
@@ -115,7 +115,7 @@ int warmcal__phase_message_parse(const char *msg, size_t len, warmcal_phase_mess
     return WARMCAL_MSG_PHASE;
 }
 
-int warmcal__phase_check(const char *label, uint64_t tokens, uint32_t batch,
+int warmcal_phase_check(const char *label, uint64_t tokens, uint32_t batch,
                          warmcal_phase_message *out)
 {
     warmcal_phase_message m;
@@ -140,7 +140,7 @@ int warmcal__phase_check(const char *label, uint64_t tokens, uint32_t batch,
     return WARMCAL_MSG_PHASE;
 }
 
-const char *warmcal__phase_message_error(int result)
+const char *warmcal_phase_message_error(int result)
 {
     switch (result) {
     case WARMCAL_MSG_BAD_TOKENS:

@@ -1,17 +1,27 @@
-/* phase_message.h — the NVTX phase convention (docs/calibration.md):
+/* warmcal/phase_message.h — the NVTX phase convention (docs/calibration.md):
  * "warmcal tokens=N batch=B label=L". Pure C, no state, no allocation:
- * fuzzed (tests/fuzz), and shared by the NVTX injection and the C API. */
+ * fuzzed (tests/fuzz). The one definition of the convention: the NVTX
+ * injection and the C phase API use it inside libwarmcal-inject, and the
+ * Python phase helper and the snapshot importer through libwarmcal-trace. */
 #ifndef WARMCAL_PHASE_MESSAGE_H
 #define WARMCAL_PHASE_MESSAGE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "warmcal/error.h"
 #include "warmcal/recorder.h"
 
 /* The label of a phase whose message (or C API call) names none: the one
  * the gate evaluates for a shape without a label, so that such phases and
  * such shapes meet in the table. */
 #define WARMCAL_PHASE_DEFAULT_LABEL "context"
+
+#ifdef __cplusplus
+extern "C" {
+#ifdef __cplusplus
+}
+#endif
+#endif
 
 typedef struct {
     uint64_t tokens;                  /* 1..WARMCAL_TRACE_TOKENS_MAX */
@@ -45,17 +55,20 @@ typedef enum {
  * The first fault in message order decides the result; a missing tokens
  * field is found after the last field. *out (may be NULL) is written only
  * for WARMCAL_MSG_PHASE. */
-int warmcal__phase_message_parse(const char *msg, size_t len, warmcal_phase_message *out);
+WARMCAL_API int warmcal_phase_message_parse(const char *msg, size_t len, warmcal_phase_message *out);
 
 /* Check a phase given by the C API with the parser's rules: label (NULL for
  * the default; else NUL-terminated), tokens and batch. Returns
  * WARMCAL_MSG_PHASE and fills *out (may be NULL), or the negative result
  * the same values would give in a message. */
-int warmcal__phase_check(const char *label, uint64_t tokens, uint32_t batch,
+WARMCAL_API int warmcal_phase_check(const char *label, uint64_t tokens, uint32_t batch,
                          warmcal_phase_message *out);
 
 /* A short static text for a negative result, for the one warning per kind
  * ("tokens missing, not a number or outside 1..2^40", ...); never NULL. */
-const char *warmcal__phase_message_error(int result);
+WARMCAL_API const char *warmcal_phase_message_error(int result);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
