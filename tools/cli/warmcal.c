@@ -18,6 +18,7 @@ static const struct {
     {"validate", warmcal_cmd_validate, "compare a table with measured phases"},
     {"profile", warmcal_cmd_profile, "run a command under the CUPTI profiler, one trace per rank"},
     {"import", warmcal_cmd_import, "traces from PyTorch memory snapshots or a CSV table"},
+    {"report", warmcal_cmd_report, "draw needs, estimates and free memory (PNG, SVG, HTML)"},
 };
 
 static void usage(FILE *out)
