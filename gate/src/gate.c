@@ -4,7 +4,9 @@
  * of the caller's communicator, polled against a deadline, or the caller's
  * own collective (torch.distributed). Both paths encode and decode alike.
  * Open is bounded by the same deadline: its duplicate and its agreement are
- * non-blocking collectives too.
+ * non-blocking collectives too. A token budget (max_tokens) is one more
+ * value of the same kind — this rank's largest pass by the table, packed
+ * with its rank — carried in a decision's first collective.
  *
  * Severity is ordered through the values themselves: an invalid batch is the
  * lowest possible headroom, then "outside the calibrated range", then "no
@@ -29,10 +31,15 @@
 
 #define EXTRA 5
 /* A decision's first collective: the count check (2), the checks, and this
- * many shapes, always; the rest of a longer list follows in a second. */
+ * many shapes, always; the rest of a longer list follows in a second. A
+ * token budget takes the very same collective, its one value in the first
+ * shape's place and BUDGET_COUNT as its count, so that a rank asking for a
+ * budget while another decides is a mismatch, not an erroneous pair of MPI
+ * collectives of different sizes. */
 #define FIRST_SHAPES 64
 #define HEAD (2 + EXTRA)
 #define FIRST (HEAD + FIRST_SHAPES)
+#define BUDGET_COUNT (-1) /* no list has -1 shapes */
 #define DEFAULT_DEADLINE_S 60.0
 #define DIGEST_BITS 46
 /* a negated digest must unpack as itself, not as the saturated floor */
@@ -68,6 +75,11 @@ struct warmcal_gate {
     warmcal_shape *encoded;
     char (*encoded_labels)[WARMCAL_TABLE_LABEL_LEN];
     size_t n_encoded;
+    /* the collective call in progress, for its error words: a decision over
+     * call_shapes shapes, or a token budget for call_label (not NULL) */
+    size_t call_shapes;
+    const char *call_label;
+    char budget_label[64]; /* a local gate's last encoded budget's label, for decode's words */
 };
 
 static int fail(warmcal_gate *g, int code, const char *fmt, ...) WARMCAL_PRINTF(3, 4);
@@ -440,11 +452,6 @@ static int zero_tokens(const warmcal_shape *shapes, size_t n, const char *call, 
     return 0;
 }
 
-static uint64_t add_sat(uint64_t a, uint64_t b)
-{
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
 /* This rank's headroom for one shape, or a sentinel. *cache remembers the
  * entries of the last label seen: shape lists run through one label at a
  * time. */
@@ -472,14 +479,13 @@ static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t 
             cache->label = label;
             cache->segment[0] = cache->segment[1] = 0;
         }
-        const warmcal_estimate *e = warmcal__serving_entry(cache->own, cache->any, s->tokens);
-        if (!e)
-            return H_NO_ESTIMATE;
         warmcal_above_policy above = g->opts.above_range >= 0 ? (warmcal_above_policy)g->opts.above_range
                                                               : g->table->above_range;
         double value;
-        int rc = warmcal__served_bytes(e, cache->own, above, s->tokens,
-                                       &cache->segment[e != cache->own], &need, &value);
+        int rc = warmcal__need_at(cache->own, cache->any, above, s->tokens, cache->segment, &need,
+                                  &value);
+        if (rc == WARMCAL__EVAL_NO_ENTRY)
+            return H_NO_ESTIMATE;
         if (rc == WARMCAL__EVAL_ABOVE)
             return H_OUT_OF_RANGE;
         if (rc == WARMCAL__EVAL_TOO_BIG)
@@ -487,7 +493,7 @@ static int64_t headroom(const warmcal_gate *g, const warmcal_shape *s, uint64_t 
         if (rc) /* tokens 0 is refused before; a table read is never malformed */
             return H_NO_ESTIMATE;
     }
-    need = add_sat(need, g->opts.reserve_bytes);
+    need = warmcal__add_sat(need, g->opts.reserve_bytes);
     /* free - need in 64-bit signed arithmetic without overflow */
     if (free_bytes >= need) {
         uint64_t h = free_bytes - need;
@@ -639,6 +645,16 @@ static void describe(char *text, size_t len, const warmcal_shape *s, const char 
     *t.p = '\0';
 }
 
+/* The call in progress (g->call_shapes, g->call_label) in words. */
+static void call_words(const warmcal_gate *g, char *buf, size_t len)
+{
+    size_t n = g->call_shapes;
+    if (g->call_label)
+        snprintf(buf, len, "token budget (max_tokens) for %.64s", g->call_label);
+    else
+        snprintf(buf, len, "decision over %zu shape%s", n, n == 1 ? "" : "s");
+}
+
 /* What the reduced checks say, the same on every rank, so that every rank
  * takes the same path. First: did a rank fail to probe, or to take part at
  * all? */
@@ -654,8 +670,8 @@ static int check_failures(warmcal_gate *g, const int64_t *checks)
                         own ? ": " : "", own ? g->probe_text : "");
         if (own)
             return fail(g, code, "%s", g->probe_text);
-        return fail(g, code, "rank %d could not take part in the decision (%s)", who,
-                    warmcal_strerror(code));
+        return fail(g, code, "rank %d could not take part in the %s (%s)", who,
+                    g->call_label ? "token budget" : "decision", warmcal_strerror(code));
     }
     return WARMCAL_OK;
 }
@@ -673,11 +689,50 @@ static int check_digests(warmcal_gate *g, const int64_t *checks)
                     "open the gate on the same table file",
                     er[0], er[1]);
     if (e[2] != -e[3])
-        return fail(g, WARMCAL_E_MISMATCH,
-                    "ranks %d and %d asked about different shape lists: every rank must pass the "
-                    "same shapes in the same order",
-                    er[2], er[3]);
+        return g->call_label
+                   ? fail(g, WARMCAL_E_MISMATCH,
+                          "ranks %d and %d asked for token budgets of different labels (or one "
+                          "decided shapes): every rank must ask about the same label",
+                          er[2], er[3])
+                   : fail(g, WARMCAL_E_MISMATCH,
+                          "ranks %d and %d asked about different shape lists: every rank must "
+                          "pass the same shapes in the same order",
+                          er[2], er[3]);
     return WARMCAL_OK;
+}
+
+/* A count of the first collective in words: n shapes, or a token budget. */
+static void count_words(char *buf, size_t len, int64_t count)
+{
+    if (count == BUDGET_COUNT)
+        snprintf(buf, len, "a token budget");
+    else
+        snprintf(buf, len, "%" PRId64 " shape%s", count, count == 1 ? "" : "s");
+}
+
+/* Everything the first collective checks, from its reduced values (the same
+ * on every rank, so every rank goes on or stops alike): a rank that failed
+ * or could not probe, the same call everywhere (the count: least, and
+ * greatest negated), the same table and shapes or label. */
+static int check_agreement(warmcal_gate *g, const int64_t *res)
+{
+    int rc = check_failures(g, res + 2);
+    if (rc)
+        return rc;
+    int64_t least, most;
+    int least_rank, most_rank;
+    unpack(res[0], &least, &least_rank);
+    unpack(res[1], &most, &most_rank);
+    if (least != -most) {
+        char a[48], b[48];
+        count_words(a, sizeof a, least);
+        count_words(b, sizeof b, -most);
+        return fail(g, WARMCAL_E_MISMATCH,
+                    "rank %d asked about %s and rank %d about %s: every rank must make the same "
+                    "call, with the same shapes in the same order",
+                    least_rank, a, most_rank, b);
+    }
+    return check_digests(g, res + 2);
 }
 
 /* Decisions from the MIN-reduced packed values of n shapes, the same on
@@ -758,37 +813,73 @@ static void encode_checks(warmcal_gate *g, const encoder *en, const warmcal_shap
     checks[4] = (en->probe_ok ? 0 : WARMCAL_E_UNSUPPORTED) * unit + g->rank;
 }
 
-static int timed_out(warmcal_gate *g, size_t n, const char *waiting_for)
+static int timed_out(warmcal_gate *g, const char *waiting_for)
 {
+    char call[128];
+    call_words(g, call, sizeof call);
     g->broken = 1;
     return fail(g, WARMCAL_E_TIMEOUT,
-                "decision over %zu shape%s timed out after %.1f s waiting for %s: a rank did not "
-                "join; the communicator is unusable now (end the job, e.g. MPI_Abort)",
-                n, n == 1 ? "" : "s", g->opts.deadline_s, waiting_for);
+                "%s timed out after %.1f s waiting for %s: a rank did not join; the communicator "
+                "is unusable now (end the job, e.g. MPI_Abort)",
+                call, g->opts.deadline_s, waiting_for);
 }
 
 static int collective_failed(warmcal_gate *g, int mpi_rc)
 {
-    char msg[MPI_MAX_ERROR_STRING] = "";
+    char msg[MPI_MAX_ERROR_STRING] = "", call[128];
     int len = 0;
     MPI_Error_string(mpi_rc, msg, &len);
+    call_words(g, call, sizeof call);
     g->broken = 1;
-    return fail(g, WARMCAL_E_STATE, "the decision's collective failed (%s); the communicator is "
+    return fail(g, WARMCAL_E_STATE, "the collective of the %s failed (%s); the communicator is "
                                     "unusable now",
-                msg);
+                call, msg);
 }
 
-/* Post a collective of count values and wait for it until the deadline;
- * 0, or the error (a timeout or MPI's failure leaves the gate broken and
- * the buffers to MPI). */
+/* Wait for a posted collective until the deadline; 0, or the error (a
+ * timeout or MPI's failure leaves the gate broken and the buffers to MPI). */
+static int wait_for(warmcal_gate *g, MPI_Request *req, int mpi_rc, uint64_t deadline,
+                    const char *what)
+{
+    if (mpi_rc == MPI_SUCCESS && !warmcal_mpi_wait(req, deadline, &mpi_rc))
+        return timed_out(g, what);
+    return mpi_rc == MPI_SUCCESS ? WARMCAL_OK : collective_failed(g, mpi_rc);
+}
+
+/* Post a collective of count values and wait for it until the deadline. */
 static int reduce(warmcal_gate *g, const int64_t *in, int64_t *res, int count, uint64_t deadline,
-                  size_t n, const char *what)
+                  const char *what)
 {
     MPI_Request req;
     int mpi_rc = MPI_Iallreduce(in, res, count, MPI_INT64_T, MPI_MIN, g->comm, &req);
-    if (mpi_rc == MPI_SUCCESS && !warmcal_mpi_wait(&req, deadline, &mpi_rc))
-        return timed_out(g, n, what);
-    return mpi_rc == MPI_SUCCESS ? WARMCAL_OK : collective_failed(g, mpi_rc);
+    return wait_for(g, &req, mpi_rc, deadline, what);
+}
+
+/* The first collective's count values: the count (least) and its negation
+ * (greatest), so that one MIN finds both. */
+static void encode_count(const warmcal_gate *g, int64_t count, int64_t *vals)
+{
+    int64_t unit = INT64_C(1) << RANK_BITS;
+    vals[0] = count * unit + g->rank;
+    vals[1] = -count * unit + g->rank;
+}
+
+/* Whether g can take a collective call now (every rank answers alike: open
+ * agrees, and a broken collective broke it everywhere). local_way: what a
+ * local gate calls instead. */
+static int check_collective_gate(warmcal_gate *g, const char *call, const char *local_way)
+{
+    if (g->local)
+        return fail(g, WARMCAL_E_STATE, "%s: a local gate goes through %s and the caller's "
+                                        "collective",
+                    call, local_way);
+    if (!g->opened)
+        return fail(g, WARMCAL_E_STATE, "%s: the gate did not open", call);
+    if (g->broken)
+        return fail(g, WARMCAL_E_STATE, "%s: an earlier collective of this gate failed; the "
+                                        "communicator is unusable",
+                    call);
+    return WARMCAL_OK;
 }
 
 /* This rank cannot decide (bad arguments, out of memory) but still takes
@@ -800,10 +891,9 @@ static int take_part_failed(warmcal_gate *g, int code, const char *why, uint64_t
     int64_t unit = INT64_C(1) << RANK_BITS, *vals = g->spare, *res = g->spare + FIRST;
     for (size_t i = 0; i < FIRST; i++)
         vals[i] = INT64_MAX;
-    vals[0] = g->rank; /* a count of 0 */
-    vals[1] = g->rank;
+    encode_count(g, 0, vals);
     vals[2 + 4] = (int64_t)code * unit + g->rank;
-    int rc = reduce(g, vals, res, FIRST, deadline, 0, "the decision");
+    int rc = reduce(g, vals, res, FIRST, deadline, "the other ranks");
     if (rc)
         return rc;
     rc = check_failures(g, res + 2);
@@ -814,14 +904,11 @@ int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
 {
     if (!g)
         return WARMCAL_E_INVAL;
-    if (g->local)
-        return fail(g, WARMCAL_E_STATE, "decide: a local gate decides through "
-                                        "warmcal_gate_encode/decode and the caller's collective");
-    if (!g->opened) /* on every rank: open agrees */
-        return fail(g, WARMCAL_E_STATE, "decide: the gate did not open");
-    if (g->broken)
-        return fail(g, WARMCAL_E_STATE, "decide: an earlier decision failed in its collective; "
-                                        "the communicator is unusable");
+    int rc = check_collective_gate(g, "decide", "warmcal_gate_encode/decode");
+    if (rc)
+        return rc;
+    g->call_shapes = n;
+    g->call_label = NULL;
     uint64_t deadline = warmcal_deadline_after(g->opts.deadline_s);
     if ((n && (!shapes || !out)) || n > (size_t)INT_MAX - FIRST)
         return take_part_failed(g, WARMCAL_E_INVAL, "decide: bad shapes or decisions array",
@@ -844,9 +931,7 @@ int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
      * and the first FIRST_SHAPES shapes, padded with the MIN's identity: a
      * short list is decided in it alone. A longer one, its count now agreed,
      * goes on in a second collective, evaluated while the first runs. */
-    int64_t unit = INT64_C(1) << RANK_BITS;
-    vals[0] = (int64_t)n * unit + g->rank;
-    vals[1] = -(int64_t)n * unit + g->rank;
+    encode_count(g, (int64_t)n, vals);
     encoder en;
     encode_start(g, &en);
     encode_checks(g, &en, shapes, n, vals + 2);
@@ -861,28 +946,12 @@ int warmcal_gate_decide(warmcal_gate *g, const warmcal_shape *shapes, size_t n, 
         return collective_failed(g, mpi_rc);
     }
     encode_shapes(g, &en, shapes, first, n, vals + HEAD);
-    if (!warmcal_mpi_wait(&req, deadline, &mpi_rc))
-        return timed_out(g, n, "the decision");
-    if (mpi_rc != MPI_SUCCESS)
-        return collective_failed(g, mpi_rc); /* buffers kept: their state is unknown */
-    /* every rank sees the same reduced values, so every rank goes on or
-     * stops here alike */
-    int rc = check_failures(g, res + 2);
-    if (rc == WARMCAL_OK) {
-        int64_t least, most;
-        int least_rank, most_rank;
-        unpack(res[0], &least, &least_rank);
-        unpack(res[1], &most, &most_rank);
-        if (least != -most)
-            rc = fail(g, WARMCAL_E_MISMATCH,
-                      "rank %d asked about %" PRId64 " shape%s and rank %d about %" PRId64
-                      ": every rank must pass the same shapes in the same order",
-                      least_rank, least, least == 1 ? "" : "s", most_rank, -most);
-    }
-    if (rc == WARMCAL_OK)
-        rc = check_digests(g, res + 2);
+    /* on failure the buffers are kept: their state is unknown */
+    if ((rc = wait_for(g, &req, mpi_rc, deadline, "the decision")))
+        return rc;
+    rc = check_agreement(g, res);
     if (rc == WARMCAL_OK && n > FIRST_SHAPES) {
-        rc = reduce(g, vals + FIRST, res + FIRST, (int)(n - FIRST_SHAPES), deadline, n,
+        rc = reduce(g, vals + FIRST, res + FIRST, (int)(n - FIRST_SHAPES), deadline,
                     "the rest of the decision");
         if (rc)
             return rc; /* buffers kept: MPI may still write them */
@@ -901,15 +970,25 @@ size_t warmcal_gate_encoded_count(size_t n)
     return n + EXTRA;
 }
 
+/* Whether g may encode or decode (a local gate that opened). */
+static int check_local_gate(warmcal_gate *g, const char *call)
+{
+    if (!g->local)
+        return fail(g, WARMCAL_E_STATE, "%s: only a local gate encodes and decodes; this one "
+                                        "reduces over its communicator",
+                    call);
+    if (!g->opened)
+        return fail(g, WARMCAL_E_STATE, "%s: the gate did not open", call);
+    return WARMCAL_OK;
+}
+
 int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes, size_t n, int64_t *vals)
 {
     if (!g)
         return WARMCAL_E_INVAL;
-    if (!g->local)
-        return fail(g, WARMCAL_E_STATE, "encode: only a local gate encodes; this one decides "
-                                        "over its communicator");
-    if (!g->opened)
-        return fail(g, WARMCAL_E_STATE, "encode: the gate did not open");
+    int rc = check_local_gate(g, "encode");
+    if (rc)
+        return rc;
     if ((n && !shapes) || !vals)
         return fail(g, WARMCAL_E_INVAL, "encode: bad shapes or values array");
     char why[96];
@@ -939,10 +1018,9 @@ int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_
 {
     if (!g)
         return WARMCAL_E_INVAL;
-    if (!g->local)
-        return fail(g, WARMCAL_E_STATE, "decode: only a local gate decodes");
-    if (!g->opened)
-        return fail(g, WARMCAL_E_STATE, "decode: the gate did not open");
+    int rc = check_local_gate(g, "decode");
+    if (rc)
+        return rc;
     if (!vals || (n && !out))
         return fail(g, WARMCAL_E_INVAL, "decode: bad values or decisions array");
     /* the shapes come from the last encode when it was for this many */
@@ -951,7 +1029,9 @@ int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_
         return fail(g, WARMCAL_E_NOMEM, "decode: out of memory");
     if (g->n_encoded == n && n)
         memcpy(shapes, g->encoded, n * sizeof *shapes);
-    int rc = check_failures(g, vals + n);
+    g->call_shapes = n;
+    g->call_label = NULL;
+    rc = check_failures(g, vals + n);
     if (rc == WARMCAL_OK)
         rc = check_digests(g, vals + n);
     if (rc == WARMCAL_OK) {
@@ -961,6 +1041,131 @@ int warmcal_gate_decode(warmcal_gate *g, const int64_t *vals, size_t n, warmcal_
     }
     free(shapes);
     return rc;
+}
+
+/* Token budgets (warmcal_gate_max_tokens): this rank's largest pass by
+ * warmcal_table_max_tokens, packed as (tokens, rank) like a headroom, so one
+ * MIN gives the smallest budget and, on ties, the lowest rank. */
+
+/* The constant need policy's budget: every pass up to constant_min_tokens
+ * runs unchecked, above it tokens x bytes per token must fit (headroom's
+ * rule, solved for tokens). */
+static uint64_t constant_budget(const warmcal_gate *g, uint64_t free_bytes, uint64_t reserve)
+{
+    if (reserve > free_bytes)
+        return 0;
+    uint64_t room = free_bytes - reserve;
+    uint64_t t = room == UINT64_MAX ? WARMCAL_TABLE_TOKENS_MAX
+                                    : room / g->opts.constant_bytes_per_token;
+    if (t < g->opts.constant_min_tokens)
+        t = g->opts.constant_min_tokens;
+    return t < WARMCAL_TABLE_TOKENS_MAX ? t : WARMCAL_TABLE_TOKENS_MAX;
+}
+
+/* This rank's budget for label, packed (H_NO_ESTIMATE when the table has
+ * no entry for it), and the EXTRA checks into checks: the label stands in
+ * for the shape list, as a list of one shape of 0 tokens, which no decision
+ * can have. */
+static void encode_budget(warmcal_gate *g, const char *label, uint64_t reserve, int64_t *value,
+                          int64_t *checks)
+{
+    encoder en;
+    encode_start(g, &en);
+    /* a failed probe is flagged in the checks, which every rank reads first */
+    uint64_t r = warmcal__add_sat(g->opts.reserve_bytes, reserve), t = 0;
+    int64_t budget = 0;
+    if (en.probe_ok && g->opts.need_policy == WARMCAL_NEED_CONSTANT)
+        budget = (int64_t)constant_budget(g, en.free_bytes, r);
+    else if (en.probe_ok)
+        budget = warmcal_table_max_tokens(g->table, g->rank, label, 1, g->opts.above_range,
+                                          en.free_bytes, r, &t, NULL, NULL) == WARMCAL_OK
+                     ? (int64_t)t /* at most 2^40: exact in the packed form */
+                     : H_NO_ESTIMATE;
+    *value = pack(budget, g->rank);
+    warmcal_shape as_shape = {.tokens = 0, .batch = 0, .label = label, .batch_valid = 1};
+    encode_checks(g, &en, &as_shape, 1, checks);
+}
+
+/* The budget from the MIN-reduced packed value, the same on every rank. */
+static int decode_budget(warmcal_gate *g, int64_t reduced, const char *label, uint64_t *tokens,
+                         int *limiting_rank)
+{
+    int64_t h;
+    unpack(reduced, &h, limiting_rank);
+    *tokens = h > 0 ? (uint64_t)h : 0;
+    if (h == H_NO_ESTIMATE)
+        return fail(g, WARMCAL_E_FIELD, "max_tokens: the table has no %s estimate for rank %d",
+                    label, *limiting_rank);
+    g->code = 0;
+    g->text[0] = '\0';
+    return WARMCAL_OK;
+}
+
+int warmcal_gate_max_tokens(warmcal_gate *g, const char *label, uint64_t reserve,
+                            uint64_t *tokens, int *limiting_rank)
+{
+    if (!g)
+        return WARMCAL_E_INVAL;
+    int rc = check_collective_gate(g, "max_tokens", "warmcal_gate_max_tokens_encode/decode");
+    if (rc)
+        return rc;
+    label = label ? label : "context";
+    g->call_label = label;
+    uint64_t deadline = warmcal_deadline_after(g->opts.deadline_s);
+    if (!tokens || !limiting_rank)
+        return take_part_failed(g, WARMCAL_E_INVAL,
+                                "max_tokens: no place for the result (tokens or limiting_rank "
+                                "is NULL)",
+                                deadline);
+    /* decide's first collective, in the gate's spare block (never freed
+     * after a timeout, as MPI may still write it) */
+    int64_t *vals = g->spare, *res = g->spare + FIRST;
+    encode_count(g, BUDGET_COUNT, vals);
+    encode_budget(g, label, reserve, vals + HEAD, vals + 2);
+    for (size_t i = HEAD + 1; i < FIRST; i++)
+        vals[i] = INT64_MAX;
+    if ((rc = reduce(g, vals, res, FIRST, deadline, "the other ranks' budgets")))
+        return rc;
+    if ((rc = check_agreement(g, res)))
+        return rc;
+    return decode_budget(g, res[HEAD], label, tokens, limiting_rank);
+}
+
+size_t warmcal_gate_max_tokens_encoded_count(void)
+{
+    return 1 + EXTRA;
+}
+
+int warmcal_gate_max_tokens_encode(warmcal_gate *g, const char *label, uint64_t reserve,
+                                   int64_t *vals)
+{
+    if (!g)
+        return WARMCAL_E_INVAL;
+    int rc = check_local_gate(g, "max_tokens_encode");
+    if (rc)
+        return rc;
+    if (!vals)
+        return fail(g, WARMCAL_E_INVAL, "max_tokens_encode: no values array");
+    label = label ? label : "context";
+    snprintf(g->budget_label, sizeof g->budget_label, "%s", label); /* for decode's words */
+    encode_budget(g, label, reserve, vals, vals + 1);
+    return WARMCAL_OK;
+}
+
+int warmcal_gate_max_tokens_decode(warmcal_gate *g, const int64_t *reduced, uint64_t *tokens,
+                                   int *limiting_rank)
+{
+    if (!g)
+        return WARMCAL_E_INVAL;
+    int rc = check_local_gate(g, "max_tokens_decode");
+    if (rc)
+        return rc;
+    if (!reduced || !tokens || !limiting_rank)
+        return fail(g, WARMCAL_E_INVAL, "max_tokens_decode: bad values or result pointers");
+    g->call_label = g->budget_label;
+    if ((rc = check_failures(g, reduced + 1)) || (rc = check_digests(g, reduced + 1)))
+        return rc;
+    return decode_budget(g, reduced[0], g->budget_label, tokens, limiting_rank);
 }
 
 const char *warmcal_gate_last_error(const warmcal_gate *g)

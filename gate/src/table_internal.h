@@ -20,7 +20,8 @@ enum {
     WARMCAL__EVAL_ABOVE,       /* above the calibrated range under refuse */
     WARMCAL__EVAL_NO_KNOTS,    /* a malformed envelope */
     WARMCAL__EVAL_BAD_FORM,    /* an unknown form */
-    WARMCAL__EVAL_TOO_BIG      /* beyond 64 bits (or not a number) */
+    WARMCAL__EVAL_TOO_BIG,     /* beyond 64 bits (or not a number) */
+    WARMCAL__EVAL_NO_ENTRY     /* no entry serves the rank and label (warmcal__need_at) */
 };
 
 /* The envelope at t: the first knot's bytes below it, linear interpolation
@@ -156,6 +157,29 @@ static inline int warmcal__served_bytes(const warmcal_estimate *e, const warmcal
         *value = top_value;
     }
     return WARMCAL__EVAL_OK;
+}
+
+/* The bytes a pass of `tokens` needs on a rank whose entries for the label
+ * are own and any (either may be NULL): the entry warmcal__serving_entry
+ * picks, evaluated by warmcal__served_bytes. The one rule the gate decides
+ * by and warmcal_table_max_tokens searches, so a budget and a decision
+ * agree to the token. seg: the two entries' envelope search hints (own's,
+ * any's), or NULL. Returns a WARMCAL__EVAL_ code (_NO_ENTRY when neither
+ * entry exists). */
+static inline int warmcal__need_at(const warmcal_estimate *own, const warmcal_estimate *any,
+                                   warmcal_above_policy above, uint64_t tokens, size_t seg[2],
+                                   uint64_t *bytes, double *value)
+{
+    const warmcal_estimate *e = warmcal__serving_entry(own, any, tokens);
+    if (!e)
+        return WARMCAL__EVAL_NO_ENTRY;
+    return warmcal__served_bytes(e, own, above, tokens, seg ? &seg[e != own] : NULL, bytes, value);
+}
+
+/* a + b, saturated at UINT64_MAX: a need plus a reserve, as the gate adds them. */
+static inline uint64_t warmcal__add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
 /* The rank's own entry for label (*own) and the any-rank one (*any), NULL

@@ -1,10 +1,11 @@
 #!/bin/sh
-# A rank that never opens the gate (absent), stops calling decide (stall) or
-# dies (kill): the job ends with what the ranks report — never a hang. Judged
+# A rank that never opens the gate (absent), stops calling decide (stall),
+# never asks for the token budget (budgetstall) or dies (kill): the job ends
+# with what the ranks report — never a hang. Judged
 # from the output: the waiting ranks' codes, messages, their own times (with
 # a wide margin against a hang, not a stopwatch on the deadline) and the CPU
 # time their wait used; for kill, proof that the job ran and rank 2 died.
-# Usage: gate_faults.sh absent|stall|kill TEST_BIN MPIEXEC...
+# Usage: gate_faults.sh absent|stall|budgetstall|kill TEST_BIN MPIEXEC...
 set -u
 mode=$1 bin=$2; shift 2
 dir=$(mktemp -d)
@@ -16,7 +17,7 @@ fail=0
 [ $status -ne 0 ] || { echo "FAIL: the job succeeded"; fail=1; }
 
 # Every waiting rank (0, 1, 3) reported WHAT with code -8 and TEXT, in under
-# 30 s (the deadline is 5 s; the failure excluded is a hang) and with under
+# 30 s (the deadline is 5 s, 2 s for the budget; the failure excluded is a hang) and with under
 # 1 s of CPU time (a rank that spun would use about as much as it waited).
 waiting_ranks_timed_out() { # WHAT TEXT
     lines=$(grep -E "^rank [013]: $1 returned -8 after [0-9.]+ s, cpu [0-9.]+ s: .*$2" "$dir/log")
@@ -36,6 +37,10 @@ absent)
     ;;
 stall)
     waiting_ranks_timed_out decide "timed out after 5\.0 s.*a rank did not join"
+    ;;
+budgetstall)
+    grep -q "^rank 2: never asking for the budget" "$dir/log" || { echo "FAIL: rank 2 did not start"; fail=1; }
+    waiting_ranks_timed_out max_tokens "token budget \(max_tokens\) for context timed out after 2\.0 s.*a rank did not join.*end the job"
     ;;
 kill)
     # the job really started (every rank opened), rank 2 really died of

@@ -649,6 +649,325 @@ static void too_large_estimates_and_zero_tokens_are_named_as_such(void)
     warmcal_gate_close(g);
 }
 
+/* Every rank's budget equals rank 0's. */
+static void check_same_budget(uint64_t tokens, int limiting_rank)
+{
+    uint64_t mine[2] = {tokens, (uint64_t)limiting_rank}, all[8];
+    MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, MPI_COMM_WORLD);
+    for (int r = 1; r < size; r++)
+        CHECK(all[2 * r] == all[0] && all[2 * r + 1] == all[1]);
+}
+
+/* The smallest of every rank's own budget by the table function, and the
+ * lowest rank that has it: what max_tokens must answer. */
+static uint64_t min_of_table_budgets(const char *name, uint64_t free_bytes, uint64_t reserve,
+                                     int above, int *limiting_rank)
+{
+    char path[512];
+    table_path(path, sizeof path, name);
+    warmcal_table *t = NULL;
+    warmcal_error err = {0};
+    CHECK(warmcal_table_read(path, &t, &err) == WARMCAL_OK);
+    uint64_t mine = 0, all[4];
+    CHECK(warmcal_table_max_tokens(t, rank, "context", 1, above, free_bytes, reserve, &mine, NULL,
+                                   &err) == WARMCAL_OK);
+    warmcal_table_free(t);
+    MPI_Allgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD);
+    *limiting_rank = 0;
+    for (int r = 1; r < size; r++)
+        if (all[r] < all[*limiting_rank])
+            *limiting_rank = r;
+    return all[*limiting_rank];
+}
+
+/* A gate on table `name` with this rank's free memory and the gate's
+ * reserve of 256 MiB; above: -1 or a policy. */
+static warmcal_gate *open_budget_gate(const char *name, uint64_t free_bytes, int above)
+{
+    char path[512];
+    table_path(path, sizeof path, name);
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = free_bytes;
+    o.reserve_bytes = 256 * MiB;
+    o.above_range = above;
+    o.deadline_s = LONG_DEADLINE_S;
+    warmcal_gate *g = NULL;
+    CHECK(warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o) == WARMCAL_OK);
+    return g;
+}
+
+/* max_tokens answers the same on every rank: the smallest per-rank budget
+ * of the table function and its rank; decide runs a pass of that many
+ * tokens and skips one token more, naming the same rank and the reason the
+ * budget stops at. */
+static void budget_agrees_with_the_table_and_with_decide(const char *name, uint64_t free_bytes,
+                                                          int above, uint64_t call_reserve,
+                                                          uint64_t want_tokens, int want_rank,
+                                                          int want_reason)
+{
+    warmcal_gate *g = open_budget_gate(name, free_bytes, above);
+    uint64_t tokens = 0;
+    int limiting = -5;
+    int rc = warmcal_gate_max_tokens(g, "context", call_reserve, &tokens, &limiting);
+    if (rc != WARMCAL_OK)
+        fprintf(stderr, "rank %d: max_tokens: %s\n", rank, warmcal_gate_last_error(g));
+    CHECK(rc == WARMCAL_OK && strcmp(warmcal_gate_last_error(g), "") == 0);
+    check_same_budget(tokens, limiting);
+    int table_rank = -5;
+    uint64_t table_tokens =
+        min_of_table_budgets(name, free_bytes, 256 * MiB + call_reserve, above, &table_rank);
+    CHECK_EQ_U64(tokens, table_tokens);
+    CHECK(limiting == table_rank);
+    CHECK_EQ_U64(tokens, want_tokens);
+    CHECK(limiting == want_rank);
+    if (rank == 0)
+        printf("  %s: %" PRIu64 " tokens, limited by rank %d\n", name, tokens, limiting);
+    /* decide with the same need: the call's reserve on top of the gate's */
+    if (call_reserve) {
+        warmcal_gate_close(g);
+        char path[512];
+        table_path(path, sizeof path, name);
+        warmcal_gate_options o;
+        warmcal_gate_options_init(&o);
+        o.probe = WARMCAL_PROBE_VALUE;
+        o.free_bytes = free_bytes;
+        o.reserve_bytes = 256 * MiB + call_reserve;
+        o.above_range = above;
+        CHECK(warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o) == WARMCAL_OK);
+    }
+    warmcal_shape s[2] = {{.tokens = tokens, .batch = 1, .label = "context", .batch_valid = 1},
+                          {.tokens = tokens + 1, .batch = 1, .label = "context", .batch_valid = 1}};
+    warmcal_decision d[2];
+    CHECK(warmcal_gate_decide(g, tokens ? s : s + 1, tokens ? 2 : 1, d) == WARMCAL_OK);
+    const warmcal_decision *next = tokens ? &d[1] : &d[0];
+    if (tokens)
+        CHECK(d[0].run);
+    CHECK(!next->run && next->blocking_rank == limiting && next->reason == want_reason);
+    warmcal_gate_close(g);
+}
+
+static void budgets_are_the_same_on_every_rank_and_agree_with_decide(void)
+{
+    /* table "a" (1 GiB + 1 MiB per token, 1..32768), gate reserve 256 MiB:
+     * rank 3 has 2.5 GiB + 123 bytes, room for 1280 tokens; rank 2 has
+     * 5 GiB, the others 40 GiB */
+    uint64_t free_bytes = rank == 3 ? 5 * GiB / 2 + 123 : rank == 2 ? 5 * GiB : 40 * GiB;
+    budget_agrees_with_the_table_and_with_decide("a.json", free_bytes, -1, 0, 1280, 3,
+                                                 WARMCAL_REASON_LOW_MEMORY);
+    /* the call's reserve adds to the gate's: 100 MiB more, 100 tokens less */
+    budget_agrees_with_the_table_and_with_decide("a.json", free_bytes, -1, 100 * MiB, 1180, 3,
+                                                 WARMCAL_REASON_LOW_MEMORY);
+    /* ranks 1 and 3 tie: the lower one is named */
+    free_bytes = rank % 2 ? 3 * GiB : 40 * GiB;
+    budget_agrees_with_the_table_and_with_decide("a.json", free_bytes, -1, 0, 1792, 1,
+                                                 WARMCAL_REASON_LOW_MEMORY);
+    /* plenty everywhere: the calibrated range ends it (every rank ties) */
+    budget_agrees_with_the_table_and_with_decide("a.json", 40 * GiB, -1, 0, 32768, 0,
+                                                 WARMCAL_REASON_OUT_OF_RANGE);
+    /* ... unless the gate extrapolates: 40 GiB hold (40 GiB - 1 GiB - 256 MiB) / 1 MiB tokens */
+    budget_agrees_with_the_table_and_with_decide("a.json", rank == 2 ? 40 * GiB : 41 * GiB,
+                                                 WARMCAL_ABOVE_EXTRAPOLATE, 0, 39680, 2,
+                                                 WARMCAL_REASON_LOW_MEMORY);
+    /* nothing fits on rank 1: 0 tokens, and decide skips even one */
+    free_bytes = rank == 1 ? GiB : 40 * GiB;
+    budget_agrees_with_the_table_and_with_decide("a.json", free_bytes, -1, 0, 0, 1,
+                                                 WARMCAL_REASON_LOW_MEMORY);
+    /* the original bug's table: rank 0, short of memory, is served by its
+     * own entry up to 16384 tokens (2.8125 GiB with the reserve), and above
+     * it by the any-rank entry, which needs more than its 3 GiB: its budget
+     * ends at its own range's end, for want of memory, not of range */
+    if (rank == 0)
+        write_rank0_short_table("budget-rank0-short.json", 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+    budget_agrees_with_the_table_and_with_decide("budget-rank0-short.json",
+                                                 rank == 0 ? 3 * GiB : 40 * GiB, -1, 0, 16384, 0,
+                                                 WARMCAL_REASON_LOW_MEMORY);
+    /* with 3.5 GiB rank 0 goes past its own range on the any-rank entry:
+     * (3.5 GiB - 256 MiB - 1 GiB) / 120 KiB */
+    budget_agrees_with_the_table_and_with_decide(
+        "budget-rank0-short.json", rank == 0 ? 7 * GiB / 2 : 40 * GiB, -1, 0,
+        (7 * GiB / 2 - 256 * MiB - GiB) / (120 * 1024), 0, WARMCAL_REASON_LOW_MEMORY);
+
+    /* the original fix's constant need: 1 MiB per token above 256 tokens */
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = rank == 2 ? 300 * MiB : 4 * GiB;
+    o.need_policy = WARMCAL_NEED_CONSTANT;
+    o.constant_bytes_per_token = MiB;
+    o.constant_min_tokens = 256;
+    warmcal_gate *g = NULL;
+    CHECK(warmcal_gate_open(&g, NULL, MPI_COMM_WORLD, &o) == WARMCAL_OK);
+    uint64_t tokens = 0;
+    int limiting = -5;
+    CHECK(warmcal_gate_max_tokens(g, NULL, 0, &tokens, &limiting) == WARMCAL_OK);
+    CHECK(tokens == 300 && limiting == 2);
+    warmcal_shape s[2] = {{.tokens = 300, .batch = 1, .batch_valid = 1},
+                          {.tokens = 301, .batch = 1, .batch_valid = 1}};
+    warmcal_decision d[2];
+    CHECK(warmcal_gate_decide(g, s, 2, d) == WARMCAL_OK);
+    CHECK(d[0].run && !d[1].run && d[1].blocking_rank == 2);
+    /* under 256 tokens passes run unchecked: rank 2 with 100 MiB still gets 256 */
+    warmcal_gate_close(g);
+    o.free_bytes = rank == 2 ? 100 * MiB : 4 * GiB;
+    CHECK(warmcal_gate_open(&g, NULL, MPI_COMM_WORLD, &o) == WARMCAL_OK);
+    CHECK(warmcal_gate_max_tokens(g, NULL, 0, &tokens, &limiting) == WARMCAL_OK);
+    CHECK(tokens == 256 && limiting == 2);
+    warmcal_gate_close(g);
+
+    /* the caller-collective form: a local gate's values reduced with MIN
+     * here give the same budget as the MPI gate */
+    free_bytes = rank == 3 ? 5 * GiB / 2 + 123 : rank == 2 ? 5 * GiB : 40 * GiB;
+    char path[512];
+    table_path(path, sizeof path, "a.json");
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_VALUE;
+    o.free_bytes = free_bytes;
+    o.reserve_bytes = 256 * MiB;
+    warmcal_gate *local = NULL;
+    CHECK(warmcal_gate_open_local(&local, path, rank, size, &o) == WARMCAL_OK);
+    size_t count = warmcal_gate_max_tokens_encoded_count();
+    CHECK(count == 6);
+    int64_t vals[6], red[6];
+    CHECK(warmcal_gate_max_tokens_encode(local, "context", 0, vals) == WARMCAL_OK);
+    MPI_Allreduce(vals, red, (int)count, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+    CHECK(warmcal_gate_max_tokens_decode(local, red, &tokens, &limiting) == WARMCAL_OK);
+    CHECK(tokens == 1280 && limiting == 3);
+    /* the local gate has no communicator; the MPI gate no encoder */
+    CHECK(warmcal_gate_max_tokens(local, "context", 0, &tokens, &limiting) == WARMCAL_E_STATE);
+    g = open_budget_gate("a.json", free_bytes, -1);
+    CHECK(warmcal_gate_max_tokens_encode(g, "context", 0, vals) == WARMCAL_E_STATE);
+    CHECK(warmcal_gate_max_tokens_decode(g, red, &tokens, &limiting) == WARMCAL_E_STATE);
+    warmcal_gate_close(g);
+    /* a label no rank has, through the caller's collective too */
+    CHECK(warmcal_gate_max_tokens_encode(local, "generation", 0, vals) == WARMCAL_OK);
+    MPI_Allreduce(vals, red, (int)count, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+    CHECK(warmcal_gate_max_tokens_decode(local, red, &tokens, &limiting) == WARMCAL_E_FIELD);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(local),
+                       "max_tokens: the table has no generation estimate for rank 0");
+    /* a label on one rank only: a mismatch */
+    CHECK(warmcal_gate_max_tokens_encode(local, rank == 1 ? "generation" : "context", 0, vals) ==
+          WARMCAL_OK);
+    MPI_Allreduce(vals, red, (int)count, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+    CHECK(warmcal_gate_max_tokens_decode(local, red, &tokens, &limiting) == WARMCAL_E_MISMATCH);
+    warmcal_gate_close(local);
+}
+
+/* What the ranks must agree on, they agree on, at once and on every rank:
+ * the table, the label, the call itself; a rank with bad arguments or a
+ * failed probe fails them all; a label without an estimate is an error
+ * naming the rank. Afterwards the gate answers again. */
+static void budget_mismatches_and_failures_reach_every_rank_at_once(void)
+{
+    uint64_t tokens = 0;
+    int limiting = -5;
+    /* rank 3 loaded another table */
+    warmcal_gate *g = open_budget_gate(rank == 3 ? "b.json" : "a.json", 40 * GiB, -1);
+    CHECK(warmcal_gate_max_tokens(g, "context", 0, &tokens, &limiting) == WARMCAL_E_MISMATCH);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "different tables");
+    warmcal_gate_close(g);
+
+    g = open_budget_gate("a.json", 40 * GiB, -1);
+    double t0 = MPI_Wtime();
+    /* rank 2 asks about another label */
+    CHECK(warmcal_gate_max_tokens(g, rank == 2 ? "generation" : "context", 0, &tokens,
+                                  &limiting) == WARMCAL_E_MISMATCH);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "different labels");
+    /* rank 1 decides where the others ask for a budget (a collective of the
+     * same size, so no erroneous MPI pair: a mismatch on every rank) */
+    warmcal_shape s = {.tokens = 1024, .batch = 1, .label = "context", .batch_valid = 1};
+    warmcal_decision d;
+    int rc = rank == 1 ? warmcal_gate_decide(g, &s, 1, &d)
+                       : warmcal_gate_max_tokens(g, "context", 0, &tokens, &limiting);
+    CHECK(rc == WARMCAL_E_MISMATCH);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g),
+                       "rank 0 asked about a token budget and rank 1 about 1 shape");
+    /* rank 3 gives no place for the result: it takes part, flagged */
+    rc = rank == 3 ? warmcal_gate_max_tokens(g, "context", 0, NULL, &limiting)
+                   : warmcal_gate_max_tokens(g, "context", 0, &tokens, &limiting);
+    CHECK(rc == WARMCAL_E_INVAL);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g),
+                       rank == 3 ? "max_tokens: no place for the result"
+                                 : "rank 3 could not take part in the token budget");
+    /* no rank has a generation estimate: an error naming the lowest rank */
+    CHECK(warmcal_gate_max_tokens(g, "generation", 0, &tokens, &limiting) == WARMCAL_E_FIELD);
+    CHECK(tokens == 0 && limiting == 0);
+    CHECK(strcmp(warmcal_gate_last_error(g),
+                 "max_tokens: the table has no generation estimate for rank 0") == 0);
+    CHECK(MPI_Wtime() - t0 < AT_ONCE_S); /* all at once, not at the 60 s deadline */
+    /* the gate still answers */
+    CHECK(warmcal_gate_max_tokens(g, NULL, 0, &tokens, &limiting) == WARMCAL_OK);
+    CHECK(tokens == 32768 && limiting == 0);
+    warmcal_gate_close(g);
+
+    /* a rank-specific table: rank 2 alone has no entry for "decode" */
+    if (rank == 0) {
+        char path[512];
+        table_path(path, sizeof path, "decode-only.json");
+        warmcal_table *t = new_test_table();
+        warmcal_error err = {0};
+        for (int r = 0; r < 4; r++) {
+            if (r == 2)
+                continue;
+            warmcal_estimate e = {.rank = r, .label = "decode", .tokens_min = 1,
+                                  .tokens_max = 4096, .form = WARMCAL_FORM_LINEAR,
+                                  .coef = {(double)GiB, (double)MiB}};
+            e.fit.points = 10;
+            CHECK(warmcal_table_add_estimate(t, &e, &err) == WARMCAL_OK);
+        }
+        CHECK(warmcal_table_write(t, path, &err) == WARMCAL_OK);
+        warmcal_table_free(t);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    g = open_budget_gate("decode-only.json", 40 * GiB, -1);
+    CHECK(warmcal_gate_max_tokens(g, "decode", 0, &tokens, &limiting) == WARMCAL_E_FIELD);
+    CHECK(tokens == 0 && limiting == 2);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "no decode estimate for rank 2");
+    warmcal_gate_close(g);
+
+    /* rank 0's probe fails */
+    char path[512];
+    table_path(path, sizeof path, "a.json");
+    warmcal_gate_options o;
+    warmcal_gate_options_init(&o);
+    o.probe = WARMCAL_PROBE_CALLBACK;
+    o.free_fn = failing_probe;
+    CHECK(warmcal_gate_open(&g, path, MPI_COMM_WORLD, &o) == WARMCAL_OK);
+    CHECK(warmcal_gate_max_tokens(g, "context", 0, &tokens, &limiting) == WARMCAL_E_UNSUPPORTED);
+    CHECK_STR_CONTAINS(warmcal_gate_last_error(g), "rank 0 could not probe");
+    warmcal_gate_close(g);
+}
+
+/* For gate_faults.sh: rank 2 never asks for the budget; the others report
+ * what max_tokens returned, how long it took and its CPU time. */
+static void a_rank_that_never_asks_for_the_budget(void)
+{
+    warmcal_gate *g = open_gate_with_deadline("a.json", 40 * GiB, 2);
+    printf("rank %d: opened the gate\n", rank);
+    fflush(stdout);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 2) {
+        printf("rank 2: never asking for the budget\n");
+        fflush(stdout);
+        for (;;)
+            pause(); /* the others give up after their deadline and abort the job */
+    }
+    double t0 = MPI_Wtime(), c0 = cpu_s();
+    uint64_t tokens = 0;
+    int limiting = -1;
+    int rc = warmcal_gate_max_tokens(g, "context", 0, &tokens, &limiting);
+    char line[1024];
+    snprintf(line, sizeof line, "rank %d: max_tokens returned %d after %.2f s, cpu %.3f s: %s",
+             rank, rc, MPI_Wtime() - t0, cpu_s() - c0, warmcal_gate_last_error(g));
+    /* the gate is unusable now, on this rank, without a collective */
+    if (warmcal_gate_max_tokens(g, "context", 0, &tokens, &limiting) != WARMCAL_E_STATE)
+        snprintf(line, sizeof line, "rank %d: max_tokens after a timeout did not fail", rank);
+    warmcal_gate_close(g);
+    report_then_abort(line, rc == WARMCAL_E_TIMEOUT ? 3 : 4);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -688,6 +1007,12 @@ int main(int argc, char **argv)
         a_rank_above_its_own_range_is_decided_on_its_memory();
     else if (strcmp(c, "truth") == 0)
         too_large_estimates_and_zero_tokens_are_named_as_such();
+    else if (strcmp(c, "budget") == 0)
+        budgets_are_the_same_on_every_rank_and_agree_with_decide();
+    else if (strcmp(c, "budgetfail") == 0)
+        budget_mismatches_and_failures_reach_every_rank_at_once();
+    else if (strcmp(c, "budgetstall") == 0)
+        a_rank_that_never_asks_for_the_budget();
     else if (strcmp(c, "absent") == 0)
         a_rank_that_never_opens();
     else if (strcmp(c, "stall") == 0 || strcmp(c, "kill") == 0)

@@ -1,12 +1,13 @@
 /* The table the C gate tests open, as tests/gate/python/gatetest.py writes
  * it for the Python ones: any rank (-1) needs 1 GiB + 1 MiB per token for
  * context passes of 1..32768 tokens, no margins, TP 4, GPU "test GPU";
- * `extra` shifts every need (another table). Needs ../check.h. */
+ * `extra` shifts every need (another table). Needs ../check.h. Inline, so
+ * that a test using only one of them builds without warnings. */
 #include "warmcal/table.h"
 
 /* An empty table of the tests' configuration (test-model, TP 4, "test
  * GPU", 80 GiB); the caller adds estimates and frees it. */
-static warmcal_table *new_test_table(void)
+static inline warmcal_table *new_test_table(void)
 {
     warmcal_table *t = NULL;
     warmcal_error err = {0};
@@ -18,7 +19,7 @@ static warmcal_table *new_test_table(void)
     return t;
 }
 
-static void write_test_table(const char *path, double extra)
+static inline void write_test_table(const char *path, double extra)
 {
     warmcal_table *t = new_test_table();
     warmcal_error err = {0};

@@ -13,7 +13,9 @@
  * +-64 TiB, at most 65536 ranks). It runs on host memory, is bounded by a
  * deadline, and also checks that every rank loaded the same table and asked
  * about the same shapes. Opening is bounded by the same deadline, so a rank
- * that never arrives is an error on the others, never a hang.
+ * that never arrives is an error on the others, never a hang. A token
+ * budget (warmcal_gate_max_tokens: the largest pass every rank can run)
+ * takes the same bounded, checked collective.
  *
  * Handles follow SQLite's rule: warmcal_gate_open always gives a handle
  * (unless out of memory), failed or not; read warmcal_gate_last_error on it,
@@ -188,6 +190,51 @@ WARMCAL_API int warmcal_gate_encode(warmcal_gate *g, const warmcal_shape *shapes
  * Errors: WARMCAL_E_MISMATCH as warmcal_gate_decide. */
 WARMCAL_API int warmcal_gate_decode(warmcal_gate *g, const int64_t *reduced, size_t n,
                                     warmcal_decision *out);
+
+/* Budgets: the largest token count every rank can run now, so a server caps
+ * its scheduler there (max_num_tokens) instead of meeting the limit as an
+ * out-of-memory error. Each rank probes its free memory once and computes
+ * its own budget by warmcal_table_max_tokens — the largest T such that
+ * every pass of 1..T tokens (batch 1) fits, need = estimate + the gate's
+ * reserve_bytes + `reserve` (this call's reserve adds to the gate's, as in
+ * decide every need carries the gate's), above the calibrated range as the
+ * gate's above_range says, a rank above its own range served by the
+ * any-rank entry — or, under WARMCAL_NEED_CONSTANT, by the constant rule.
+ * Then one collective takes the MINLOC over (tokens, rank): on every rank
+ * *tokens is the smallest budget (0: not even one token fits everywhere; at
+ * most WARMCAL_TABLE_TOKENS_MAX) and *limiting_rank the rank that has it,
+ * the lowest on ties. So decide runs a pass of *tokens tokens and skips one
+ * of *tokens + 1 (naming *limiting_rank unless another rank blocks too).
+ * label NULL means "context". `reserve` may differ between ranks (as the
+ * gate's own may); the label may not.
+ * The collective is decide's first one (same size, same checks, bounded by
+ * the same deadline), so every rank must call max_tokens at the same point,
+ * and a rank deciding there instead is a mismatch, not a hang. Collective
+ * over the gate's communicator. Errors, each on every rank:
+ * WARMCAL_E_FIELD (the table has no estimate for label serving
+ * *limiting_rank; *tokens is 0), WARMCAL_E_MISMATCH (different tables,
+ * labels, or another call on some rank), WARMCAL_E_TIMEOUT (a rank did not
+ * join before the deadline: the communicator is unusable, end the job),
+ * WARMCAL_E_UNSUPPORTED (a rank's probe failed), WARMCAL_E_INVAL (a rank's
+ * NULL tokens or limiting_rank: it still takes part, flagged),
+ * WARMCAL_E_STATE (a local gate, a gate that did not open, or one whose
+ * collective timed out or failed before). tokens and limiting_rank are the
+ * caller's; nothing is allocated. */
+WARMCAL_API int warmcal_gate_max_tokens(warmcal_gate *g, const char *label, uint64_t reserve,
+                                        uint64_t *tokens, int *limiting_rank);
+
+/* The same for a local gate, through the caller's collective: encode this
+ * rank's warmcal_gate_max_tokens_encoded_count() (6) signed 64-bit values
+ * into vals (probes free memory), reduce them with MIN over all ranks, and
+ * decode the result into the same budget on every rank. Errors: encode
+ * WARMCAL_E_INVAL (no vals), WARMCAL_E_STATE (not a local gate, or one that
+ * did not open); decode those, and WARMCAL_E_FIELD, WARMCAL_E_MISMATCH and
+ * WARMCAL_E_UNSUPPORTED as warmcal_gate_max_tokens. */
+WARMCAL_API size_t warmcal_gate_max_tokens_encoded_count(void);
+WARMCAL_API int warmcal_gate_max_tokens_encode(warmcal_gate *g, const char *label, uint64_t reserve,
+                                               int64_t *vals);
+WARMCAL_API int warmcal_gate_max_tokens_decode(warmcal_gate *g, const int64_t *reduced,
+                                               uint64_t *tokens, int *limiting_rank);
 
 /* Text of the last failure on this handle ("" when none); valid until the
  * next call on the handle. NULL handle: a static text. */

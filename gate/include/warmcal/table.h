@@ -167,6 +167,55 @@ WARMCAL_API int warmcal_table_estimate(const warmcal_table *t, int rank, const c
                                        uint64_t tokens, uint32_t batch, uint64_t *bytes,
                                        warmcal_error *err);
 
+/* The largest token count warmcal_table_max_tokens ever answers: the bound
+ * a trace's phases have (WARMCAL_TRACE_TOKENS_MAX, 2^40), so that a table
+ * extrapolating a flat estimate still gives a number. */
+#define WARMCAL_TABLE_TOKENS_MAX (UINT64_C(1) << 40)
+
+/* What stops a token budget (warmcal_table_max_tokens) where it stops: what
+ * a pass of one token more meets. The values are those of the gate's
+ * warmcal_reason for that pass (gate.h), so a budget and a decision speak
+ * of a limit alike. */
+typedef enum {
+    WARMCAL_BUDGET_BOUND = 0,       /* nothing below WARMCAL_TABLE_TOKENS_MAX: the search ends there */
+    WARMCAL_BUDGET_MEMORY = 1,      /* one token more needs more than free_bytes - reserve */
+    WARMCAL_BUDGET_RANGE = 3,       /* one token more lies above the calibrated range of every
+                                       entry that could serve the rank, policy refuse */
+    WARMCAL_BUDGET_NO_ESTIMATE = 4, /* no entry serves the rank and label at all */
+    WARMCAL_BUDGET_TOO_LARGE = 5    /* one token more has an estimate beyond 64 bits */
+} warmcal_budget_limit;
+
+/* The token budget of one rank: the largest T such that every pass of 1..T
+ * tokens (and `batch` sequences; version 1 estimates ignore it) fits, that
+ * is estimate + reserve <= free_bytes with the estimate of
+ * warmcal_table_estimate — the entry warmcal_table_find_for names (the
+ * rank's own, or the any-rank one above the rank's own range) — and the
+ * gate's arithmetic (need + reserve saturates at 2^64 - 1). So the gate
+ * runs a pass of T tokens and skips one of T + 1. 0 when not even one
+ * token fits; at most WARMCAL_TABLE_TOKENS_MAX.
+ * above_range: -1 for the table's policy, else a warmcal_above_policy
+ * (the gate's option of that name); under refuse no budget reaches above
+ * the calibrated range. Needs do not fall with tokens in a table that
+ * passes `warmcal check`, but only inside its ranges: extrapolating, a
+ * quadratic that bends down rises to its vertex and falls back, and a
+ * table that fails the check still reads. So the search follows the
+ * estimate piece by piece (its ends, its vertex), where it is monotone,
+ * and answers the first failure less one, never a larger count that fits
+ * again behind a failure. *limit (NULL allowed): what one token more meets,
+ * a warmcal_budget_limit. `warmcal plan` and warmcal_gate_max_tokens are
+ * built on this function.
+ * Errors: WARMCAL_E_FIELD when no entry serves (rank, label) (*tokens 0,
+ * *limit WARMCAL_BUDGET_NO_ESTIMATE, err.where "rank R, label L"),
+ * WARMCAL_E_INVAL for NULL arguments, rank < -1 or an unknown above_range. */
+WARMCAL_API int warmcal_table_max_tokens(const warmcal_table *t, int rank, const char *label,
+                                         uint32_t batch, int above_range, uint64_t free_bytes,
+                                         uint64_t reserve, uint64_t *tokens, int *limit,
+                                         warmcal_error *err);
+
+/* Name of a warmcal_budget_limit ("search bound", "low memory", "outside
+ * the calibrated range", "no estimate", "estimate too large"). */
+WARMCAL_API const char *warmcal_budget_limit_name(int limit);
+
 /* Evaluate one estimate (same rule, without lookup). Errors as
  * warmcal_table_estimate's, but for the lookup. */
 WARMCAL_API int warmcal_estimate_eval(const warmcal_estimate *e, warmcal_above_policy above,

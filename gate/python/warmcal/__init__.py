@@ -17,12 +17,12 @@ from ._capi import (E_FIELD, E_FORMAT, E_INVAL, E_IO, E_MISMATCH, E_NOMEM, E_OVE
                     E_STATE, E_TIMEOUT, E_UNSUPPORTED, REASON_ESTIMATE_TOO_LARGE,
                     REASON_INVALID_BATCH, REASON_LOW_MEMORY, REASON_NO_ESTIMATE,
                     REASON_OUT_OF_RANGE, REASON_RUN)
-from .gate import Decision, Gate, GateError, LibraryNotFoundError
+from .gate import Budget, Decision, Gate, GateError, LibraryNotFoundError
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Gate", "Decision", "GateError", "LibraryNotFoundError",
+    "Gate", "Decision", "Budget", "GateError", "LibraryNotFoundError",
     "REASON_RUN", "REASON_LOW_MEMORY", "REASON_INVALID_BATCH", "REASON_OUT_OF_RANGE",
     "REASON_NO_ESTIMATE", "REASON_ESTIMATE_TOO_LARGE",
     "E_INVAL", "E_NOMEM", "E_IO", "E_FORMAT", "E_FIELD", "E_STATE", "E_TIMEOUT", "E_MISMATCH",

@@ -119,6 +119,8 @@ def _declare(lib):
     shapes_p = ctypes.POINTER(Shape)
     dec_p = ctypes.POINTER(CDecision)
     i64_p = ctypes.POINTER(ctypes.c_int64)
+    u64_p = ctypes.POINTER(ctypes.c_uint64)
+    int_p = ctypes.POINTER(ctypes.c_int)
     protos = {
         "warmcal_gate_options_init": (None, [opts_p]),
         # MPI_Fint is a C int in Open MPI and MPICH alike
@@ -131,10 +133,16 @@ def _declare(lib):
         "warmcal_gate_encoded_count": (ctypes.c_size_t, [ctypes.c_size_t]),
         "warmcal_gate_encode": (ctypes.c_int, [gate_p, shapes_p, ctypes.c_size_t, i64_p]),
         "warmcal_gate_decode": (ctypes.c_int, [gate_p, i64_p, ctypes.c_size_t, dec_p]),
+        "warmcal_gate_max_tokens": (ctypes.c_int, [gate_p, ctypes.c_char_p, ctypes.c_uint64,
+                                                   u64_p, int_p]),
+        "warmcal_gate_max_tokens_encoded_count": (ctypes.c_size_t, []),
+        "warmcal_gate_max_tokens_encode": (ctypes.c_int, [gate_p, ctypes.c_char_p,
+                                                          ctypes.c_uint64, i64_p]),
+        "warmcal_gate_max_tokens_decode": (ctypes.c_int, [gate_p, i64_p, u64_p, int_p]),
         "warmcal_gate_last_error": (ctypes.c_char_p, [gate_p]),
         "warmcal_gate_last_code": (ctypes.c_int, [gate_p]),
         "warmcal_gate_close": (None, [gate_p]),
-        "warmcal_gate_probe_free": (ctypes.c_int, [gate_p, ctypes.POINTER(ctypes.c_uint64)]),
+        "warmcal_gate_probe_free": (ctypes.c_int, [gate_p, u64_p]),
         "warmcal_reason_name": (ctypes.c_char_p, [ctypes.c_int]),
         "warmcal_strerror": (ctypes.c_char_p, [ctypes.c_int]),
     }

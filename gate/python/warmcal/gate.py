@@ -1,8 +1,10 @@
 """warmcal.Gate: the start-up gate of warmcal/gate.h for Python servers.
 
 A gate opened on an mpi4py communicator decides a list of warmup shapes in
-one MPI collective; a gate opened with rank= and world_size= (no MPI at all)
-decides through the caller's own MIN collective, e.g. torch.distributed.
+one MPI collective, and answers the largest token count every rank can run
+(max_tokens) in one more; a gate opened with rank= and world_size= (no MPI
+at all) does both through the caller's own MIN collective, e.g.
+torch.distributed.
 Every failure is a GateError carrying the C library's message and code, and
 a failure that concerns several ranks is raised on all of them.
 """
@@ -11,6 +13,7 @@ import ctypes
 import operator
 import os
 import sys
+from typing import NamedTuple
 
 from . import _capi
 
@@ -92,6 +95,18 @@ class Decision:
                                                  self.reason))
 
 
+class Budget(NamedTuple):
+    """The largest token count every rank can run now, the same on every rank
+    (Gate.max_tokens). Unpacks as (tokens, limiting_rank).
+
+    tokens         every pass of 1..tokens tokens fits on every rank; 0 when not
+                   even one token does
+    limiting_rank  the rank with the smallest budget, the lowest on ties
+    """
+    tokens: int
+    limiting_rank: int
+
+
 _REASON_NAMES = {
     _capi.REASON_RUN: "run",
     _capi.REASON_LOW_MEMORY: "low memory",
@@ -138,6 +153,19 @@ class _FreeProbe:
     def take_error(self):
         e, self.error = self.error, None
         return e
+
+
+def _label_bytes(what, label):
+    """label (None: "context") as the C library's UTF-8 bytes, else GateError
+    naming what."""
+    if label is None:
+        label = "context"
+    if not isinstance(label, str) or not label or "\0" in label:
+        raise GateError("%s: expected a non-empty string or None, found %r" % (what, label))
+    try:
+        return label.encode("utf-8")
+    except UnicodeEncodeError:
+        raise GateError("%s: %r cannot be encoded as UTF-8" % (what, label)) from None
 
 
 def _mpi_module():
@@ -410,14 +438,7 @@ class Gate:
             # the reduction: its exception waits until then
             cause = self._take_cause()
             self._check(rc, cause if rc else None)
-            local = list(vals)
-            try:
-                reduced = allreduce_min(list(local))
-            except Exception as e:
-                raise GateError("decide: allreduce_min raised %s: %s (the server's collective "
-                                "failed; its group may be unusable)" % (type(e).__name__, e),
-                                _capi.E_STATE) from e
-            reduced = self._validate_reduced(reduced, local)
+            reduced = self._reduce_min("decide", allreduce_min, list(vals))
             rc = lib.warmcal_gate_decode(h, (ctypes.c_int64 * count)(*reduced), n, out)
             self._check(rc, cause)
         else:
@@ -425,6 +446,69 @@ class Gate:
             self._check(rc, self._take_cause())
         del keep
         return [self._decision(out[i], cshapes[i]) for i in range(n)]
+
+    def max_tokens(self, label="context", reserve_bytes=0, allreduce_min=None):
+        """The largest token count every rank can run now, so a server caps
+        its scheduler (max_num_tokens) there instead of meeting the limit as
+        an out-of-memory error: a Budget(tokens, limiting_rank), the same on
+        every rank, taken in one collective (over MPI, decide's: bounded by
+        deadline_s, checked alike).
+
+        Each rank's budget is the largest T such that every pass of 1..T
+        tokens (batch 1) of this label fits its free memory by the table:
+        estimate + the gate's reserve_bytes + this call's reserve_bytes (they
+        add up; either may differ between ranks), above the calibrated range
+        as above_range says. tokens is the smallest over the ranks and
+        limiting_rank the rank that has it (the lowest on ties), so decide()
+        runs a pass of `tokens` tokens and skips one of `tokens + 1`. label
+        None means "context"; it must be the same on every rank.
+
+        A local gate needs allreduce_min, as decide() does (called once, with
+        6 ints).
+
+        Raises GateError: .code E_FIELD (the table has no estimate for label
+        serving some rank; the message names it), E_MISMATCH (ranks loaded
+        different tables, asked about different labels, or one rank decided
+        meanwhile), E_TIMEOUT (a rank did not join within deadline_s: end
+        the job), E_UNSUPPORTED (a rank could not probe its free memory),
+        E_INVAL (bad arguments: on an MPI gate this rank still takes part,
+        flagged, so the others raise at once, naming it).
+        """
+        h = self._check_open()
+        lib = self._lib
+        try:
+            if not self._local and allreduce_min is not None:
+                raise GateError("max_tokens: allreduce_min is for gates opened with rank=/"
+                                "world_size=; this gate reduces over its MPI communicator")
+            lb = _label_bytes("max_tokens: label", label)
+            reserve = _int("max_tokens: reserve_bytes", reserve_bytes, 0, _U64_MAX)
+        except BaseException as e:  # noqa: B036 — whatever failed, the others must learn of it
+            if not self._local:
+                # no place for the result: the C library takes part, flagged
+                lib.warmcal_gate_max_tokens(h, None, 0, None, None)
+            if isinstance(e, Exception) and not isinstance(e, GateError):
+                raise GateError("max_tokens: %s" % _failure(e)[1]) from e
+            raise
+        tokens, rank = ctypes.c_uint64(), ctypes.c_int()
+        if self._local:
+            if allreduce_min is None or not callable(allreduce_min):
+                raise GateError("max_tokens: a gate opened with rank=/world_size= needs "
+                                "allreduce_min=, a function reducing a list of ints with MIN "
+                                "over the server's group")
+            count = lib.warmcal_gate_max_tokens_encoded_count()
+            vals = (ctypes.c_int64 * count)()
+            rc = lib.warmcal_gate_max_tokens_encode(h, lb, reserve, vals)
+            cause = self._take_cause()  # flagged in vals, raised after the reduction
+            self._check(rc, cause if rc else None)
+            reduced = self._reduce_min("max_tokens", allreduce_min, list(vals))
+            rc = lib.warmcal_gate_max_tokens_decode(h, (ctypes.c_int64 * count)(*reduced),
+                                                    ctypes.byref(tokens), ctypes.byref(rank))
+            self._check(rc, cause)
+        else:
+            rc = lib.warmcal_gate_max_tokens(h, lb, reserve, ctypes.byref(tokens),
+                                             ctypes.byref(rank))
+            self._check(rc, self._take_cause())
+        return Budget(tokens.value, rank.value)
 
     def probe_free(self):
         """This rank's free device memory as the gate's probe sees it."""
@@ -450,17 +534,7 @@ class Gate:
                                 "found %r" % (i, s))
             tokens = _int("shapes[%d] tokens" % i, s[0], 1, _U64_MAX)
             batch = _int("shapes[%d] batch" % i, s[1], 0, (1 << 32) - 1)
-            label = s[2]
-            if label is None:
-                label = "context"
-            if not isinstance(label, str) or not label or "\0" in label:
-                raise GateError("shapes[%d] label: expected a non-empty string or None, "
-                                "found %r" % (i, label))
-            try:
-                lb = label.encode("utf-8")
-            except UnicodeEncodeError:
-                raise GateError("shapes[%d] label: %r cannot be encoded as UTF-8" % (i, label)) \
-                    from None
+            lb = _label_bytes("shapes[%d] label" % i, s[2])
             keep.append(lb)
             valid = True if len(s) == 3 else s[3]
             if not isinstance(valid, bool) and type(valid).__name__ != "bool_":  # numpy's
@@ -478,22 +552,30 @@ class Gate:
         return arr, keep
 
     @staticmethod
-    def _validate_reduced(reduced, local):
+    def _reduce_min(call, allreduce_min, local):
+        """The caller's MIN collective over this rank's values, called once,
+        its result checked: as many ints as given, none above this rank's."""
+        try:
+            reduced = allreduce_min(list(local))
+        except Exception as e:
+            raise GateError("%s: allreduce_min raised %s: %s (the server's collective failed; "
+                            "its group may be unusable)" % (call, type(e).__name__, e),
+                            _capi.E_STATE) from e
         n = len(local)
         try:
             vals = list(reduced)
         except TypeError:
-            raise GateError("decide: allreduce_min returned %s, expected a list of %d ints"
-                            % (type(reduced).__name__, n)) from None
+            raise GateError("%s: allreduce_min returned %s, expected a list of %d ints"
+                            % (call, type(reduced).__name__, n)) from None
         if len(vals) != n:
-            raise GateError("decide: allreduce_min returned %d values for %d: it must return "
-                            "the whole list reduced element-wise" % (len(vals), n))
+            raise GateError("%s: allreduce_min returned %d values for %d: it must return "
+                            "the whole list reduced element-wise" % (call, len(vals), n))
         out = []
         for i, v in enumerate(vals):
-            v = _int("decide: allreduce_min result[%d]" % i, v, _I64_MIN, _I64_MAX)
+            v = _int("%s: allreduce_min result[%d]" % (call, i), v, _I64_MIN, _I64_MAX)
             if v > local[i]:
-                raise GateError("decide: allreduce_min result[%d] is %d, above this rank's own "
-                                "%d: not a MIN reduction" % (i, v, local[i]))
+                raise GateError("%s: allreduce_min result[%d] is %d, above this rank's own "
+                                "%d: not a MIN reduction" % (call, i, v, local[i]))
             out.append(v)
         return out
 

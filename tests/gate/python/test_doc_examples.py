@@ -1,8 +1,10 @@
 """The Python examples of docs/integration.md, cut from the document and run
 as written on 4 ranks (`mpirun -np 4 python3 -m mpi4py test_doc_examples.py
 DIR`), with a fake engine standing in for the server: the mpi4py example over
-COMM_WORLD, then the torch.distributed example over a Gloo group (CUDA's
-free-memory call answered by the fake engine, as there is no GPU here).
+COMM_WORLD, then the budget example (max_tokens capping the engine's
+max_num_tokens), then the torch.distributed example over a Gloo group
+(CUDA's free-memory call answered by the fake engine, as there is no GPU
+here).
 Rank 2 has 5 GiB free, the others 40 GiB, on a TP-4 table that needs 1 GiB +
 1 MiB per context token: every rank runs and skips the same passes.
 """
@@ -38,6 +40,7 @@ class Engine:
 
     def __init__(self):
         self.ran = []
+        self.max_num_tokens = 8192
 
     def batch_ok(self, batch):
         return True
@@ -71,14 +74,14 @@ class Recorder(logging.Handler):
 def examples():
     with open(GUIDE) as f:
         blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-    check(len(blocks) == 2, "docs/integration.md has %d python examples, expected 2"
+    check(len(blocks) == 3, "docs/integration.md has %d python examples, expected 3"
           % len(blocks))
     return blocks
 
 
 def main():
     folder = sys.argv[1]
-    mpi_example, torch_example = examples()
+    mpi_example, torch_example, budget_example = examples()
     if rank == 0:
         import json
         with open(os.path.join(folder, "table.json"), "w") as f:
@@ -100,7 +103,18 @@ def main():
     everyone = comm.allgather((engine.ran, rec.lines))
     check(all(e == everyone[0] for e in everyone), "the ranks did not run the same passes")
 
-    # 2. torch.distributed: a Gloo group, the CUDA free-memory call answered here
+    # 2. the budget: rank 2's 5 GiB less the 512 MiB reserve and 1 GiB hold
+    # 3584 context tokens, below the engine's 8192, on every rank alike
+    rec.lines.clear()
+    engine = Engine()
+    exec(compile(budget_example, "docs/integration.md (budget example)", "exec"),
+         {"engine": engine})
+    check(engine.max_num_tokens == (5 * GiB - (512 << 20) - GiB) >> 20 == 3584,
+          "budget example capped max_num_tokens to %d" % engine.max_num_tokens)
+    check(rec.lines == ["max_num_tokens capped from 8192 to 3584: rank 2 has no room for more"],
+          "budget example logged %r" % rec.lines)
+
+    # 3. torch.distributed: a Gloo group, the CUDA free-memory call answered here
     port = None
     if rank == 0:
         with socket.socket() as s:

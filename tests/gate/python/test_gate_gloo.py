@@ -3,7 +3,8 @@ exactly what MPI gates decide. Run by run_job.py as
 `mpirun -np 4 python3 -m mpi4py test_gate_gloo.py DIR`: every rank opens an
 MPI gate on COMM_WORLD and a local gate (rank=, world_size=) reduced through a
 Gloo group over TCP, for the same table, shapes and free memory, and the
-decisions must be equal field for field, reason text included.
+decisions must be equal field for field, reason text included; so must the
+token budgets (max_tokens) of the two.
 """
 
 import datetime
@@ -65,9 +66,13 @@ def main():
     for i, (free, shapes) in enumerate(SCENARIOS):
         with warmcal.Gate(table, comm=comm, reserve_bytes=RESERVE, free_bytes=free[rank]) as g:
             over_mpi = g.decide(shapes)
+            budget_mpi = g.max_tokens()
         with warmcal.Gate(table, rank=rank, world_size=size, reserve_bytes=RESERVE,
                           free_bytes=lambda: free[rank]) as g:
             over_gloo = g.decide(shapes, allreduce_min=allreduce_min)
+            budget_gloo = g.max_tokens(allreduce_min=allreduce_min)
+        check(budget_mpi == budget_gloo, "scenario %d: MPI budget %r, Gloo budget %r"
+              % (i, budget_mpi, budget_gloo))
         for a, b in zip(over_mpi, over_gloo):
             check(a == b, "scenario %d: MPI and Gloo decisions differ:\n  MPI  %r\n  Gloo %r"
                   % (i, a, b))
@@ -84,6 +89,11 @@ def main():
         expect_gate_error(lambda: g.decide([(1024 + (rank == 1), 1, "context")],
                                            allreduce_min=allreduce_min),
                           warmcal.E_MISMATCH, "different shape lists")
+        expect_gate_error(lambda: g.max_tokens("generation" if rank == 1 else "context",
+                                               allreduce_min=allreduce_min),
+                          warmcal.E_MISMATCH, "different labels")
+        expect_gate_error(lambda: g.max_tokens("generation", allreduce_min=allreduce_min),
+                          warmcal.E_FIELD, "the table has no generation estimate for rank 0")
     dist.destroy_process_group()
     comm.Barrier()
     say("ok gloo (rank %d)" % rank)

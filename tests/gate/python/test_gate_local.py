@@ -10,6 +10,9 @@
     test_gate_local.py tables WARMCAL     the test tables pass `warmcal check`
     test_gate_local.py reasons DIR        decisions above a rank's own range, beyond
                                           64 bits, and shapes of 0 tokens
+    test_gate_local.py budget DIR         max_tokens of a local gate in a world of
+                                          one: its numbers, its errors, decide's
+                                          agreement
 """
 
 import ctypes
@@ -23,7 +26,7 @@ import tempfile
 
 import warmcal
 from warmcal import _capi
-from gatetest import (GiB, RESERVE, TABLES, check, expect_gate_error, need, nothing_printed,
+from gatetest import (GiB, MiB, RESERVE, TABLES, check, expect_gate_error, need, nothing_printed,
                       table, write_tables)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -349,6 +352,80 @@ def reasons(folder):
                               warmcal.E_INVAL, "tokens")
 
 
+def budget(folder):
+    """A local gate's token budget with the caller's collective standing for
+    a group of one: the numbers (a rank above its own range is served by the
+    any-rank entry, as in decide), the errors, and that a pass of the budget
+    runs and one token more does not."""
+    write_tables(folder)
+    doc = table()
+    any_rank = doc["estimates"][0]
+    any_rank["model"]["coefficients"] = [float(GiB), 120.0 * 1024]
+    rank0 = json.loads(json.dumps(any_rank))
+    rank0.update(rank=0, tokens_max=16384)
+    rank0["model"]["coefficients"] = [float(GiB), 100.0 * 1024]
+    doc["estimates"].append(rank0)
+    path = os.path.join(folder, "rank0-short.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    one = lambda v: v  # noqa: E731 — this rank alone is the group's minimum
+    calls = []
+
+    def counted(v):
+        calls.append(len(v))
+        return v
+    with nothing_printed("budget"):
+        # rank 0 with 3.5 GiB: past its own range (16384), on the any-rank entry
+        with warmcal.Gate(path, rank=0, world_size=4, reserve_bytes=RESERVE,
+                          free_bytes=7 * GiB // 2) as g:
+            b = g.max_tokens(allreduce_min=counted)
+            check(calls == [6], "one call of the collective, 6 values: %r" % calls)
+            check(b == ((7 * GiB // 2 - GiB - RESERVE) // (120 * 1024), 0), repr(b))
+            check(b.tokens > 16384 and b.limiting_rank == 0, repr(b))
+            d = g.decide([(b.tokens, 1, None), (b.tokens + 1, 1, None)], allreduce_min=one)
+            check(d[0].run and not d[1].run and d[1].reason_code == warmcal.REASON_LOW_MEMORY,
+                  repr(d))
+            # the call's reserve adds to the gate's
+            b2 = g.max_tokens(reserve_bytes=120 * 1024 * 10, allreduce_min=one)
+            check(b2.tokens == b.tokens - 10, "%r then %r" % (b, b2))
+        # rank 1 (the any-rank entry alone), a table of another TP size allowed
+        with warmcal.Gate(path, rank=1, world_size=4, free_bytes=80 * GiB) as g:
+            check(g.max_tokens(allreduce_min=one) == (32768, 1), "the range ends it")
+        with warmcal.Gate(path, rank=0, world_size=4, free_bytes=80 * GiB,
+                          above_range="extrapolate") as g:
+            check(g.max_tokens(allreduce_min=one) == ((79 * GiB) // (120 * 1024), 0),
+                  "extrapolated to 80 GiB")
+        # the original fix's constant need: every pass up to 256 tokens runs
+        with warmcal.Gate(None, rank=2, world_size=4, free_bytes=100 * MiB,
+                          need_policy="constant", constant_bytes_per_token=MiB,
+                          constant_min_tokens=256) as g:
+            check(g.max_tokens(allreduce_min=one) == (256, 2), "constant need")
+        # errors: clear, with their codes
+        with warmcal.Gate(path, rank=0, world_size=4, free_bytes=40 * GiB) as g:
+            expect_gate_error(lambda: g.max_tokens("generation", allreduce_min=one),
+                              warmcal.E_FIELD, "no generation estimate for rank 0")
+            for kw, needle in ((dict(label=5, allreduce_min=one), "max_tokens: label"),
+                               (dict(label="", allreduce_min=one), "max_tokens: label"),
+                               (dict(reserve_bytes=-1, allreduce_min=one), "reserve_bytes"),
+                               (dict(reserve_bytes=1.5, allreduce_min=one), "reserve_bytes"),
+                               (dict(allreduce_min=5), "needs allreduce_min"),
+                               (dict(), "needs allreduce_min")):
+                expect_gate_error(lambda: g.max_tokens(**kw), warmcal.E_INVAL, needle)
+            expect_gate_error(lambda: g.max_tokens(allreduce_min=lambda v: [x + 1 for x in v]),
+                              warmcal.E_INVAL, "not a MIN reduction")
+            def broken(v):
+                raise RuntimeError("Gloo connection closed")
+            expect_gate_error(lambda: g.max_tokens(allreduce_min=broken), warmcal.E_STATE,
+                              "max_tokens: allreduce_min raised RuntimeError")
+        def no_device():
+            raise ValueError("no device")
+        with warmcal.Gate(path, rank=0, world_size=4, free_bytes=no_device) as g:
+            e = expect_gate_error(lambda: g.max_tokens(allreduce_min=one), warmcal.E_UNSUPPORTED,
+                                  "no device")
+            check(isinstance(e.__cause__, ValueError), repr(e.__cause__))
+        expect_gate_error(lambda: g.max_tokens(allreduce_min=one), warmcal.E_STATE, "closed")
+
+
 def tables(cli):
     folder = tempfile.mkdtemp(prefix="warmcal-tables-")
     try:
@@ -367,10 +444,11 @@ def tables(cli):
 
 def main():
     case, arg = sys.argv[1], sys.argv[2]
-    if case in ("lookup", "lifetime", "cuda", "reasons"):
+    if case in ("lookup", "lifetime", "cuda", "reasons", "budget"):
         folder = tempfile.mkdtemp(prefix="warmcal-pytest-", dir=arg)
         try:
-            {"lookup": lookup, "lifetime": lifetime, "cuda": cuda, "reasons": reasons}[case](folder)
+            {"lookup": lookup, "lifetime": lifetime, "cuda": cuda, "reasons": reasons,
+             "budget": budget}[case](folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     else:

@@ -307,6 +307,91 @@ def a_rank_late_by_less_than_the_deadline_opens_normally():
         check(d[0].run and not d[1].run and d[1].blocking_rank == 2, "decisions: %r" % d)
 
 
+def budget_of(free, reserve=RESERVE):
+    """One rank's budget on table "a" with free bytes: the largest count
+    whose need fits, within the calibrated range (gatetest.need's arithmetic)."""
+    room = free - GiB - reserve
+    return max(0, min(TOKENS_MAX, room // MiB))
+
+
+def budgets_are_the_same_on_every_rank_and_agree_with_decide():
+    # rank 3 has 2.5 GiB + 123 bytes (room for 1280 tokens), rank 2 5 GiB,
+    # the others 40 GiB; ranks 1 and 3 report it through a callable
+    free = {3: 5 * GiB // 2 + 123, 2: 5 * GiB}.get(rank, 40 * GiB)
+    with gate(free=(lambda: free) if rank % 2 else free) as g:
+        b = g.max_tokens()
+        same_on_every_rank(b, "budgets")
+        everyone = comm.allgather(free)
+        want = min(budget_of(f) for f in everyone)
+        check(b == (want, everyone.index(min(everyone))) == (1280, 3),
+              "the smallest budget and its rank: %r" % (b,))
+        tokens, limiting = b  # a (tokens, limiting_rank) pair
+        check(isinstance(b, warmcal.gate.Budget) and b.tokens == tokens
+              and b.limiting_rank == limiting, repr(b))
+        # decide runs that many tokens and skips one more, naming the same rank
+        d = g.decide([(tokens, 1, "context"), (tokens + 1, 1, "context")])
+        check(d[0].run and not d[1].run and d[1].blocking_rank == limiting
+              and d[1].reason_code == warmcal.REASON_LOW_MEMORY, "decide agrees: %r" % d)
+        # the call's reserve adds to the gate's; a label None is "context"
+        b = g.max_tokens(None, reserve_bytes=100 * MiB)
+        same_on_every_rank(b, "budgets with a reserve")
+        check(b == (1180, 3), "100 MiB more reserve, 100 tokens less: %r" % (b,))
+        # every rank's budget reaches the range's end: all tie, rank 0 is named
+    with gate(free=40 * GiB) as g:
+        b = g.max_tokens("context")
+        check(b == (TOKENS_MAX, 0), "the calibrated range ends it: %r" % (b,))
+        d = g.decide([(TOKENS_MAX + 1, 1, "context")])
+        check(d[0].reason_code == warmcal.REASON_OUT_OF_RANGE and d[0].blocking_rank == 0,
+              "decide agrees: %r" % d)
+    with gate(free=40 * GiB if rank != 2 else 40 * GiB - 1, above_range="extrapolate") as g:
+        b = g.max_tokens()
+        check(b == ((40 * GiB - 1 - GiB - RESERVE) // MiB, 2), "extrapolated: %r" % (b,))
+    with gate(free=GiB if rank == 1 else 40 * GiB) as g:
+        check(g.max_tokens() == (0, 1), "nothing fits rank 1")
+
+
+def budget_mismatches_and_bad_arguments_raise_on_every_rank():
+    E = warmcal
+    with gate("b.json" if rank == 3 else "a.json") as g:
+        error_on_every_rank(g.max_tokens, E.E_MISMATCH, "different tables")
+    with gate(deadline_s=LONG_DEADLINE_S) as g:
+        t0 = time.monotonic()
+        error_on_every_rank(lambda: g.max_tokens("generation" if rank == 2 else "context"),
+                            E.E_MISMATCH, "different labels")
+        # a label no rank has an estimate for: the lowest rank is named
+        e = error_on_every_rank(lambda: g.max_tokens("generation"), E.E_FIELD,
+                                "the table has no generation estimate for rank 0")
+        # bad arguments on rank 2 only: it takes part, flagged
+        e = error_on_every_rank(lambda: g.max_tokens(reserve_bytes=-1 if rank == 2 else 0),
+                                E.E_INVAL)
+        check(("reserve_bytes" in str(e)) if rank == 2
+              else "rank 2 could not take part in the token budget" in str(e), str(e))
+        e = error_on_every_rank(lambda: g.max_tokens("\ud800" if rank == 0 else "context"),
+                                E.E_INVAL)
+        check(("UTF-8" in str(e)) if rank == 0
+              else "rank 0 could not take part in the token budget" in str(e), str(e))
+        # rank 1 decides where the others ask for a budget
+        e = error_on_every_rank(lambda: g.decide([(1024, 1, "context")]) if rank == 1
+                                else g.max_tokens(), E.E_MISMATCH,
+                                "rank 0 asked about a token budget and rank 1 about 1 shape")
+        took = time.monotonic() - t0
+        check(took < AT_ONCE_S, "took %.1f s (deadline 60 s)" % took)
+        error_on_every_rank(lambda: g.max_tokens(allreduce_min=lambda v: v), E.E_INVAL,
+                            "allreduce_min")
+        check(g.max_tokens() == (TOKENS_MAX, 0), "the gate answers again")
+    expect_gate_error(g.max_tokens, E.E_STATE, "closed")
+    # a callback that raises on rank 0 fails every rank; rank 0 keeps the cause
+    def free():
+        if rank == 0:
+            raise ValueError("no device")
+        return 40 * GiB
+    with gate(free=free) as g:
+        e = error_on_every_rank(g.max_tokens, E.E_UNSUPPORTED,
+                                "rank 0 could not probe its free memory")
+        if rank == 0:
+            check(isinstance(e.__cause__, ValueError), repr(e.__cause__))
+
+
 def report_then_abort(line):
     """Rank 0 prints every waiting rank's report (rank 2 is the missing one)
     in one write, then ends the job: no line can be lost to the abort, and no
@@ -347,6 +432,25 @@ def a_rank_that_never_opens():
     report_then_abort(line)
 
 
+def a_rank_that_never_asks_for_the_budget():
+    """Rank 2 never calls max_tokens; the others report what it raised, how
+    long it took and its CPU time, then end the job."""
+    g = gate(deadline_s=2.0)
+    comm.Barrier()
+    if rank == 2:
+        say("rank 2: never asking for the budget")
+        while True:
+            time.sleep(1.0)  # the others give up after their deadline and abort
+    t0, c0 = time.monotonic(), time.process_time()
+    try:
+        g.max_tokens()
+        line = "rank %d: max_tokens returned" % rank
+    except warmcal.GateError as e:
+        line = "rank %d: GateError %d after %.2f s, cpu %.3f s: %s" % (
+            rank, e.code, time.monotonic() - t0, time.process_time() - c0, e)
+    report_then_abort(line)
+
+
 def a_rank_that_stops_calling_decide(kill_it):
     """Rank 2 never decides (it sleeps, or dies); the others report what
     decide raised, how long it took and its CPU time, then end the job."""
@@ -378,6 +482,9 @@ CASES = {
     "errors": bad_tables_options_and_missing_driver_raise_clear_errors,
     "onefails": a_rank_with_bad_arguments_or_shapes_fails_every_rank_at_once,
     "late": a_rank_late_by_less_than_the_deadline_opens_normally,
+    "budget": budgets_are_the_same_on_every_rank_and_agree_with_decide,
+    "budgetfail": budget_mismatches_and_bad_arguments_raise_on_every_rank,
+    "budgetstall": a_rank_that_never_asks_for_the_budget,
     "absent": a_rank_that_never_opens,
     "stall": lambda: a_rank_that_stops_calling_decide(False),
     "kill": lambda: a_rank_that_stops_calling_decide(True),

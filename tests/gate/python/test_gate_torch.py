@@ -44,6 +44,17 @@ def worker(rank, world, folder, port):
               and d[1].reason_code == warmcal.REASON_LOW_MEMORY, repr(d[1]))
         check(not d[2].run and d[2].blocking_rank == 3
               and d[2].reason_code == warmcal.REASON_INVALID_BATCH, repr(d[2]))
+        # the largest pass every rank can run: rank 0's 3 GiB, in one more call of
+        # the same collective (6 values); decide agrees at it and one token above
+        b = g.max_tokens("context", allreduce_min=allreduce_min)
+        check(calls[-1] == 6 and len(calls) == 2, "one collective per budget: %r" % calls)
+        check(b == ((3 * GiB - GiB - RESERVE) // MiB, 0), repr(b))
+        d2 = g.decide([(b.tokens, 1, "context"), (b.tokens + 1, 1, "context")],
+                      allreduce_min=allreduce_min)
+        check(d2[0].run and not d2[1].run and d2[1].blocking_rank == b.limiting_rank, repr(d2))
+        expect_gate_error(lambda: g.max_tokens(), warmcal.E_INVAL, "needs allreduce_min")
+        expect_gate_error(lambda: g.max_tokens(allreduce_min=lambda v: v[:-1]), warmcal.E_INVAL,
+                          "max_tokens: allreduce_min returned 5 values for 6")
         # a warmup loop: every rank skips the same shapes
         ran = [s[0] for s, x in zip(shapes, d) if x.run]
         everyone = [None] * world
