@@ -30,23 +30,33 @@ static void resolve_options(const warmcal_fit_options *in, warmcal_fit_options *
         o->parsimony = DEFAULT_PARSIMONY;
 }
 
+static uint64_t add_saturated(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 uint64_t warmcal_phase_need(const warmcal_phase *p)
 {
     uint64_t need = p->live_peak - p->live_begin;
-    if (p->device_free_begin != WARMCAL_FREE_UNKNOWN && p->device_free_end != WARMCAL_FREE_UNKNOWN &&
-        p->device_free_begin > p->device_free_end) {
-        uint64_t device_growth = p->device_free_begin - p->device_free_end;
-        uint64_t api_growth = p->live_end > p->live_begin ? p->live_end - p->live_begin : 0;
-        /* A caching allocator (the torch source) keeps what a pass freed:
-         * device free memory falls by its reservation's growth, which the
-         * peak above already holds, so that growth is explained too. */
-        uint64_t cache_growth =
-            p->reserved_end > p->reserved_begin ? p->reserved_end - p->reserved_begin : 0;
-        if (cache_growth > api_growth)
-            api_growth = cache_growth;
-        if (device_growth > api_growth)
-            need += device_growth - api_growth;
+    if (p->device_free_begin == WARMCAL_FREE_UNKNOWN || p->device_free_end == WARMCAL_FREE_UNKNOWN)
+        return need;
+    /* Memory taken outside what the source accounts for = the fall of device
+     * free memory less the growth of what it accounts for, compared as
+     * (free_begin + accounted_begin) against (free_end + accounted_end) so
+     * that no difference goes negative. A caching allocator (the torch
+     * source: reserved_* set) accounts for its whole reservation: it keeps
+     * what a pass freed, and a cache it gives back during the phase would
+     * otherwise hide memory taken beside it. Without one, the live bytes. */
+    int cache = p->reserved_begin || p->reserved_end;
+    uint64_t before = p->device_free_begin, after = p->device_free_end;
+    if (cache) {
+        before = add_saturated(before, p->reserved_begin);
+        after = add_saturated(after, p->reserved_end);
+    } else if (p->live_end > p->live_begin) {
+        after = add_saturated(after, p->live_end - p->live_begin);
     }
+    if (before > after)
+        need = add_saturated(need, before - after);
     return need;
 }
 

@@ -341,8 +341,10 @@ static void relative_margin_scales_the_model_and_survives_a_round_trip(void)
 }
 
 /* A phase's need: the peak delta, plus device free memory that fell by more
- * than the API explains; a caching allocator's reservation growth (the torch
- * source) explains it too, so a cache kept after a pass is not counted twice. */
+ * than the source accounts for; with a caching allocator's reservation (the
+ * torch source) that is the reservation's change, so a cache kept after a
+ * pass is not counted twice and a cache given back does not hide memory
+ * taken beside it. */
 static void need_adds_unexplained_growth_once(void)
 {
     warmcal_phase p = {.tokens = 1, .live_begin = 100 * MiB, .live_peak = 400 * MiB,
@@ -360,9 +362,16 @@ static void need_adds_unexplained_growth_once(void)
     /* a reservation that grew more than free memory fell: nothing is added */
     p.reserved_end = 600 * MiB;
     CHECK_EQ_U64(warmcal_phase_need(&p), 300 * MiB);
-    /* a reservation that shrank (emptied cache) explains nothing */
+    /* a reservation that shrank by 400 MiB (an emptied cache) while free
+     * memory still fell by 50: 450 MiB were taken beside the allocator */
     p.reserved_end = 100 * MiB;
-    CHECK_EQ_U64(warmcal_phase_need(&p), 320 * MiB);
+    CHECK_EQ_U64(warmcal_phase_need(&p), 750 * MiB);
+    /* the cache gave back more than was taken beside it: free memory rose */
+    p.device_free_end = 10100 * MiB;
+    CHECK_EQ_U64(warmcal_phase_need(&p), 600 * MiB);
+    p.device_free_end = 10500 * MiB;
+    CHECK_EQ_U64(warmcal_phase_need(&p), 300 * MiB);
+    p.device_free_end = 9950 * MiB;
     p.device_free_end = WARMCAL_FREE_UNKNOWN;
     CHECK_EQ_U64(warmcal_phase_need(&p), 300 * MiB);
 }

@@ -4,7 +4,7 @@
  * numbers. The test sets its own environment; it starts from none of the
  * variables set. */
 #define _POSIX_C_SOURCE 200809L
-#include "inject.h"
+#include "warmcal/launcher.h"
 
 #include "warmcal/error.h"
 
@@ -33,7 +33,7 @@ typedef struct {
 static result run(void)
 {
     result r;
-    r.rc = warmcal__launcher_rank(&r.rank, &r.size, &r.from, r.msg, sizeof r.msg);
+    r.rc = warmcal_launcher_rank(NULL, NULL, &r.rank, &r.size, &r.from, r.msg, sizeof r.msg);
     return r;
 }
 

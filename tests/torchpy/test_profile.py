@@ -330,6 +330,12 @@ def case_cpu_torch(out):
     expect_raises(RuntimeError, run, "no CUDA device")
     check(not os.path.exists(target), "nothing written")
 
+    def mark_only():
+        # outside record(): only the NVTX range, which CPU torch cannot open
+        with wp.phase(tokens=64):
+            pass
+    expect_raises(RuntimeError, mark_only, "no CUDA device")
+
 
 def case_devices(out):
     """Several devices per process: only the given device's counters are

@@ -57,9 +57,12 @@ WARMCAL_API int warmcal_fit_points(const double *t, const double *y, size_t n,
 WARMCAL_API void warmcal_estimate_clear(warmcal_estimate *e);
 
 /* Need of a phase in bytes: live_peak - live_begin, plus the drop in device
- * free memory over the phase that allocation events do not explain, when both
- * edges were sampled. Explained is the growth of live bytes, or of a caching
- * allocator's reservation (reserved_end - reserved_begin) when larger. */
+ * free memory over the phase that the source does not account for, when both
+ * edges were sampled: the drop less the growth of live bytes or, when the
+ * phase carries a caching allocator's reservation (reserved_begin or
+ * reserved_end non-zero), less the reservation's change (a cache given back
+ * during the phase adds to what was taken beside it). Saturates at
+ * UINT64_MAX. */
 WARMCAL_API uint64_t warmcal_phase_need(const warmcal_phase *p);
 
 /* A (rank, label) that could not be estimated, and why. */

@@ -87,18 +87,6 @@ class CTrace(ctypes.Structure):
     ]
 
 
-class CPhaseMessage(ctypes.Structure):
-    """warmcal_phase_message (warmcal/phase_message.h)."""
-    _fields_ = [("tokens", ctypes.c_uint64), ("batch", ctypes.c_uint32),
-                ("label", ctypes.c_char * LABEL_LEN)]
-
-
-# warmcal_phase_message_result
-MSG_PHASE, MSG_NOT_OURS = 1, 0
-TOKENS_MAX = 1 << 40        # WARMCAL_TRACE_TOKENS_MAX
-BATCH_MAX = (1 << 32) - 1
-
-
 # Every phase field a caller may give, with its default: device free memory
 # not sampled unless given; everything else 0.
 PHASE_DEFAULTS = {
@@ -144,12 +132,6 @@ def _load():
                 ctypes.POINTER(CTrace)), err_p]),
             "warmcal_trace_free": (None, [ctypes.POINTER(CTrace)]),
             "warmcal_error_format": (ctypes.c_char_p, [err_p, ctypes.c_char_p, ctypes.c_size_t]),
-            "warmcal_phase_message_parse": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_size_t,
-                                                           ctypes.POINTER(CPhaseMessage)]),
-            "warmcal_phase_check": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_uint64,
-                                                   ctypes.c_uint32,
-                                                   ctypes.POINTER(CPhaseMessage)]),
-            "warmcal_phase_message_error": (ctypes.c_char_p, [ctypes.c_int]),
         }
         for name, (res, args) in protos.items():
             f = getattr(lib, name)
@@ -328,53 +310,6 @@ class TraceWriter:
                 self.close()
         except Exception:
             pass
-
-
-# --- the NVTX phase convention: the C parser itself, so that Python and the
-# injected profiler can never disagree on what a phase is
-
-def _message_dict(m):
-    return {"tokens": m.tokens, "batch": m.batch, "label": m.label.decode("utf-8")}
-
-
-def parse_phase_message(text):
-    """Parse an NVTX message by the convention "warmcal tokens=N batch=B
-    label=L" (warmcal/phase_message.h). Returns None for a message that is
-    not warmcal's, a dict (tokens, batch, label) for a phase; raises
-    ValueError with the reason for a malformed one."""
-    lib = _load()
-    raw = text.encode("utf-8", "surrogatepass")
-    m = CPhaseMessage()
-    r = lib.warmcal_phase_message_parse(raw, len(raw), ctypes.byref(m))
-    if r == MSG_NOT_OURS:
-        return None
-    if r != MSG_PHASE:
-        raise ValueError(lib.warmcal_phase_message_error(r).decode())
-    return _message_dict(m)
-
-
-def check_phase(label, tokens, batch):
-    """Check a phase by the convention's rules: tokens 1..2^40, batch
-    1..2^32-1, label (None: the default) 1..31 bytes of UTF-8 with no space
-    or control character. Returns the dict (tokens, batch, label); raises
-    ValueError with the reason."""
-    if not 1 <= tokens <= TOKENS_MAX:
-        r = -1  # WARMCAL_MSG_BAD_TOKENS: too large for the C call's integer too
-    elif not 1 <= batch <= BATCH_MAX:
-        r = -2  # WARMCAL_MSG_BAD_BATCH
-    else:
-        r = None
-    lib = _load()
-    if r is None:
-        raw = None if label is None else label.encode("utf-8", "surrogatepass")
-        if raw is not None and b"\0" in raw:
-            r = -3  # WARMCAL_MSG_BAD_LABEL: C would stop at the NUL
-        else:
-            m = CPhaseMessage()
-            r = lib.warmcal_phase_check(raw, tokens, batch, ctypes.byref(m))
-            if r == MSG_PHASE:
-                return _message_dict(m)
-    raise ValueError(lib.warmcal_phase_message_error(r).decode())
 
 
 def read(path):

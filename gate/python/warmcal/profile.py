@@ -42,7 +42,7 @@ OOM_SIZE_FROM_MESSAGE = ("torch OutOfMemoryError message (\"Tried to allocate X\
                          "0.01 of its unit, KiB/MiB/GiB)")
 
 # --- the NVTX convention: checked by the profiler's own C parser
-# (warmcal/phase_message.h, through libwarmcal-trace), so that a phase this
+# (warmcal/phase_message.h, through libwarmcal-convention), so that a phase this
 # helper emits is exactly a phase the injected profiler takes
 
 def _integer(name, value):
@@ -64,35 +64,19 @@ def phase_message(tokens, batch=1, label="context"):
     batch = _integer("batch", batch)
     if not isinstance(label, str):
         raise ValueError("label: expected a string, found %r" % (label,))
-    from . import _trace
+    from . import _convention
     try:
-        _trace.check_phase(label, tokens, batch)
+        _convention.check_phase(label, tokens, batch)
     except ValueError as e:
         raise ValueError("phase tokens=%d batch=%d label=%r: %s"
                          % (tokens, batch, label, e)) from None
     return "warmcal tokens=%d batch=%d label=%s" % (tokens, batch, label)
 
 
-# --- rank and world size, read as profiler/src/inject/launcher_env.c reads them
+# --- rank and world size: the injected profiler's own rule, from its one
+# definition in C (warmcal/launcher.h, through libwarmcal-convention)
 
-# In order of precedence; None: that launcher exports no size.
-_LAUNCHER_VARIABLES = (
-    ("WARMCAL_RANK", "WARMCAL_WORLD_SIZE"),
-    ("RANK", "WORLD_SIZE"),
-    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-    ("PMIX_RANK", None),
-    ("PMI_RANK", "PMI_SIZE"),
-    ("SLURM_PROCID", "SLURM_NTASKS"),
-)
 _INT_MAX = 2**31 - 1
-
-
-def _decimal(text, lowest):
-    """Digits only (no sign, space or suffix), lowest..INT_MAX; else None."""
-    if not text or not all("0" <= c <= "9" for c in text):
-        return None
-    value = int(text)
-    return value if lowest <= value <= _INT_MAX else None
 
 
 def launcher_rank(environ=None):
@@ -104,42 +88,8 @@ def launcher_rank(environ=None):
     rank's own launcher, else from a later one that agrees on the rank; with
     none, it is rank + 1 and note says so. Raises ValueError naming the
     variable for a value that is not a strict decimal number in range."""
-    env = os.environ if environ is None else environ
-
-    def value(name):
-        return env.get(name) or None if name else None
-
-    if value("WARMCAL_WORLD_SIZE") and not value("WARMCAL_RANK"):
-        raise ValueError("WARMCAL_WORLD_SIZE=%s is set without WARMCAL_RANK"
-                         % value("WARMCAL_WORLD_SIZE"))
-    found = [k for k, (r, _) in enumerate(_LAUNCHER_VARIABLES) if value(r)]
-    if not found:
-        return 0, 1, "none", None
-    k = found[0]
-    rank_name = _LAUNCHER_VARIABLES[k][0]
-    rank = _decimal(value(rank_name), 0)
-    if rank is None:
-        raise ValueError("%s=%s is not a rank (a decimal number 0..%d)"
-                         % (rank_name, value(rank_name), _INT_MAX))
-    for j in range(k, len(_LAUNCHER_VARIABLES)):
-        other_rank, size_name = _LAUNCHER_VARIABLES[j]
-        # launchers that agree on the rank describe the same job (PMIX_RANK
-        # under srun takes SLURM_NTASKS)
-        if j != k and _decimal(value(other_rank), 0) != rank:
-            continue
-        if value(size_name):
-            size = _decimal(value(size_name), 1)
-            if size is None:
-                raise ValueError("%s=%s is not a world size (a decimal number 1..%d)"
-                                 % (size_name, value(size_name), _INT_MAX))
-            if rank >= size:
-                raise ValueError("%s=%d is not below %s=%d" % (rank_name, rank, size_name, size))
-            return rank, size, rank_name, None
-    if rank == _INT_MAX:
-        raise ValueError("%s=%d leaves no room for a world size" % (rank_name, rank))
-    return rank, rank + 1, rank_name, (
-        "%s=%d but no variable gives the world size: recorded as %d (rank + 1), the smallest "
-        "it can be" % (rank_name, rank, rank + 1))
+    from . import _convention
+    return _convention.launcher_rank(environ)
 
 
 # --- is warmcal's CUPTI profiler in this process?
@@ -193,9 +143,10 @@ _observer_lock = threading.Lock()
 _observer_attached = False
 
 
-def _oom_observer(device, alloc, device_allocated, device_free):
+def _oom_observer(device, alloc, device_limit, device_free):
     # called by the caching allocator just before it raises, with the size
-    # it asked the driver for (its rounded segment size, as in the message)
+    # it asked the driver for (its rounded segment size, as in the message);
+    # device_limit is the allowed maximum or the device's total
     rec = _state.recording
     if rec is not None:
         rec._observed_oom(int(device), int(alloc))
@@ -334,11 +285,15 @@ class Recording:
             if self._notes and self.path is not None:
                 w.set_attr("notes", "\n".join(self._notes))
         finally:
-            w.close()
-            if self.path is None:
-                # nothing measured, or the target turned out not to be a
-                # regular file: whatever is there stays as it was
-                os.unlink(partial)
+            try:
+                w.close()
+            finally:
+                if self.path is None:
+                    # nothing measured, or the target turned out not to be a
+                    # regular file: whatever is there stays as it was, and
+                    # the temporary goes even when closing it failed
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(partial)
 
 
 def _refuse_non_regular(path):
@@ -465,11 +420,20 @@ def phase(tokens, batch=1, label="context"):
     out-of-memory error on that device inside the block makes the phase
     "oom" with the size PyTorch asked for (then re-raised, unless the block
     caught it itself); any other exception makes it "aborted" (re-raised).
-    Outside record() the range alone is opened. Raises ValueError for
+    Outside record() the range alone is opened. A phase belongs to the
+    process, not to a thread: an out-of-memory error another thread meets
+    on the recording's device while the phase is open is counted in it.
+    Raises RuntimeError ("no CUDA device") where torch sees no GPU,
+    ValueError for
     tokens, batch or label the convention refuses (before anything runs),
     RuntimeError when a phase is already open (phases do not nest)."""
     message = phase_message(tokens, batch, label)
     import torch
+    if not torch.cuda.is_available():
+        # torch's own NVTX call would fail with "NVTX functions not installed"
+        raise RuntimeError("warmcal.profile.phase(%s): no CUDA device: this torch (%s, CUDA %s) "
+                           "sees none (torch.cuda.is_available() is False)"
+                           % (message, torch.__version__, getattr(torch.version, "cuda", None)))
     with _state.lock:
         if _state.phase_open:
             raise RuntimeError("warmcal.profile.phase(%s): a phase is already open; phases "

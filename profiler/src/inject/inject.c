@@ -5,6 +5,7 @@
  * every failure ends in warmcal__inject_disable, never in exit or abort. */
 #define _POSIX_C_SOURCE 200809L
 #include "inject.h"
+#include "warmcal/launcher.h"
 #include "cupti_load.h"
 #include "cupti_records.h"
 #include "handle_set.h"
@@ -1127,7 +1128,7 @@ static void initialize(void)
     int rank = 0, world = 1;
     const char *from = "none";
     char msg[1024] = "";
-    if (warmcal__launcher_rank(&rank, &world, &from, msg, sizeof msg) != 0) {
+    if (warmcal_launcher_rank(NULL, NULL, &rank, &world, &from, msg, sizeof msg) != 0) {
         warmcal__inject_disable("%s", msg[0] ? msg : "the launcher's rank variables hold no valid number");
         return;
     }

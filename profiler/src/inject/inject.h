@@ -88,19 +88,5 @@ int warmcal__phase_open(const char *label, uint64_t tokens, uint32_t batch, uint
                         warmcal__open_phase *held);
 int warmcal__phase_close(uint64_t token);
 
-/* Rank and world size from the launcher's environment: WARMCAL_RANK /
- * WARMCAL_WORLD_SIZE, torchrun's RANK / WORLD_SIZE, Open MPI's
- * OMPI_COMM_WORLD_RANK / _SIZE, PMIx's PMIX_RANK, PMI_RANK / PMI_SIZE,
- * Slurm's SLURM_PROCID / SLURM_NTASKS, in that order. *from names the
- * variable the rank came from ("none" when no launcher: rank 0 of 1).
- * The rank is the first set rank variable's (an empty variable counts as
- * unset); the size is the same source's size variable, else that of a later
- * source whose rank variable holds the same rank, else rank + 1 (the
- * smallest possible) with a note in msg. Numbers are digits only.
- * Returns 0 (msg then holds a note or ""), or WARMCAL_E_FIELD when a
- * variable holds no valid number, the rank is not below the size, or
- * WARMCAL_WORLD_SIZE is set without WARMCAL_RANK (msg, of size len, says
- * which; the outputs are then rank 0 of 1, "none"). */
-int warmcal__launcher_rank(int *rank, int *world_size, const char **from, char *msg, size_t len);
 
 #endif

@@ -30,13 +30,18 @@ def _load_trace():
     return _trace
 
 
+def _convention():
+    from .. import _convention as module
+    return module
+
+
 def check_label(label):
     """None when label is a valid phase label by the NVTX convention's rule
     (1..31 bytes of UTF-8, no space, no control character), else why not.
     The profiler's C parser decides (warmcal/phase_message.h), so a label
     accepted here is one the injected profiler accepts too."""
     try:
-        _load_trace().check_phase(label, 1, 1)
+        _convention().check_phase(label, 1, 1)
     except ValueError as e:
         return str(e)
     return None
@@ -47,7 +52,7 @@ def parse_phase_message(msg):
     profiler's own C parser. Returns None for a message that is not ours, a
     dict (tokens, batch, label) for a phase, and raises ValueError with the
     reason for a malformed one."""
-    return _load_trace().parse_phase_message(msg)
+    return _convention().parse_phase_message(msg)
 
 
 def check_output_dir(out_dir, ranks):

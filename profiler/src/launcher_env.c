@@ -1,10 +1,7 @@
-/* Rank and world size from the launcher's environment (inject.h): the
- * injected library cannot ask MPI (the server owns it, and may not use MPI
- * at all), so it reads what mpirun, torchrun, PMI launchers and Slurm export. */
+/* Rank and world size from the launcher's environment (warmcal/launcher.h):
+ * what mpirun, torchrun, PMI launchers and Slurm export. */
 #define _POSIX_C_SOURCE 200809L
-#include "inject.h"
-
-#include "warmcal/error.h"
+#include "warmcal/launcher.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -28,10 +25,18 @@ static const source sources[] = {
 };
 #define N_SOURCES (sizeof sources / sizeof sources[0])
 
+/* Where variables are read from: getenv unless the caller gave a lookup. */
+typedef struct {
+    warmcal_getenv_fn get;
+    void *user;
+} lookup;
+
 /* A variable's value, NULL when unset or empty: `export RANK=` says nothing. */
-static const char *value_of(const char *name)
+static const char *value_in(const lookup *env, const char *name)
 {
-    const char *v = name ? getenv(name) : NULL;
+    if (!name)
+        return NULL;
+    const char *v = env->get ? env->get(env->user, name) : getenv(name);
     return v && v[0] ? v : NULL;
 }
 
@@ -53,29 +58,31 @@ static int parse_int(const char *s, int min, int *out)
     return 1;
 }
 
-int warmcal__launcher_rank(int *rank, int *world_size, const char **from, char *msg, size_t len)
+int warmcal_launcher_rank(warmcal_getenv_fn get, void *user, int *rank, int *world_size,
+                          const char **from, char *msg, size_t len)
 {
+    const lookup env = {get, user};
     if (msg && len)
         msg[0] = '\0';
     *rank = 0;
     *world_size = 1;
     *from = "none";
 
-    const char *alone = value_of("WARMCAL_WORLD_SIZE");
-    if (alone && !value_of("WARMCAL_RANK")) {
+    const char *alone = value_in(&env, "WARMCAL_WORLD_SIZE");
+    if (alone && !value_in(&env, "WARMCAL_RANK")) {
         if (msg)
             snprintf(msg, len, "WARMCAL_WORLD_SIZE=%s is set without WARMCAL_RANK", alone);
         return WARMCAL_E_FIELD;
     }
 
     size_t k = 0;
-    while (k < N_SOURCES && !value_of(sources[k].rank))
+    while (k < N_SOURCES && !value_in(&env, sources[k].rank))
         k++;
     if (k == N_SOURCES)
         return WARMCAL_OK;
 
     int r = 0, n = 0;
-    const char *rv = value_of(sources[k].rank);
+    const char *rv = value_in(&env, sources[k].rank);
     if (!parse_int(rv, 0, &r)) {
         if (msg)
             snprintf(msg, len, "%s=%s is not a rank (a decimal number 0..%d)", sources[k].rank,
@@ -89,11 +96,11 @@ int warmcal__launcher_rank(int *rank, int *world_size, const char **from, char *
     const char *size_name = NULL, *sv = NULL;
     for (size_t j = k; j < N_SOURCES && !sv; j++) {
         int other = -1;
-        if (j != k && !(value_of(sources[j].rank) && parse_int(value_of(sources[j].rank), 0, &other)
+        if (j != k && !(value_in(&env, sources[j].rank) && parse_int(value_in(&env, sources[j].rank), 0, &other)
                         && other == r))
             continue;
-        if (value_of(sources[j].size))
-            size_name = sources[j].size, sv = value_of(sources[j].size);
+        if (value_in(&env, sources[j].size))
+            size_name = sources[j].size, sv = value_in(&env, sources[j].size);
     }
     if (sv) {
         if (!parse_int(sv, 1, &n)) {
