@@ -260,12 +260,22 @@ def case_overflow():
           "full ring: warning on stderr: %r" % err)
     check(t["attrs"].get("history_incomplete") == "1", "history_incomplete attribute")
     check(p["live_peak"] <= full_peak, "the cut history's peak is not above the truth")
-    # without --max-entries: frees of blocks never seen allocated are reported
-    rc, _, err = run("import", "torch-snapshot", f, "--tokens", 100, "-o", path("ring2"))
-    t = _trace.read(path("ring2/rank-0.h5"))
-    check(rc == 0 and "allocated before its first entry" in err
-          and int(t["attrs"]["history_orphan_frees"]) > 0,
-          "orphan frees reported: %r %r" % (err, t["attrs"]))
+    check("allocated before its first entry" in err, "the cut ring's warning counts the "
+          "blocks freed but never seen allocated: %r" % err)
+    # a complete history that frees blocks allocated before recording began
+    # (the weights, say) is normal: counted in attributes, no warning, no mark
+    a = Allocator(44, "2.1", preexisting=4)
+    for addr in sorted(a.live):
+        a.free(addr)
+    a.run_pass(60, 1 << 20)
+    rc, _, err = run("import", "torch-snapshot", dump(a.snapshot(), "weights.pickle"), "--tokens",
+                     100, "-o", path("ring2"))
+    t = _trace.read(path("ring2/rank-0.h5")) if rc == 0 else {"attrs": {}, "phases": [{}]}
+    check(rc == 0 and int(t["attrs"].get("history_orphan_frees", 0)) == 4
+          and int(t["attrs"].get("history_orphan_free_bytes", 0)) == a.live_at_start
+          and t["attrs"].get("history_incomplete") == "0"
+          and t["phases"][0].get("lower_bound") == 0 and "warning" not in err,
+          "orphan frees of a complete history: counted, not warned: %r %r" % (err, t["attrs"]))
     # a ring edge between a free_requested and its free_completed is evidence
     # enough on its own
     a = Allocator(42, "2.1", preexisting=0)
@@ -292,12 +302,56 @@ def case_overflow():
     entries = snap["device_traces"][0]
     first_kept = next(i for i, e in enumerate(entries) if e["time_us"] > ann[0]["time_us"] + 3)
     snap["device_traces"][0] = entries[first_kept:]
-    rc, _, err = run("import", "torch-snapshot", dump(snap, "ann-ring.pickle"), "-o",
-                     path("ann-ring"))
+    f = dump(snap, "ann-ring.pickle")
+    rc, _, err = run("import", "torch-snapshot", f, "--max-entries", len(entries) - first_kept,
+                     "-o", path("ann-ring"))
     ps = phases_of(path("ann-ring/rank-0.h5"))
     check(rc == 0 and ps[0]["lower_bound"] & 1 and not ps[1]["lower_bound"]
           and "before the first history entry" in err,
           "annotated ring: %r %r" % ([p["lower_bound"] for p in ps], err))
+    # the same file without evidence of loss (no --max-entries, every free
+    # pair whole, entries agreeing with the segments): recording may simply
+    # have begun inside the phase; nothing is marked
+    rc, _, err = run("import", "torch-snapshot", f, "-o", path("ann-ring2"))
+    ps = phases_of(path("ann-ring2/rank-0.h5")) if rc == 0 else []
+    check(rc == 0 and [p["lower_bound"] for p in ps] == [0, 0],
+          "no evidence, no mark: %r %r" % ([p["lower_bound"] for p in ps], err))
+    # C1: recording starts right at the phase (_record_memory_history(),
+    # then record_function: the first START precedes every entry), the
+    # history complete: the phase is exact, not a lower bound
+    a = Allocator(45, "2.6", preexisting=2)
+    name = "warmcal tokens=512 batch=1 label=context"
+    a.annotate(name, "START")
+    truth = a.run_pass(80, 1 << 20)
+    a.annotate(name, "END")
+    rc, _, err = run("import", "torch-snapshot", dump(a.snapshot(), "at-start.pickle"),
+                     "--max-entries", 100000, "-o", path("at-start"))
+    t = _trace.read(path("at-start/rank-0.h5")) if rc == 0 else {"attrs": {}, "phases": [{}]}
+    p = t["phases"][0]
+    check(rc == 0 and p.get("lower_bound") == 0 and (p.get("live_begin"), p.get("live_peak"))
+          == truth and t["attrs"].get("history_incomplete") == "0" and "warning" not in err,
+          "recording from the phase's start: exact: %r %r" % (p, err))
+    # C2: the annotation ring (as long as the history's) lost the oldest
+    # START: a warning, and a phase from the first history entry to that END
+    # marked lower_bound bit 1, not an error
+    a, truths = annotated(46, [(256, 1, "context"), (1024, 2, "context")])
+    snap = a.snapshot()
+    first_entry_time = snap["device_traces"][0][0]["time_us"]
+    del snap["external_annotations"][0]        # START of the first phase
+    rc, _, err = run("import", "torch-snapshot", dump(snap, "ann-lost.pickle"), "-o",
+                     path("ann-lost"))
+    t = _trace.read(path("ann-lost/rank-0.h5")) if rc == 0 else {"attrs": {}, "phases": []}
+    ps = t["phases"]
+    check(rc == 0 and len(ps) == 2, "END without START imports: %d %r" % (rc, err))
+    if rc == 0 and len(ps) == 2:
+        check(ps[0]["lower_bound"] == 1 and ps[0]["tokens"] == 256
+              and ps[0]["begin_ns"] == first_entry_time * 1000
+              and ps[0]["live_peak"] >= truths[0][1] and ps[1]["lower_bound"] == 0
+              and (ps[1]["live_begin"], ps[1]["live_peak"]) == truths[1],
+              "the START-less phase is a lower bound from the first entry: %r" % ps)
+        check(t["attrs"].get("history_incomplete") == "1", "history_incomplete set")
+        check("END of 'warmcal tokens=256 batch=1 label=context' without its START" in err
+              and "ann-lost.pickle" in err and "warning" in err, "warned: %r" % err)
 
 
 def case_truncated():
@@ -515,6 +569,118 @@ def case_fuzz():
     check(outcomes["ok"] > 0 and outcomes["refused"] > 0, "both outcomes seen: %r" % outcomes)
 
 
+# --- resource bounds and the replay corpus ---------------------------------------
+
+# What a refusal may cost at most: far above what one takes now (well under
+# a second to a few seconds, tens to hundreds of MB) and far below what the
+# shapes took before the bounds (12+ GB, minutes), so a regression fails
+# here instead of eating the machine.
+BOUND_S = 30
+BOUND_AS = 4 << 30
+CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz",
+                      "corpus")
+
+
+def run_bounded(*argv):
+    """`python -m warmcal.importers ARGV` under an address-space limit of
+    BOUND_AS (not in a sanitizer build: its runtime reserves terabytes of
+    address space) and a timeout a little past BOUND_S. Returns (rc,
+    stderr, seconds)."""
+    import resource
+    import time
+    env = dict(os.environ)
+    sanitized = "asan" in env.get("LD_PRELOAD", "")
+
+    def limit():
+        if not sanitized:
+            resource.setrlimit(resource.RLIMIT_AS, (BOUND_AS, BOUND_AS))
+
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([os.environ.get("WARMCAL_PYTHON", sys.executable), "-m",
+                            "warmcal.importers"] + [str(a) for a in argv],
+                           capture_output=True, text=True, env=env, cwd=TMP,
+                           preexec_fn=limit, timeout=BOUND_S * 2)
+    except subprocess.TimeoutExpired:
+        return None, "timed out", time.monotonic() - t0
+    return p.returncode, p.stderr, time.monotonic() - t0
+
+
+def case_bounds():
+    """The review's resource shapes at the sizes that once took gigabytes
+    or minutes are refused with one line, exit 2, in time and memory."""
+    import hostile
+    shapes = [
+        # S1: one entry referenced 10^6 times by a list every device shares
+        ("laughs", hostile.laughs(200, 1000000), [], ["devices 0, 1", "and 192 more"]),
+        ("laughs-device", hostile.laughs(200, 1000000), ["--device", 7],
+         ["device_traces[7][1]", "the same object as device_traces[7][0]"]),
+        # S2: nesting a million deep, on the stack and through the memo
+        ("deep-lists", hostile.deep_lists(1000000), [], ["refused", "objects"]),
+        ("deep-dicts", hostile.deep_dicts(1000000), [], ["nested deeper than 64 levels"]),
+        ("deep-memo", hostile.deep_memo(300000), [], ["nested deeper than 64 levels"]),
+        # S3: 20 MB of one-byte empty dicts
+        ("empty-dicts", hostile.empty_dicts(20000000), [], ["refused", "objects"]),
+        ("wide-integer", hostile.wide_integer(50000000), [], ["integer of", "64 bits"]),
+        ("decimal-integer", hostile.decimal_integer(1000000), [], ["decimal digits"]),
+    ]
+    for name, data, extra, words in shapes:
+        f = path(name + ".pickle")
+        with open(f, "wb") as out:
+            out.write(data)
+        del data
+        rc, err, seconds = run_bounded("torch-snapshot", f, "--tokens", 1, *extra, "-o",
+                                       path("bounds"))
+        expect_refusal(rc if rc is not None else -1, err, name + ".pickle", *words)
+        check(seconds < BOUND_S, "%s: refused in %.1f s, bound %d s" % (name, seconds, BOUND_S))
+        os.unlink(f)
+    # the object budget follows --max-input-bytes: a real snapshot passes
+    # with a small limit only if its objects fit one per 16 bytes of it
+    a = Allocator(111, "2.1")
+    a.run_pass(200, 1 << 20)
+    f = dump(a.snapshot(), "budget.pickle")
+    size = os.path.getsize(f)
+    rc, err, _ = run_bounded("torch-snapshot", f, "--tokens", 1, "--max-input-bytes", size,
+                             "-o", path("budget"))
+    check(rc == 0, "a real snapshot at --max-input-bytes = its size: %s" % err)
+    # torch shares frame lists among entries: a snapshot doing so is read
+    snap = a.snapshot()
+    frames = [{"filename": "m.py", "line": n, "name": "f"} for n in range(200)]
+    for e in snap["device_traces"][0]:
+        e["frames"] = frames
+    rc, err, _ = run_bounded("torch-snapshot", dump(snap, "shared.pickle"), "--tokens", 1,
+                             "-o", path("shared"))
+    check(rc == 0, "shared frames are read: %s" % err)
+
+
+def case_corpus():
+    """Every file of the replay corpus (tests/fuzz/corpus/snapshot and
+    import_csv, written by make_corpus.py): exit 0 or 2 with one line, never
+    another exception, within the time and memory bounds; ok-* must import,
+    bad-* must be refused."""
+    seen = 0
+    for kind, folder in (("torch-snapshot", "snapshot"), ("csv", "import_csv")):
+        for name in sorted(os.listdir(os.path.join(CORPUS, folder))):
+            f = os.path.join(CORPUS, folder, name)
+            out = path("corpus-out")
+            shutil.rmtree(out, ignore_errors=True)
+            rc, err, seconds = run_bounded(kind, f, "-o", out)
+            if kind == "torch-snapshot" and rc == 2 and "--tokens" in err:
+                rc, err, seconds = run_bounded(kind, f, "--tokens", 1, "-o", out)
+            seen += 1
+            lines = [l for l in err.splitlines() if l.strip()]
+            check(rc in (0, 2), "%s: exit %r: %s" % (name, rc, err))
+            check("Traceback" not in err, "%s: an exception: %s" % (name, err))
+            check(seconds < BOUND_S, "%s: %.1f s" % (name, seconds))
+            if rc == 2:
+                check(len(lines) == 1 and name in err, "%s: one line naming it: %r" % (name, err))
+            if name.startswith("ok-"):
+                check(rc == 0, "%s must import: %s" % (name, err))
+            elif name.startswith("bad-"):
+                check(rc == 2, "%s must be refused: %s" % (name, err))
+    check(seen >= 20, "corpus files found: %d" % seen)
+
+
 # --- fit and validate ------------------------------------------------------------
 
 def fit_and_validate(traces, what):
@@ -608,6 +774,34 @@ def case_csv_roundtrip():
     rc, _, err = run("import", "csv", f, "--world-size", 8, "-o", path("csv8"))
     check(rc == 0 and _trace.read(path("csv8/rank-0.h5"))["world_size"] == 8, "--world-size 8")
     check(_trace.read(path("csv8/rank-0.h5"))["attrs"]["producer"] == "csv", "default producer")
+    # The free columns see the peak too: rows whose free memory fell by
+    # exactly peak_bytes need peak_bytes, as rows without free columns do;
+    # a fall beyond the peak (memory taken beside the allocator) adds only
+    # the excess.
+    head = "rank,label,tokens,batch,peak_bytes"
+    plain, same, beyond, estimates = [head], [head + ",free_before,free_after"], \
+        [head + ",free_before,free_after"], {}
+    for k in range(1, 7):
+        peak, free = k * 1_000_000_000, 100_000_000_000_000
+        plain.append("0,context,%d,1,%d" % (k * 1024, peak))
+        same.append("0,context,%d,1,%d,%d,%d" % (k * 1024, peak, free, free - peak))
+        beyond.append("0,context,%d,1,%d,%d,%d" % (k * 1024, peak, free, free - peak - (3 << 20)))
+    for name, lines in (("plain", plain), ("same", same), ("beyond", beyond)):
+        f = write_csv("need-%s.csv" % name, "\n".join(lines) + "\n")
+        rc, _, err = run("import", "csv", f, "-o", path("need-" + name))
+        check(rc == 0, "need %s: import: %s" % (name, err))
+        table = fit_and_validate([path("need-%s/rank-0.h5" % name)], "need-" + name)
+        rc, out, err = run("estimate", table, "--tokens", 4096)
+        check(rc == 0, "need %s: estimate: %s" % (name, err))
+        estimates[name] = int(out) if rc == 0 else None
+    check(estimates["same"] == estimates["plain"] is not None,
+          "a free drop equal to the peak is not counted twice: %r" % estimates)
+    check(estimates["beyond"] is not None and estimates["plain"] is not None
+          and estimates["beyond"] > estimates["plain"],
+          "a free drop beyond the peak adds to the need: %r" % estimates)
+    p = phases_of(path("need-same/rank-0.h5"))[0]
+    check(p["reserved_begin"] == 0 and p["reserved_end"] == p["live_peak"],
+          "the mapping: reserved 0 -> peak_bytes: %r" % p)
 
 
 def case_csv_bad():
@@ -642,6 +836,38 @@ def case_csv_bad():
         rc, _, err = run("import", "csv", f, "-o", out)
         expect_refusal(rc, err, "bad%d.csv" % i, *words)
         check(not os.path.exists(out) or not os.listdir(out), "case %d: nothing written" % i)
+    # line numbers as the CSV reader counts them: a quoted field may hold a
+    # line break (the record is named by its first line), and \x85, \x0c or
+    # \u2028 inside a field neither end a line nor shift the count
+    text = head + '0,"con\ntext",5,1,9\n0,context,5,1,9\n0,a\x85b,5,1,9\n' \
+        '0,c\x0cd,5,1,9\n0,e\u2028f,5,1,9\n0,context,5,1,x\n'
+    f = write_csv("lines.csv", text)
+    rc, _, err = run("import", "csv", f, "-o", path("lines"))
+    expect_refusal(rc, err, "lines.csv", "line 2, column 2 (label)", "control character")
+    text = head + '0,"quoted\nlabel-free",5,1,9\n0,context,5,1,9\n' \
+        '0,context,5,1,9\n0,context,5,1,x\n'
+    f = write_csv("lines2.csv", text)
+    rc, _, err = run("import", "csv", f, "-o", path("lines"))
+    expect_refusal(rc, err, "lines2.csv", "line 2, column 2 (label)")
+    text = head + '0,context,5,1,9\n0,context,5,1,9\r0,context,5,1,9\r\n' \
+        '0,"two words",5,1,"9"\n0,context,5,1,x\n'
+    f = write_csv("lines3.csv", text)
+    rc, _, err = run("import", "csv", f, "-o", path("lines"))
+    expect_refusal(rc, err, "lines3.csv", "line 5, column 2 (label)")
+    # a label with \x85 (NEL) is refused as a control character, on its own line
+    text = head + "0,context,5,1,9\n0,a\x85b,5,1,9\n"
+    f = write_csv("nel.csv", text)
+    rc, _, err = run("import", "csv", f, "-o", path("lines"))
+    expect_refusal(rc, err, "nel.csv", "line 3, column 2 (label)")
+    # a record spanning lines, then a bad one: named by the line it starts on
+    text = head + '0,context,5,1,"9"\n0,context,"5\n",1,9\n0,context,5,1,x\n'
+    f = write_csv("span.csv", text)
+    rc, _, err = run("import", "csv", f, "-o", path("lines"))
+    expect_refusal(rc, err, "span.csv", "line 5, column 5 (peak_bytes)")
+    text = head + '0,context,5,1,"9"\n0,context,"5\nx",1,9\n0,context,5,1,x\n'
+    f = write_csv("span2.csv", text)
+    rc, _, err = run("import", "csv", f, "-o", path("lines"))
+    expect_refusal(rc, err, "span2.csv", "line 3, column 3 (tokens)", "'5\\nx'")
     with open(path("utf8.csv"), "wb") as f:
         f.write(head.encode() + b"0,context,5,1,9\n0,cont\xffext,5,1,9\n")
     rc, _, err = run("import", "csv", path("utf8.csv"), "-o", path("u"))

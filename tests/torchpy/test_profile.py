@@ -10,6 +10,7 @@ process, and the fake torch module must be the first torch imported. Exit
 it removes.
 """
 
+import json
 import os
 import shutil
 import stat
@@ -137,6 +138,15 @@ def case_truth(out):
           "C reader and h5py agree")
     check(not [f for f in os.listdir(out) if f != "rank-1.h5"],
           "nothing else left in the folder: %r" % os.listdir(out))
+    # the need warmcal fit takes: the peak delta, plus only the growth outside
+    # the allocator (64 MiB in pass 3), never the cache the passes left
+    shown = subprocess.run([os.environ["WARMCAL"], "inspect", "--json",
+                            os.path.join(out, "rank-1.h5")], capture_output=True, text=True)
+    check(shown.returncode == 0, "warmcal inspect: %s" % shown.stderr)
+    needs = [p["need"] for p in json.loads(shown.stdout)[0]["phases"]]
+    outside = [0, 0, 64 * MiB, 0]
+    expected = [t["live_peak"] - t["live_begin"] + o for t, o in zip(s.truth[0], outside)]
+    check(needs == expected, "needs %r, expected %r" % (needs, expected))
 
 
 

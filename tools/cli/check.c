@@ -19,7 +19,10 @@ static void usage(FILE *out)
             "table\"), then that every estimate fits in 64 bits at its tokens_min and\n"
             "tokens_max and never falls as tokens grow inside that range. On success print\n"
             "its configuration, sources and one line per estimate, and exit 0; otherwise\n"
-            "print FILE: WHERE: TEXT on stderr and exit 2.\n");
+            "print FILE: WHERE: TEXT on stderr and exit 2 (also on bad arguments).\n\n"
+            "examples:\n"
+            "  warmcal check table.json\n"
+            "  warmcal check out/demo/table.json    # the table tools/demo wrote\n");
 }
 
 static double mib(double bytes)
@@ -82,9 +85,8 @@ int warmcal_cmd_check(int argc, char **argv)
         const char *a = argv[i];
         if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
             if (path) {
-                fprintf(stderr, "warmcal check: one table at a time ('%s' and '%s' given)\n\n",
-                        path, a);
-                usage(stderr);
+                fprintf(stderr, "warmcal check: one table at a time ('%s' and '%s' given; see "
+                                "'warmcal check --help')\n", path, a);
                 return WARMCAL_EXIT_USAGE;
             }
             path = a;
@@ -94,14 +96,12 @@ int warmcal_cmd_check(int argc, char **argv)
             usage(stdout);
             return WARMCAL_EXIT_OK;
         } else {
-            fprintf(stderr, "warmcal check: unknown option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "warmcal check: unknown option '%s' (see 'warmcal check --help')\n", a);
             return WARMCAL_EXIT_USAGE;
         }
     }
     if (!path) {
-        fprintf(stderr, "warmcal check: no table given\n\n");
-        usage(stderr);
+        fprintf(stderr, "warmcal check: no table given (see 'warmcal check --help')\n");
         return WARMCAL_EXIT_USAGE;
     }
     warmcal_error err;

@@ -18,5 +18,6 @@ int warmcal_cmd_validate(int argc, char **argv);
 int warmcal_cmd_profile(int argc, char **argv);
 int warmcal_cmd_import(int argc, char **argv);
 int warmcal_cmd_report(int argc, char **argv);
+int warmcal_cmd_plan(int argc, char **argv);
 
 #endif

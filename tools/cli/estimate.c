@@ -27,7 +27,11 @@ static void usage(FILE *out)
             "  --batch B   sequences in the pass (default 1; version 1 tables ignore it)\n\n"
             "Below the calibrated token range the estimate at its start is used; above it\n"
             "the table's policy decides (refuse: exit 2 naming the range). Exit 2 on a bad\n"
-            "table, an estimate that does not fit in 64 bits, or bad arguments.\n");
+            "table, an estimate that does not fit in 64 bits, or bad arguments.\n\n"
+            "examples:\n"
+            "  warmcal estimate table.json --tokens 16384 --rank 0\n"
+            "  warmcal estimate table.json --tokens 8192 --label context\n"
+            "  warmcal estimate table.json --tokens=256 --rank=any --label=generation --batch=64\n");
 }
 
 /* A decimal integer in [0, max]: digits only, no sign, no spaces. */
@@ -71,9 +75,8 @@ int warmcal_cmd_estimate(int argc, char **argv)
         const char *a = argv[i];
         if (options_done || a[0] != '-' || strcmp(a, "-") == 0) {
             if (table) {
-                fprintf(stderr, "warmcal estimate: one table at a time ('%s' and '%s' given)\n\n",
-                        table, a);
-                usage(stderr);
+                fprintf(stderr, "warmcal estimate: one table at a time ('%s' and '%s' given; see "
+                                "'warmcal estimate --help')\n", table, a);
                 return WARMCAL_EXIT_USAGE;
             }
             table = a;
@@ -98,8 +101,8 @@ int warmcal_cmd_estimate(int argc, char **argv)
             const char *value = a[n] == '=' ? a + n + 1 : NULL;
             if (!value) {
                 if (i + 1 >= argc) {
-                    fprintf(stderr, "warmcal estimate: %s needs a value\n\n", names[k]);
-                    usage(stderr);
+                    fprintf(stderr, "warmcal estimate: %s needs a value (see 'warmcal estimate "
+                                    "--help')\n", names[k]);
                     return WARMCAL_EXIT_USAGE;
                 }
                 value = argv[++i];
@@ -111,14 +114,14 @@ int warmcal_cmd_estimate(int argc, char **argv)
             *slots[k] = value;
         }
         if (!known) {
-            fprintf(stderr, "warmcal estimate: unknown option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "warmcal estimate: unknown option '%s' (see 'warmcal estimate --help')\n",
+                    a);
             return WARMCAL_EXIT_USAGE;
         }
     }
     if (!table || !tokens_text) {
-        fprintf(stderr, "warmcal estimate: %s\n\n", !table ? "no table given" : "--tokens is required");
-        usage(stderr);
+        fprintf(stderr, "warmcal estimate: %s (see 'warmcal estimate --help')\n",
+                !table ? "no table given" : "--tokens is required");
         return WARMCAL_EXIT_USAGE;
     }
     uint64_t tokens, batch = 1, r = 0;

@@ -1,16 +1,22 @@
 /* `warmcal fit TRACE... -o TABLE`: fit per-rank estimates from traces and
  * write the table atomically; print what was chosen per rank and label, and
  * with --compare-constant, where a constant bytes-per-token guess would
- * under- or over-provision on the same phases. */
+ * under- or over-provision on the same phases. --json prints the same as one
+ * JSON object (docs/formats.md, "Command output (--json)"). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
+#include "progress.h"
 #include "warmcal/estimator.h"
 #include "warmcal/trace.h"
 #include "warmcal/units.h"
@@ -19,7 +25,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: warmcal fit TRACE... -o TABLE [--compare-constant BYTES_PER_TOKEN]\n"
-            "                   [--above-range refuse|extrapolate] [--parsimony F]\n\n"
+            "                   [--above-range refuse|extrapolate] [--parsimony F] [--json]\n\n"
             "Fit, per rank and label (and for any rank), the memory a warmup pass needs as a\n"
             "function of its tokens, with a margin that covers every measured phase and every\n"
             "leave-one-out prediction, and write the estimate table TABLE (atomically).\n\n"
@@ -30,7 +36,58 @@ static void usage(FILE *out)
             "  --compare-constant B      also show how a constant B bytes/token guess fares\n"
             "  --above-range POLICY      beyond the calibrated range: refuse (default) or extrapolate\n"
             "  --parsimony F             a more complex model must cut the leave-one-out error\n"
-            "                            by this fraction (default 0.10)\n");
+            "                            by this fraction (default 0.10)\n"
+            "  --json                    print the summary as one JSON object (docs/formats.md,\n"
+            "                            \"Command output\"); warnings stay on stderr too\n\n"
+            "Exit 0 when the table was written, 2 on bad arguments or bad traces (nothing\n"
+            "is written then). A progress line goes to stderr when it is a terminal.\n\n"
+            "examples:\n"
+            "  warmcal fit traces/rank-*.h5 -o table.json\n"
+            "  warmcal fit traces/rank-*.h5 -o table.json --compare-constant 65536\n"
+            "  warmcal fit traces/rank-*.h5 -o table.json --above-range extrapolate --json\n");
+}
+
+/* A bad argument: one line naming it, exit 2 (no usage text: --help has it). */
+static int bad_usage(const char *fmt, ...) WARMCAL_PRINTF(1, 2);
+static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("warmcal fit: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see 'warmcal fit --help')\n", stderr);
+    va_end(ap);
+    return WARMCAL_EXIT_USAGE;
+}
+
+/* --- warnings ----------------------------------------------------------------- */
+
+/* Warnings go to stderr as they come and, for --json, into the output. */
+typedef struct {
+    json_t *list; /* array of strings; NULL: not kept */
+    warmcal_progress *progress;
+} warnings;
+
+static void warn(warnings *w, const char *fmt, ...) WARMCAL_PRINTF(2, 3);
+static void warn(warnings *w, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    warmcal_progress_clear(w->progress);
+    fprintf(stderr, "warning: %s\n", text);
+    if (w->list) {
+        json_t *j = json_string(text);
+        if (!j) { /* bytes of a foreign name that are not UTF-8 */
+            for (char *c = text; *c; c++)
+                if ((unsigned char)*c >= 0x80)
+                    *c = '?';
+            j = json_string(text);
+        }
+        json_array_append_new(w->list, j);
+    }
 }
 
 #define MiB (1024.0 * 1024.0)
@@ -89,57 +146,215 @@ static void print_estimates(const warmcal_table *t)
     }
 }
 
+/* How a constant bytes-per-token guess fares on one (rank, label): the
+ * phases compared, how many it under-provisions and by how much at worst,
+ * and the median over-provision of the guess and of the table (%). */
+typedef struct {
+    size_t phases, shorts;
+    double worst_short, over_median, table_over_median;
+} constant_row;
+
+static int constant_row_of(const warmcal_trace *const *traces, size_t n, const warmcal_table *t,
+                           const warmcal_estimate *e, double per_token, constant_row *row)
+{
+    double *over = NULL, *table_over = NULL;
+    memset(row, 0, sizeof *row);
+    for (size_t k = 0; k < n; k++) {
+        if (traces[k]->rank != e->rank)
+            continue;
+        for (size_t j = 0; j < traces[k]->n_phases; j++) {
+            const warmcal_phase *p = &traces[k]->phases[j];
+            if (p->outcome != WARMCAL_OUTCOME_OK || strcmp(p->label, e->label) != 0)
+                continue;
+            double need = (double)warmcal_phase_need(p), guess = per_token * (double)p->tokens;
+            uint64_t est = 0;
+            warmcal_estimate_eval(e, t->above_range, p->tokens, &est, NULL);
+            double *o1 = realloc(over, (row->phases + 1) * sizeof *over);
+            if (o1)
+                over = o1;
+            double *o2 = realloc(table_over, (row->phases + 1) * sizeof *table_over);
+            if (o2)
+                table_over = o2;
+            if (!o1 || !o2) {
+                free(over);
+                free(table_over);
+                return -1;
+            }
+            over[row->phases] = need > 0 ? 100.0 * (guess - need) / need : 0;
+            table_over[row->phases] = need > 0 ? 100.0 * ((double)est - need) / need : 0;
+            row->phases++;
+            if (guess < need) {
+                row->shorts++;
+                row->worst_short = fmax(row->worst_short, need - guess);
+            }
+        }
+    }
+    if (row->phases) {
+        qsort(over, row->phases, sizeof *over, cmp_double);
+        qsort(table_over, row->phases, sizeof *table_over, cmp_double);
+        row->over_median = over[row->phases / 2];
+        row->table_over_median = table_over[row->phases / 2];
+    }
+    free(over);
+    free(table_over);
+    return 0;
+}
+
 /* How a constant bytes-per-token guess fares on every measured phase. */
-static void compare_constant(const warmcal_trace *const *traces, size_t n, const warmcal_table *t,
-                             double per_token)
+static int compare_constant(const warmcal_trace *const *traces, size_t n, const warmcal_table *t,
+                            double per_token)
 {
     printf("\nconstant guess: %.0f bytes/token (%.1f KiB/token)\n", per_token, per_token / 1024.0);
     printf("%-5s %-11s %7s %7s %16s %12s %12s\n", "rank", "label", "phases", "short", "worst short MiB",
            "over median", "table median");
     for (size_t i = 0; i < t->n_estimates; i++) {
         const warmcal_estimate *e = &t->estimates[i];
+        constant_row row;
         if (e->rank == WARMCAL_TABLE_ANY_RANK)
             continue;
-        size_t phases = 0, shorts = 0;
-        double worst = 0;
-        double *over = NULL, *table_over = NULL;
-        for (size_t k = 0; k < n; k++) {
-            if (traces[k]->rank != e->rank)
-                continue;
-            for (size_t j = 0; j < traces[k]->n_phases; j++) {
-                const warmcal_phase *p = &traces[k]->phases[j];
-                if (p->outcome != WARMCAL_OUTCOME_OK || strcmp(p->label, e->label) != 0)
-                    continue;
-                double need = (double)warmcal_phase_need(p), guess = per_token * (double)p->tokens;
-                uint64_t est = 0;
-                warmcal_estimate_eval(e, t->above_range, p->tokens, &est, NULL);
-                double *o1 = realloc(over, (phases + 1) * sizeof *over);
-                double *o2 = realloc(table_over, (phases + 1) * sizeof *table_over);
-                if (!o1 || !o2) {
-                    free(o1 ? o1 : over);
-                    free(o2 ? o2 : table_over);
-                    return;
-                }
-                over = o1;
-                table_over = o2;
-                over[phases] = need > 0 ? 100.0 * (guess - need) / need : 0;
-                table_over[phases] = need > 0 ? 100.0 * ((double)est - need) / need : 0;
-                phases++;
-                if (guess < need) {
-                    shorts++;
-                    worst = fmax(worst, need - guess);
-                }
-            }
-        }
-        if (phases) {
-            qsort(over, phases, sizeof *over, cmp_double);
-            qsort(table_over, phases, sizeof *table_over, cmp_double);
-            printf("%-5d %-11s %7zu %7zu %16.1f %11.1f%% %11.1f%%\n", e->rank, e->label, phases,
-                   shorts, worst / MiB, over[phases / 2], table_over[phases / 2]);
-        }
-        free(over);
-        free(table_over);
+        if (constant_row_of(traces, n, t, e, per_token, &row) != 0)
+            return -1;
+        if (row.phases)
+            printf("%-5d %-11s %7zu %7zu %16.1f %11.1f%% %11.1f%%\n", e->rank, e->label, row.phases,
+                   row.shorts, row.worst_short / MiB, row.over_median, row.table_over_median);
     }
+    return 0;
+}
+
+/* --- JSON ------------------------------------------------------------------- */
+
+/* jansson holds only UTF-8: bytes of a foreign name that are not ASCII
+ * become '?' when the text as a whole is not valid UTF-8. */
+static json_t *text_json(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *c = copy; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            *c = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+/* JSON integers are signed 64-bit in jansson: larger values go as text. */
+static json_t *u64_json(uint64_t v)
+{
+    return v <= INT64_MAX ? json_integer((json_int_t)v) : json_sprintf("%" PRIu64, v);
+}
+
+/* obj[key] = value, stealing value; nonzero on failure. */
+static int put(json_t *obj, const char *key, json_t *value)
+{
+    return json_object_set_new(obj, key, value) != 0;
+}
+
+static json_t *estimate_json(const warmcal_estimate *e)
+{
+    json_t *o = json_object(), *failures = json_object();
+    if (!o || !failures) {
+        json_decref(o);
+        json_decref(failures);
+        return NULL;
+    }
+    double fixed, per_token;
+    summary_parts(e, &fixed, &per_token);
+    int bad = put(failures, "oom", u64_json(e->failures.oom)) |
+              put(failures, "oom_tokens_min",
+                  e->failures.oom ? u64_json(e->failures.oom_tokens_min) : json_null()) |
+              put(failures, "aborted", u64_json(e->failures.aborted));
+    bad |= put(o, "rank", json_integer(e->rank)) | put(o, "label", text_json(e->label)) |
+           put(o, "model", json_string(warmcal_form_name(e->form))) |
+           put(o, "tokens_min", u64_json(e->tokens_min)) |
+           put(o, "tokens_max", u64_json(e->tokens_max)) |
+           put(o, "points", u64_json(e->fit.points)) |
+           put(o, "fixed_bytes", json_real(fixed)) |
+           put(o, "bytes_per_token", json_real(per_token)) |
+           put(o, "max_residual_bytes", json_real(e->fit.max_residual)) |
+           put(o, "margin_bytes", json_real(e->margin.total)) |
+           put(o, "margin_relative", json_real(e->margin.relative)) |
+           put(o, "device_free_min", e->calibration.device_free_min
+                                         ? u64_json(e->calibration.device_free_min)
+                                         : json_null()) |
+           put(o, "failures", failures);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *constant_json(const warmcal_trace *const *traces, size_t n, const warmcal_table *t,
+                             double per_token)
+{
+    json_t *o = json_object(), *rows = json_array();
+    int bad = !o || !rows;
+    for (size_t i = 0; !bad && i < t->n_estimates; i++) {
+        const warmcal_estimate *e = &t->estimates[i];
+        constant_row row;
+        if (e->rank == WARMCAL_TABLE_ANY_RANK)
+            continue;
+        if (constant_row_of(traces, n, t, e, per_token, &row) != 0) {
+            bad = 1;
+            break;
+        }
+        if (!row.phases)
+            continue;
+        json_t *r = json_object();
+        bad = !r || put(r, "rank", json_integer(e->rank)) | put(r, "label", text_json(e->label)) |
+                        put(r, "phases", u64_json(row.phases)) |
+                        put(r, "short", u64_json(row.shorts)) |
+                        put(r, "worst_short_bytes", json_real(row.worst_short)) |
+                        put(r, "over_median_percent", json_real(row.over_median)) |
+                        put(r, "table_over_median_percent", json_real(row.table_over_median));
+        bad = json_array_append_new(rows, r) != 0 || bad;
+    }
+    if (!bad)
+        bad = put(o, "bytes_per_token", json_real(per_token)) | put(o, "rows", json_incref(rows));
+    json_decref(rows);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The summary as one object on stdout; -1 when it could not be built or written. */
+static int print_json(const char *output, const warmcal_table *t, const char *const *paths,
+                      const warmcal_trace *const *traces, size_t n, json_t *warning_list,
+                      double constant)
+{
+    json_t *o = json_object(), *config = json_object(), *sources = json_array(),
+           *estimates = json_array();
+    int bad = !o || !config || !sources || !estimates;
+    for (size_t i = 0; !bad && i < n; i++)
+        bad = json_array_append_new(sources, text_json(paths[i])) != 0;
+    for (size_t i = 0; !bad && i < t->n_estimates; i++)
+        bad = json_array_append_new(estimates, estimate_json(&t->estimates[i])) != 0;
+    if (!bad)
+        bad = put(config, "model", text_json(t->config.model)) |
+              put(config, "tp", json_integer(t->config.tp)) |
+              put(config, "gpu_name", text_json(t->config.gpu_name)) |
+              put(config, "gpu_total_bytes", u64_json(t->config.gpu_total_bytes));
+    if (!bad)
+        bad = put(o, "table", text_json(output)) | put(o, "configuration", json_incref(config)) |
+              put(o, "above_range", json_string(warmcal_above_policy_name(t->above_range))) |
+              put(o, "traces", json_incref(sources)) |
+              put(o, "estimates", json_incref(estimates)) |
+              put(o, "warnings", json_incref(warning_list)) |
+              put(o, "constant_guess",
+                  constant > 0 ? constant_json(traces, n, t, constant) : json_null());
+    json_decref(config);
+    json_decref(sources);
+    json_decref(estimates);
+    if (!bad)
+        bad = json_dumpf(o, stdout, JSON_INDENT(2)) != 0 || putchar('\n') == EOF;
+    json_decref(o);
+    return bad ? -1 : 0;
 }
 
 /* An output that is also an input, whatever the names (the same file by
@@ -160,133 +375,177 @@ static int output_is_an_input(const char *flag, const char *output, const char *
     return 0;
 }
 
+/* Whether the table would go where --json writes (-o /dev/stdout, or the
+ * file stdout was sent to): the two would mix into one stream. */
+static int output_is_stdout(const char *output)
+{
+    struct stat out, so;
+    return stat(output, &out) == 0 && fstat(STDOUT_FILENO, &so) == 0 &&
+           out.st_dev == so.st_dev && out.st_ino == so.st_ino;
+}
+
 int warmcal_cmd_fit(int argc, char **argv)
 {
     const char *output = NULL, *output_flag = "-o";
     double constant = -1;
+    int json = 0, options_done = 0;
     warmcal_fit_options opts = {0};
     const char **paths = calloc((size_t)argc, sizeof *paths);
     size_t n_paths = 0;
-    if (!paths)
+    if (!paths) {
+        fprintf(stderr, "warmcal fit: out of memory\n");
         return WARMCAL_EXIT_USAGE;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (options_done || a[0] != '-' || !a[1]) {
+            paths[n_paths++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            options_done = 1;
+            continue;
+        }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             free(paths);
             return WARMCAL_EXIT_OK;
         }
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
+        }
         int takes_value = strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 ||
                           strcmp(a, "--compare-constant") == 0 || strcmp(a, "--above-range") == 0 ||
                           strcmp(a, "--parsimony") == 0;
-        if (takes_value && i + 1 >= argc) {
-            fprintf(stderr, "warmcal fit: %s needs a value\n", a);
+        if (!takes_value) {
             free(paths);
-            return WARMCAL_EXIT_USAGE;
+            return bad_usage("unknown option '%s'", a);
         }
-        const char *v = takes_value ? argv[++i] : NULL;
+        if (i + 1 >= argc) {
+            free(paths);
+            return bad_usage("%s needs a value", a);
+        }
+        const char *v = argv[++i];
         char *end = NULL;
+        int bad = 0;
         if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-            if (!*v) {
-                fprintf(stderr, "warmcal fit: %s: expected a file path, found an empty string\n", a);
-                free(paths);
-                return WARMCAL_EXIT_USAGE;
-            }
+            if (!*v)
+                bad = bad_usage("%s: expected a file path, found an empty string", a);
             output = v;
             output_flag = a;
         } else if (strcmp(a, "--compare-constant") == 0) {
             errno = 0;
             constant = strtod(v, &end);
-            if (!*v || *end || errno || !(constant > 0) || !isfinite(constant)) {
-                fprintf(stderr, "warmcal fit: --compare-constant: expected bytes per token > 0, found '%s'\n", v);
-                free(paths);
-                return WARMCAL_EXIT_USAGE;
-            }
+            if (!*v || *end || errno || !(constant > 0) || !isfinite(constant))
+                bad = bad_usage("--compare-constant: expected bytes per token > 0, found '%s'", v);
         } else if (strcmp(a, "--above-range") == 0) {
             if (strcmp(v, "refuse") == 0)
                 opts.above_range = WARMCAL_ABOVE_REFUSE;
             else if (strcmp(v, "extrapolate") == 0)
                 opts.above_range = WARMCAL_ABOVE_EXTRAPOLATE;
-            else {
-                fprintf(stderr, "warmcal fit: --above-range: expected refuse or extrapolate, found '%s'\n", v);
-                free(paths);
-                return WARMCAL_EXIT_USAGE;
-            }
-        } else if (strcmp(a, "--parsimony") == 0) {
-            opts.parsimony = strtod(v, &end);
-            if (!*v || *end || !(opts.parsimony > 0 && opts.parsimony < 1)) {
-                fprintf(stderr, "warmcal fit: --parsimony: expected a number in (0, 1), found '%s'\n", v);
-                free(paths);
-                return WARMCAL_EXIT_USAGE;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "warmcal fit: unknown option '%s'\n", a);
-            usage(stderr);
-            free(paths);
-            return WARMCAL_EXIT_USAGE;
+            else
+                bad = bad_usage("--above-range: expected refuse or extrapolate, found '%s'", v);
         } else {
-            paths[n_paths++] = a;
+            opts.parsimony = strtod(v, &end);
+            if (!*v || *end || !(opts.parsimony > 0 && opts.parsimony < 1))
+                bad = bad_usage("--parsimony: expected a number in (0, 1), found '%s'", v);
+        }
+        if (bad) {
+            free(paths);
+            return bad;
         }
     }
     if (!output || n_paths == 0) {
-        fprintf(stderr, "warmcal fit: %s\n", !output ? "-o TABLE is required" : "no traces given");
-        usage(stderr);
         free(paths);
-        return WARMCAL_EXIT_USAGE;
+        return bad_usage("%s", !output ? "-o TABLE is required" : "no traces given");
     }
     if (output_is_an_input(output_flag, output, paths, n_paths)) {
         free(paths);
         return WARMCAL_EXIT_USAGE;
     }
+    if (json && output_is_stdout(output)) {
+        free(paths);
+        return bad_usage("--json and %s %s: both would write to stdout; send the table to a "
+                         "file", output_flag, output);
+    }
+    warmcal_progress progress;
+    cli_progress_start(&progress, 1);
+    warnings warned = {.list = json ? json_array() : NULL, .progress = &progress};
     int status = WARMCAL_EXIT_OK;
     warmcal_trace **traces = calloc(n_paths, sizeof *traces);
     warmcal_table *table = NULL;
     warmcal_error err = {0};
     char msg[600];
-    for (size_t i = 0; traces && i < n_paths && status == WARMCAL_EXIT_OK; i++) {
+    if (!traces || (json && !warned.list)) {
+        fprintf(stderr, "warmcal fit: out of memory\n");
+        status = WARMCAL_EXIT_USAGE;
+    }
+    for (size_t i = 0; status == WARMCAL_EXIT_OK && i < n_paths; i++) {
+        warmcal_progress_step(&progress, "warmcal fit: reading traces", i + 1, n_paths, paths[i]);
         if (warmcal_trace_read(paths[i], &traces[i], &err) != WARMCAL_OK) {
+            warmcal_progress_clear(&progress);
             fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
             status = WARMCAL_EXIT_USAGE;
         } else if (!traces[i]->complete) {
-            fprintf(stderr, "warning: %s: writer did not finish (complete = 0); fitting the phases "
-                            "it holds\n", paths[i]);
+            warn(&warned, "%s: writer did not finish (complete = 0); fitting the phases it holds",
+                 paths[i]);
         }
     }
-    if (!traces)
-        status = WARMCAL_EXIT_USAGE;
     warmcal_fit_note *notes = NULL;
     size_t n_notes = 0;
-    if (status == WARMCAL_EXIT_OK &&
-        warmcal_fit_traces((const warmcal_trace *const *)traces, n_paths, &opts, &table, &notes,
-                           &n_notes, &err) != WARMCAL_OK) {
-        fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
-        status = WARMCAL_EXIT_USAGE;
+    if (status == WARMCAL_EXIT_OK) {
+        warmcal_progress_show(&progress, "warmcal fit: fitting %zu trace%s", n_paths,
+                              n_paths == 1 ? "" : "s");
+        if (warmcal_fit_traces((const warmcal_trace *const *)traces, n_paths, &opts, &table,
+                               &notes, &n_notes, &err) != WARMCAL_OK) {
+            warmcal_progress_clear(&progress);
+            fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
+            status = WARMCAL_EXIT_USAGE;
+        }
     }
     for (size_t i = 0; i < n_notes; i++) {
         if (notes[i].rank == WARMCAL_TABLE_ANY_RANK)
-            fprintf(stderr, "warning: any rank, label %s: not estimated: %s\n", notes[i].label,
-                    notes[i].reason);
+            warn(&warned, "any rank, label %s: not estimated: %s", notes[i].label, notes[i].reason);
         else if (notes[i].any_rank_entry)
-            fprintf(stderr, "warning: rank %d, label %s: not estimated (the any-rank entry serves "
-                            "it): %s\n",
-                    notes[i].rank, notes[i].label, notes[i].reason);
+            warn(&warned, "rank %d, label %s: not estimated (the any-rank entry serves it): %s",
+                 notes[i].rank, notes[i].label, notes[i].reason);
         else
-            fprintf(stderr, "warning: rank %d, label %s: not estimated, and no any-rank entry "
-                            "either (the table has no estimate for it): %s\n",
-                    notes[i].rank, notes[i].label, notes[i].reason);
+            warn(&warned, "rank %d, label %s: not estimated, and no any-rank entry either (the "
+                          "table has no estimate for it): %s",
+                 notes[i].rank, notes[i].label, notes[i].reason);
     }
     free(notes);
-    if (status == WARMCAL_EXIT_OK && warmcal_table_write(table, output, &err) != WARMCAL_OK) {
-        fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
-        status = WARMCAL_EXIT_USAGE;
-    }
     if (status == WARMCAL_EXIT_OK) {
-        printf("table %s: %s, tp %d, %s; %zu traces\n", output, table->config.model, table->config.tp,
-               table->config.gpu_name, n_paths);
-        print_estimates(table);
-        if (constant > 0)
-            compare_constant((const warmcal_trace *const *)traces, n_paths, table, constant);
+        warmcal_progress_show(&progress, "warmcal fit: writing %s", output);
+        if (warmcal_table_write(table, output, &err) != WARMCAL_OK) {
+            warmcal_progress_clear(&progress);
+            fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
+            status = WARMCAL_EXIT_USAGE;
+        }
     }
+    warmcal_progress_clear(&progress);
+    if (status == WARMCAL_EXIT_OK) {
+        int bad = 0;
+        if (json) {
+            bad = print_json(output, table, paths, (const warmcal_trace *const *)traces, n_paths,
+                             warned.list, constant) != 0;
+        } else {
+            printf("table %s: %s, tp %d, %s; %zu traces\n", output, table->config.model,
+                   table->config.tp, table->config.gpu_name, n_paths);
+            print_estimates(table);
+            if (constant > 0)
+                bad = compare_constant((const warmcal_trace *const *)traces, n_paths, table,
+                                       constant) != 0;
+        }
+        if (fflush(stdout) == EOF || ferror(stdout) || bad) {
+            /* the table is written; only the summary is lost */
+            fprintf(stderr, "warmcal fit: %s was written, but the summary could not be printed "
+                            "(out of memory or stdout closed)\n", output);
+            status = WARMCAL_EXIT_USAGE;
+        }
+    }
+    json_decref(warned.list);
     for (size_t i = 0; traces && i < n_paths; i++)
         warmcal_trace_free(traces[i]);
     free(traces);

@@ -24,6 +24,7 @@ static void usage(FILE *out)
             "usage: warmcal import torch-snapshot SNAPSHOT.pickle... -o DIR [--tokens N]...\n"
             "                      [--batch B]... [--label L] [--rank R] [--world-size W]\n"
             "                      [--model M] [--device D] [--max-entries N]\n"
+            "                      [--max-input-bytes BYTES]\n"
             "       warmcal import csv FILE.csv -o DIR [--model M] [--producer P]\n"
             "                      [--world-size W]\n\n"
             "Write warmcal traces (source = import) from measurements people already have:\n"
@@ -34,12 +35,14 @@ static void usage(FILE *out)
             "                  read from a pickle: one that asks for code is refused.\n"
             "  csv             a table with columns rank,label,tokens,batch,peak_bytes and\n"
             "                  optionally free_before,free_after,outcome; one trace per rank\n\n"
+            "'warmcal import SUBCOMMAND --help' lists every option. The importers are\n"
+            "Python: $WARMCAL_PYTHON, else %s, runs them. Exit 0 when every trace\n"
+            "was written, 2 on bad arguments or bad input (nothing is written then).\n"
+            "A progress line goes to stderr when it is a terminal.\n\n"
             "examples:\n"
             "  warmcal import torch-snapshot warmup-512.pickle warmup-4096.pickle \\\n"
             "      --tokens 512 --tokens 4096 --model my-model -o traces/\n"
-            "  warmcal import csv measurements.csv --model my-model -o traces/\n\n"
-            "'warmcal import SUBCOMMAND --help' lists every option. The importers are\n"
-            "Python: $WARMCAL_PYTHON, else %s, runs them.\n",
+            "  warmcal import csv measurements.csv --model my-model -o traces/\n",
             DEFAULT_PYTHON);
 }
 
@@ -47,6 +50,15 @@ static int is_file(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Name the build tree's library in variable, unless the environment names
+ * one already or the build tree's is gone (an installed command). */
+static void default_env(const char *variable, const char *build_path)
+{
+    const char *set = getenv(variable);
+    if ((!set || !set[0]) && is_file(build_path))
+        setenv(variable, build_path, 1);
 }
 
 /* The folder that holds the `warmcal` Python package with its importers, or
@@ -92,12 +104,18 @@ static int prepend_pythonpath(const char *dir)
 int warmcal_cmd_import(int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "warmcal import: no format given: expected torch-snapshot or csv (see "
+                        "'warmcal import --help')\n");
         return WARMCAL_EXIT_USAGE;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
         return WARMCAL_EXIT_OK;
+    }
+    if (argv[1][0] == '-') { /* the format comes first; Python would only say it is missing */
+        fprintf(stderr, "warmcal import: unknown option '%s': expected torch-snapshot or csv "
+                        "first (see 'warmcal import --help')\n", argv[1]);
+        return WARMCAL_EXIT_USAGE;
     }
     const char *python = getenv("WARMCAL_PYTHON");
     if (!python || !python[0])
@@ -117,9 +135,10 @@ int warmcal_cmd_import(int argc, char **argv)
      * package. Older versions ignore it. */
     setenv("PYTHONSAFEPATH", "1", 1);
 #ifdef WARMCAL_TRACE_LIB_BUILD_PATH
-    const char *lib = getenv("WARMCAL_TRACE_LIB");
-    if ((!lib || !lib[0]) && is_file(WARMCAL_TRACE_LIB_BUILD_PATH))
-        setenv("WARMCAL_TRACE_LIB", WARMCAL_TRACE_LIB_BUILD_PATH, 1);
+    default_env("WARMCAL_TRACE_LIB", WARMCAL_TRACE_LIB_BUILD_PATH);
+#endif
+#ifdef WARMCAL_CONVENTION_LIB_BUILD_PATH
+    default_env("WARMCAL_CONVENTION_LIB", WARMCAL_CONVENTION_LIB_BUILD_PATH);
 #endif
 
     /* python -m warmcal.importers argv[1..] */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "warmcal/estimator.h"
 #include "warmcal/spool.h"
 #include "warmcal/trace.h"
 #include "warmcal/units.h"
@@ -24,7 +25,12 @@ static void usage(FILE *out)
             "allocation, or the process ended inside it), then a summary line.\n\n"
             "  --json  print one JSON document instead: an array with one object per trace\n"
             "          (exact byte counts; free memory not sampled is null; a value above\n"
-            "          2^63-1 is written as a decimal string)\n");
+            "          2^63-1 is written as a decimal string)\n\n"
+            "Exit 0, or 2 on bad arguments or a trace that cannot be read (then nothing is\n"
+            "printed on stdout).\n\n"
+            "examples:\n"
+            "  warmcal inspect traces/rank-0.h5\n"
+            "  warmcal inspect traces/rank-*.h5 --json\n");
 }
 
 /* --- text ------------------------------------------------------------------ */
@@ -282,7 +288,8 @@ static json_t *phase_json(size_t i, const warmcal_phase *p)
               put(o, "lower_bound", json_integer((json_int_t)p->lower_bound)) |
               put(o, "lower_bound_reasons", reasons_json(p->lower_bound)) |
               put(o, "reserved_begin", u64_json(p->reserved_begin)) |
-              put(o, "reserved_end", u64_json(p->reserved_end));
+              put(o, "reserved_end", u64_json(p->reserved_end)) |
+              put(o, "need", u64_json(warmcal_phase_need(p)));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -352,15 +359,13 @@ int warmcal_cmd_inspect(int argc, char **argv)
             free(paths);
             return WARMCAL_EXIT_OK;
         } else {
-            fprintf(stderr, "warmcal inspect: unknown option '%s'\n\n", a);
-            usage(stderr);
+            fprintf(stderr, "warmcal inspect: unknown option '%s' (see 'warmcal inspect --help')\n", a);
             free(paths);
             return WARMCAL_EXIT_USAGE;
         }
     }
     if (n_paths == 0) {
-        fprintf(stderr, "warmcal inspect: no trace given\n\n");
-        usage(stderr);
+        fprintf(stderr, "warmcal inspect: no trace given (see 'warmcal inspect --help')\n");
         free(paths);
         return WARMCAL_EXIT_USAGE;
     }

@@ -47,7 +47,11 @@ static void usage(FILE *out)
             "  --keep-spool   keep the spools once converted\n"
             "  --convert DIR  only convert the spools in DIR (runs set up by hand)\n\n"
             "The injection library is $WARMCAL_INJECT_LIB, else ../lib/%s beside\n"
-            "this program, else the one of the build tree.\n",
+            "this program, else the one of the build tree. Bad arguments: exit 2.\n\n"
+            "examples:\n"
+            "  mpirun -np 4 warmcal profile --out traces/ -- python3 serve.py --tp 4\n"
+            "  warmcal profile --out traces/ --model my-model --device 0 -- ./warmup --tokens 4096\n"
+            "  warmcal profile --convert traces/ --model my-model\n",
             DEFAULT_OUT, INJECT_NAME);
 }
 
@@ -644,7 +648,7 @@ static int option_value(int argc, char **argv, int *i, const char *name, const c
     if (argv[*i][n] != '\0')
         return 0;
     if (*i + 1 >= argc) {
-        fprintf(stderr, "warmcal profile: %s needs a value\n\n", name);
+        fprintf(stderr, "warmcal profile: %s needs a value (see 'warmcal profile --help')\n", name);
         return -1;
     }
     *value = argv[++*i];
@@ -660,7 +664,8 @@ static int parse(int argc, char **argv, options *o)
         if (strcmp(a, "--") == 0) {
             o->cmd = argv + i + 1;
             if (i + 1 >= argc) {
-                fprintf(stderr, "warmcal profile: no command after '--'\n\n");
+                fprintf(stderr, "warmcal profile: no command after '--' (see 'warmcal profile "
+                                "--help')\n");
                 return -1;
             }
             break;
@@ -677,7 +682,8 @@ static int parse(int argc, char **argv, options *o)
             if (got < 0)
                 return -1;
         } else if (a[0] == '-') {
-            fprintf(stderr, "warmcal profile: unknown option '%s'\n\n", a);
+            fprintf(stderr, "warmcal profile: unknown option '%s' (see 'warmcal profile --help')\n",
+                    a);
             return -1;
         } else {
             /* nsys-like: the command may follow the options without '--' */
@@ -686,15 +692,16 @@ static int parse(int argc, char **argv, options *o)
         }
     }
     if (o->convert && (o->cmd || o->out || o->device)) {
-        fprintf(stderr, "warmcal profile: --convert takes no command, --out or --device\n\n");
+        fprintf(stderr, "warmcal profile: --convert takes no command, --out or --device (see "
+                        "'warmcal profile --help')\n");
         return -1;
     }
     if (!o->convert && !o->cmd) {
-        fprintf(stderr, "warmcal profile: no command given\n\n");
+        fprintf(stderr, "warmcal profile: no command given (see 'warmcal profile --help')\n");
         return -1;
     }
     if (o->model && !o->model[0]) {
-        fprintf(stderr, "warmcal profile: --model is empty\n\n");
+        fprintf(stderr, "warmcal profile: --model is empty (see 'warmcal profile --help')\n");
         return -1;
     }
     if (o->device) {
@@ -702,7 +709,8 @@ static int parse(int argc, char **argv, options *o)
         errno = 0;
         long d = strtol(o->device, &end, 10);
         if (errno || end == o->device || *end || d < 0 || d > INT_MAX) {
-            fprintf(stderr, "warmcal profile: --device: expected a device number, found '%s'\n\n",
+            fprintf(stderr, "warmcal profile: --device: expected a device number, found '%s' "
+                            "(see 'warmcal profile --help')\n",
                     o->device);
             return -1;
         }
@@ -714,8 +722,9 @@ int warmcal_cmd_profile(int argc, char **argv)
 {
     options o;
     int p = parse(argc, argv, &o);
-    if (p != 0) {
-        usage(p > 0 ? stdout : stderr);
+    if (p != 0) { /* a bad argument was named in one line above */
+        if (p > 0)
+            usage(stdout);
         return p > 0 ? WARMCAL_EXIT_OK : WARMCAL_EXIT_USAGE;
     }
     if (o.convert) {

@@ -33,13 +33,13 @@ static void usage(FILE *out)
             "  --table TABLE              an estimate table (warmcal fit) to draw\n"
             "  --compare-constant BYTES   also draw a constant guess of BYTES per token\n"
             "                             (131072, 128KiB, 0.5MiB)\n\n"
-            "example:\n"
-            "  warmcal report traces/rank-*.h5 --table table.json --compare-constant 128KiB \\\n"
-            "      -o report.html\n\n"
             "environment: WARMCAL_GNUPLOT (the gnuplot to run; default: gnuplot on PATH),\n"
             "WARMCAL_REPORT_TEMPLATES (a folder of edited templates; default: the installed\n"
             "share/warmcal/report, else the source tree's tools/report), TMPDIR.\n"
-            "Exit status: 0 written, 1 gnuplot failed, 2 bad usage or bad input.\n");
+            "Exit status: 0 written, 1 gnuplot failed, 2 bad usage or bad input.\n\n"
+            "example:\n"
+            "  warmcal report traces/rank-*.h5 --table table.json --compare-constant 128KiB \\\n"
+            "      -o report.html\n");
 }
 
 static volatile sig_atomic_t stop_signal = 0;
@@ -106,16 +106,15 @@ int warmcal_cmd_report(int argc, char **argv)
         else if (strcmp(a, "--compare-constant") == 0)
             per_token_text = argv[++i];
         else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "warmcal report: unknown option '%s'\n", a);
-            usage(stderr);
+            fprintf(stderr, "warmcal report: unknown option '%s' (see 'warmcal report --help')\n", a);
             goto out;
         } else {
             inputs[n_traces++] = a;
         }
     }
     if (!output || n_traces == 0) {
-        fprintf(stderr, "warmcal report: %s\n", !output ? "-o FILE is required" : "no traces given");
-        usage(stderr);
+        fprintf(stderr, "warmcal report: %s (see 'warmcal report --help')\n",
+                !output ? "-o FILE is required" : "no traces given");
         goto out;
     }
     report_kind kind;

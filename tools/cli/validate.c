@@ -2,13 +2,20 @@
  * (held-out runs): per phase the estimate, the measured need and the
  * over-provision; a summary with the median and maximum over-provision and
  * the constant bytes-per-token guess that would have been needed to be safe
- * on the same phases. Exit 1 when any phase needed more than its estimate. */
+ * on the same phases. Exit 1 when any phase needed more than its estimate.
+ * --json prints the same as one JSON object (docs/formats.md, "Command
+ * output (--json)"), only once every trace was read. */
+#define _POSIX_C_SOURCE 200809L
+#include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "progress.h"
 #include "warmcal/estimator.h"
 #include "warmcal/table.h"
 #include "warmcal/trace.h"
@@ -17,12 +24,96 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: warmcal validate TABLE TRACE... [--quiet]\n\n"
-                 "Compare the table's estimates with the phases measured in the traces.\n"
-                 "Prints one line per phase (--quiet: the summary only), then a summary.\n"
+    fprintf(out, "usage: warmcal validate TABLE TRACE... [--quiet] [--json]\n\n"
+                 "Compare the table's estimates with the phases measured in the traces\n"
+                 "(held-out runs): per phase the estimate, the measured need and the\n"
+                 "over-provision, then a summary with the median and maximum over-provision\n"
+                 "and the constant bytes-per-token guess that would have been safe.\n\n"
+                 "  --quiet  print the summary only\n"
+                 "  --json   print one JSON object instead: every phase and the summary\n"
+                 "           (docs/formats.md, \"Command output\")\n\n"
                  "Exit 0 when every phase fits its estimate, 1 when one needed more, 2 on\n"
-                 "bad input.\n");
+                 "bad arguments or bad input. A progress line goes to stderr when it is a\n"
+                 "terminal.\n\n"
+                 "examples:\n"
+                 "  warmcal validate table.json holdout/rank-*.h5\n"
+                 "  warmcal validate table.json holdout/rank-*.h5 --quiet\n"
+                 "  warmcal validate table.json holdout/rank-*.h5 --json\n");
 }
+
+/* A bad argument: one line naming it, exit 2 (no usage text: --help has it). */
+static int bad_usage(const char *fmt, ...) WARMCAL_PRINTF(1, 2);
+static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("warmcal validate: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see 'warmcal validate --help')\n", stderr);
+    va_end(ap);
+    return WARMCAL_EXIT_USAGE;
+}
+
+/* --- JSON ------------------------------------------------------------------- */
+
+/* jansson holds only UTF-8: bytes of a foreign name that are not ASCII
+ * become '?' when the text as a whole is not valid UTF-8. */
+static json_t *text_json(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *c = copy; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            *c = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+/* JSON integers are signed 64-bit in jansson: larger values go as text. */
+static json_t *u64_json(uint64_t v)
+{
+    return v <= INT64_MAX ? json_integer((json_int_t)v) : json_sprintf("%" PRIu64, v);
+}
+
+/* obj[key] = value, stealing value; nonzero on failure. */
+static int put(json_t *obj, const char *key, json_t *value)
+{
+    return json_object_set_new(obj, key, value) != 0;
+}
+
+/* One phase's row: estimate and need_bytes may be absent (not_compared says
+ * why: the outcome, or outside the calibrated range). */
+static json_t *phase_json(const warmcal_trace *tr, const warmcal_phase *p, const uint64_t *estimate,
+                          const uint64_t *need, double over, const char *not_compared)
+{
+    json_t *o = json_object();
+    int compared = !not_compared;
+    int bad = !o;
+    bad = bad || put(o, "trace", text_json(tr->path)) | put(o, "rank", json_integer(tr->rank)) |
+                     put(o, "label", text_json(p->label)) |
+                     put(o, "tokens", u64_json(p->tokens)) |
+                     put(o, "batch", json_integer((json_int_t)p->batch)) |
+                     put(o, "outcome", json_string(warmcal_outcome_name(p->outcome))) |
+                     put(o, "compared", json_boolean(compared)) |
+                     put(o, "estimate", estimate ? u64_json(*estimate) : json_null()) |
+                     put(o, "need", need ? u64_json(*need) : json_null()) |
+                     put(o, "over_provision_percent", compared ? json_real(over) : json_null()) |
+                     put(o, "under_estimate",
+                         json_boolean(compared && estimate && need && *estimate < *need)) |
+                     put(o, "not_compared",
+                         compared ? json_null() : json_string(not_compared));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -32,6 +123,8 @@ static int cmp_double(const void *a, const void *b)
 
 typedef struct {
     size_t compared, under, outside, failed;
+    json_t *rows;          /* --json: every phase's row; NULL: text */
+    warmcal_progress *progress;
     double *over;          /* over-provision of each compared phase, % */
     double *need, *tokens; /* compared phases, for the constant's over-provision */
     double *table_over;    /* the table's over-provision, in the same order */
@@ -78,18 +171,27 @@ static int validate_trace(const char *table_path, const warmcal_table *t, const 
         snprintf(rank, sizeof rank, "%d", tr->rank);
         if (p->outcome != WARMCAL_OUTCOME_OK) {
             s->failed++;
-            if (!quiet)
+            if (s->rows) {
+                if (json_array_append_new(s->rows, phase_json(tr, p, NULL, NULL, 0,
+                                                              warmcal_outcome_name(p->outcome))))
+                    return out_of_memory();
+            } else if (!quiet)
                 printf("%-5s %-11s %8llu %12s %12s %10s  %s (not compared)\n", rank, p->label,
                        (unsigned long long)p->tokens, "-", "-", "-", warmcal_outcome_name(p->outcome));
             continue;
         }
-        double need = (double)warmcal_phase_need(p);
+        uint64_t need_bytes = warmcal_phase_need(p);
+        double need = (double)need_bytes;
         uint64_t est = 0;
         warmcal_error err = {0};
         int rc = warmcal_table_estimate(t, tr->rank, p->label, p->tokens, p->batch, &est, &err);
         if (rc == WARMCAL_E_RANGE) {
             s->outside++;
-            if (!quiet)
+            if (s->rows) {
+                if (json_array_append_new(s->rows, phase_json(tr, p, NULL, &need_bytes, 0,
+                                                              "outside the calibrated range")))
+                    return out_of_memory();
+            } else if (!quiet)
                 printf("%-5s %-11s %8llu %12s %12.1f %10s  outside the calibrated range\n", rank,
                        p->label, (unsigned long long)p->tokens, "-", need / MiB, "-");
             continue;
@@ -98,6 +200,7 @@ static int validate_trace(const char *table_path, const warmcal_table *t, const 
             /* an estimate beyond 64 bits is the table's fault (`warmcal check`
              * refuses it); a label or rank the table lacks is the trace's */
             char msg[600];
+            warmcal_progress_clear(s->progress);
             fprintf(stderr, "%s: %s\n", rc == WARMCAL_E_OVERFLOW ? table_path : tr->path,
                     warmcal_error_format(&err, msg, sizeof msg));
             return -1;
@@ -107,7 +210,10 @@ static int validate_trace(const char *table_path, const warmcal_table *t, const 
         s->under += under;
         if (note(s, over, need, (double)p->tokens))
             return out_of_memory();
-        if (!quiet)
+        if (s->rows) {
+            if (json_array_append_new(s->rows, phase_json(tr, p, &est, &need_bytes, over, NULL)))
+                return out_of_memory();
+        } else if (!quiet)
             printf("%-5s %-11s %8llu %12.1f %12.1f %9.1f%%%s\n", rank, p->label,
                    (unsigned long long)p->tokens, (double)est / MiB, need / MiB, over,
                    under ? "  UNDER-ESTIMATE" : "");
@@ -122,8 +228,9 @@ static double median_of(double *v, size_t n)
 }
 
 /* The smallest constant bytes-per-token guess that covers every compared
- * phase above `above` tokens, and how it and the table over-provision there. */
-static void constant_guess(const tally *s, double above, const char *which)
+ * phase above `above` tokens, and how it and the table over-provision there:
+ * printed, or as an object added to `json` (an array) when it is not NULL. */
+static void constant_guess(const tally *s, double above, const char *which, json_t *json)
 {
     size_t n_alloc = s->compared ? s->compared : 1; /* malloc(0) may be NULL */
     double *c = malloc(n_alloc * sizeof *c), *tab = malloc(n_alloc * sizeof *tab);
@@ -148,17 +255,89 @@ static void constant_guess(const tally *s, double above, const char *which)
             cmax = fmax(cmax, c[i]);
             tmax = fmax(tmax, tab[i]);
         }
-        printf("on %s (%zu): safe constant %.0f bytes/token (%.1f KiB/token) over-provisions "
-               "median %.1f%%, max %.1f%%; the table median %.1f%%, max %.1f%%\n",
-               which, m, safe, safe / 1024.0, median_of(c, m), cmax, median_of(tab, m), tmax);
+        double cmed = median_of(c, m), tmed = median_of(tab, m);
+        if (json) {
+            json_t *o = json_object();
+            int bad = !o || put(o, "above_tokens", json_integer((json_int_t)above)) |
+                                put(o, "phases", u64_json(m)) |
+                                put(o, "safe_bytes_per_token", json_real(safe)) |
+                                put(o, "over_provision_median_percent", json_real(cmed)) |
+                                put(o, "over_provision_max_percent", json_real(cmax)) |
+                                put(o, "table_over_provision_median_percent", json_real(tmed)) |
+                                put(o, "table_over_provision_max_percent", json_real(tmax));
+            if (bad)
+                json_decref(o);
+            if (bad || json_array_append_new(json, o))
+                fprintf(stderr, "warmcal validate: out of memory: the constant guess on %s is "
+                                "left out\n", which);
+        } else {
+            printf("on %s (%zu): safe constant %.0f bytes/token (%.1f KiB/token) over-provisions "
+                   "median %.1f%%, max %.1f%%; the table median %.1f%%, max %.1f%%\n",
+                   which, m, safe, safe / 1024.0, cmed, cmax, tmed, tmax);
+        }
     }
     free(c);
     free(tab);
 }
 
+/* The whole result as one object on stdout; -1 when it could not be built
+ * or written. */
+static int print_json(const char *table_path, const char *const *paths, size_t n, tally *s,
+                      json_t *warning_list)
+{
+    json_t *o = json_object(), *summary = json_object(), *traces = json_array(),
+           *constants = json_array();
+    int bad = !o || !summary || !traces || !constants;
+    for (size_t i = 0; !bad && i < n; i++)
+        bad = json_array_append_new(traces, text_json(paths[i])) != 0;
+    double median = 0, max = 0;
+    if (!bad && s->compared) {
+        median = median_of(s->over, s->compared);
+        max = s->over[s->compared - 1];
+        constant_guess(s, 0, "every phase", constants);
+        constant_guess(s, 256, "phases above 256 tokens", constants);
+    }
+    if (!bad)
+        bad = put(summary, "compared", u64_json(s->compared)) |
+              put(summary, "under_estimated", u64_json(s->under)) |
+              put(summary, "outside_range", u64_json(s->outside)) |
+              put(summary, "not_compared_failed", u64_json(s->failed)) |
+              put(summary, "over_provision_median_percent",
+                  s->compared ? json_real(median) : json_null()) |
+              put(summary, "over_provision_max_percent", s->compared ? json_real(max) : json_null()) |
+              put(summary, "constant_guess", json_incref(constants));
+    if (!bad)
+        bad = put(o, "table", text_json(table_path)) | put(o, "traces", json_incref(traces)) |
+              put(o, "phases", json_incref(s->rows)) | put(o, "summary", json_incref(summary)) |
+              put(o, "warnings", json_incref(warning_list));
+    json_decref(summary);
+    json_decref(traces);
+    json_decref(constants);
+    if (!bad)
+        bad = json_dumpf(o, stdout, JSON_INDENT(2)) != 0 || putchar('\n') == EOF;
+    json_decref(o);
+    return bad ? -1 : 0;
+}
+
+/* A warning on stderr, and for --json in the output too. */
+static void warn(json_t *list, warmcal_progress *progress, const char *fmt, ...)
+    WARMCAL_PRINTF(3, 4);
+static void warn(json_t *list, warmcal_progress *progress, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    warmcal_progress_clear(progress);
+    fprintf(stderr, "warning: %s\n", text);
+    if (list)
+        json_array_append_new(list, text_json(text));
+}
+
 int warmcal_cmd_validate(int argc, char **argv)
 {
-    int quiet = 0;
+    int quiet = 0, json = 0, options_done = 0;
     const char *table_path = NULL;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     size_t n = 0;
@@ -167,26 +346,34 @@ int warmcal_cmd_validate(int argc, char **argv)
         return WARMCAL_EXIT_USAGE;
     }
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            free(paths);
-            return WARMCAL_EXIT_OK;
+        const char *a = argv[i];
+        if (!options_done && strcmp(a, "--") == 0) {
+            options_done = 1;
+            continue;
         }
-        if (strcmp(argv[i], "--quiet") == 0)
-            quiet = 1;
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "warmcal validate: unknown option '%s'\n", argv[i]);
-            free(paths);
-            return WARMCAL_EXIT_USAGE;
-        } else if (!table_path)
-            table_path = argv[i];
-        else
-            paths[n++] = argv[i];
+        if (!options_done && a[0] == '-' && a[1]) {
+            if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+                usage(stdout);
+                free(paths);
+                return WARMCAL_EXIT_OK;
+            }
+            if (strcmp(a, "--quiet") == 0) {
+                quiet = 1;
+            } else if (strcmp(a, "--json") == 0) {
+                json = 1;
+            } else {
+                free(paths);
+                return bad_usage("unknown option '%s'", a);
+            }
+        } else if (!table_path) {
+            table_path = a;
+        } else {
+            paths[n++] = a;
+        }
     }
     if (!table_path || n == 0) {
-        usage(stderr);
         free(paths);
-        return WARMCAL_EXIT_USAGE;
+        return bad_usage("%s", !table_path ? "no table given" : "no traces given");
     }
     warmcal_error err = {0};
     char msg[600];
@@ -196,45 +383,70 @@ int warmcal_cmd_validate(int argc, char **argv)
         free(paths);
         return WARMCAL_EXIT_USAGE;
     }
-    tally s = {0};
+    warmcal_progress progress;
+    cli_progress_start(&progress, 1);
+    tally s = {.progress = &progress};
+    json_t *warning_list = NULL;
     int status = WARMCAL_EXIT_OK;
-    if (!quiet)
+    if (json && (!(s.rows = json_array()) || !(warning_list = json_array()))) {
+        out_of_memory();
+        status = WARMCAL_EXIT_USAGE;
+    }
+    if (!quiet && !json)
         printf("%-5s %-11s %8s %12s %12s %10s\n", "rank", "label", "tokens", "estimate MiB",
                "measured MiB", "over");
     for (size_t i = 0; i < n && status == WARMCAL_EXIT_OK; i++) {
         warmcal_trace *tr = NULL;
         warmcal_error_clear(&err);
+        warmcal_progress_step(&progress, "warmcal validate: traces", i + 1, n, paths[i]);
         if (warmcal_trace_read(paths[i], &tr, &err) != WARMCAL_OK) {
+            warmcal_progress_clear(&progress);
             fprintf(stderr, "%s\n", warmcal_error_format(&err, msg, sizeof msg));
             status = WARMCAL_EXIT_USAGE;
             break;
         }
         if (!tr->complete)
-            fprintf(stderr, "warning: %s: writer did not finish (complete = 0)\n", paths[i]);
+            warn(warning_list, &progress, "%s: writer did not finish (complete = 0)", paths[i]);
         /* whole names on both sides: fit refuses a name the table cannot hold */
         if (strcmp(tr->model, t->config.model) != 0)
-            fprintf(stderr, "warning: %s: model '%s' differs from the table's '%s'\n", paths[i],
-                    tr->model, t->config.model);
+            warn(warning_list, &progress, "%s: model '%s' differs from the table's '%s'", paths[i],
+                 tr->model, t->config.model);
         if (strcmp(tr->gpu_name, t->config.gpu_name) != 0)
-            fprintf(stderr, "warning: %s: gpu_name '%s' differs from the table's '%s'\n",
-                    paths[i], tr->gpu_name, t->config.gpu_name);
+            warn(warning_list, &progress, "%s: gpu_name '%s' differs from the table's '%s'",
+                 paths[i], tr->gpu_name, t->config.gpu_name);
+        /* text rows go to stdout, which may share the terminal */
+        if (!quiet && !json)
+            warmcal_progress_clear(&progress);
         if (validate_trace(table_path, t, tr, quiet, &s) != 0)
             status = WARMCAL_EXIT_USAGE;
         warmcal_trace_free(tr);
     }
-    if (status == WARMCAL_EXIT_OK) {
+    warmcal_progress_clear(&progress);
+    if (status == WARMCAL_EXIT_OK && json) {
+        if (print_json(table_path, paths, n, &s, warning_list) != 0) {
+            fprintf(stderr, "warmcal validate: cannot write the output (out of memory or stdout "
+                            "closed)\n");
+            status = WARMCAL_EXIT_USAGE;
+        }
+    } else if (status == WARMCAL_EXIT_OK) {
         printf("\nsummary: %zu phases compared, %zu under-estimated, %zu outside the calibrated "
                "range, %zu oom/aborted not compared\n",
                s.compared, s.under, s.outside, s.failed);
         if (s.compared) {
             double median = median_of(s.over, s.compared);
             printf("table over-provision: median %.1f%%, max %.1f%%\n", median, s.over[s.compared - 1]);
-            constant_guess(&s, 0, "every phase");
-            constant_guess(&s, 256, "phases above 256 tokens, as the original fix checks");
+            constant_guess(&s, 0, "every phase", NULL);
+            constant_guess(&s, 256, "phases above 256 tokens, as the original fix checks", NULL);
         }
-        if (s.under)
-            status = WARMCAL_EXIT_NEGATIVE;
     }
+    if (status == WARMCAL_EXIT_OK && (fflush(stdout) == EOF || ferror(stdout))) {
+        fprintf(stderr, "warmcal validate: cannot write the output\n");
+        status = WARMCAL_EXIT_USAGE;
+    }
+    if (status == WARMCAL_EXIT_OK && s.under)
+        status = WARMCAL_EXIT_NEGATIVE;
+    json_decref(s.rows);
+    json_decref(warning_list);
     free(s.over);
     free(s.table_over);
     free(s.need);

@@ -5,6 +5,7 @@
  * hits OOM moves on while the others wait in the next collective, bounded by
  * a timeout that names the rank that went missing. */
 #define _POSIX_C_SOURCE 200809L
+#include "progress.h"
 #include "warmcal/gate.h"
 #include "warmcal/model.h"
 #include "warmcal/mpi_wait.h"
@@ -29,6 +30,7 @@
 
 static const char usage[] =
     "usage: mpirun -np N warmcal-synth --model CONFIG.json --out DIR [options]\n"
+    "       warmcal-synth --help | --version\n"
     "  --model FILE             Hugging Face config.json of the model\n"
     "  --out DIR                folder for rank-<R>.h5 traces (created)\n"
     "  --deployment FILE        deployment JSON (flags below win over it)\n"
@@ -54,7 +56,25 @@ static const char usage[] =
     "                           not fit on some rank is skipped on every rank\n"
     "fault injection (tests and demonstrations):\n"
     "  --stall-rank R:P         rank R stops responding when pass P begins\n"
-    "  --kill-rank R:P          rank R kills itself (SIGKILL) when pass P begins\n";
+    "  --kill-rank R:P          rank R kills itself (SIGKILL) when pass P begins\n"
+    "\n"
+    "Exit 0 when every rank finished its warmup, 1 when a rank hung, stalled or failed\n"
+    "while running, 2 on bad arguments or bad input files. Rank 0 shows a progress\n"
+    "line (pass i/n) on stderr when it is a terminal; mpirun gives ranks a pipe, so\n"
+    "set WARMCAL_PROGRESS=1 to see it there.\n"
+    "\n"
+    "examples:\n"
+    "  mpirun -np 4 warmcal-synth --model data/models/deepseek-v3/config.json \\\n"
+    "      --deployment data/models/deepseek-v3/deploy-tp4-rank0-overhead.json \\\n"
+    "      --seed 1 --out traces\n"
+    "  mpirun -np 4 warmcal-synth --model data/models/deepseek-v3/config.json \\\n"
+    "      --deployment data/models/deepseek-v3/deploy-tp4-rank0-overhead.json \\\n"
+    "      --seed 2 --out holdout\n"
+    "  mpirun -np 4 warmcal-synth --model data/models/deepseek-v3/config.json \\\n"
+    "      --deployment data/models/deepseek-v3/deploy-tp4-rank0-overhead.json \\\n"
+    "      --seed 3 --unsynchronized --timeout 5 --gate table.json --out gated\n"
+    "  warmcal-synth --model data/models/llama-3.1-8b/config.json --max-num-tokens 8192 \\\n"
+    "      --gpu-memory 80GiB --rank-overhead 0:2GiB --out llama\n";
 
 typedef struct {
     const char *model_path, *out_dir, *deployment_path, *gate_table;
@@ -64,12 +84,14 @@ typedef struct {
 
 static int rank_id;
 
+/* A bad argument: one line naming it, from rank 0 only, exit 2 (no usage
+ * text: --help has it). */
 static int fail_usage(const char *fmt, const char *arg)
 {
     if (rank_id == 0) {
         fprintf(stderr, "warmcal-synth: ");
         fprintf(stderr, fmt, arg);
-        fprintf(stderr, "\n%s", usage);
+        fprintf(stderr, " (see 'warmcal-synth --help')\n");
     }
     return EXIT_USAGE;
 }
@@ -121,6 +143,20 @@ static int parse_bytes_flag(const char *flag, const char *v, uint64_t *out)
     return 0;
 }
 
+/* The options that take a value (every other one is a switch). */
+static int takes_value(const char *a)
+{
+    static const char *const names[] = {
+        "--model", "--out", "--deployment", "--tp", "--max-num-tokens", "--max-num-seqs",
+        "--gpu-memory", "--gpu-name", "--runtime-overhead", "--kv-cache-fraction",
+        "--rank-overhead", "--graph-batch-sizes", "--moe-hot-rank", "--moe-hot-share", "--noise",
+        "--seed", "--timeout", "--gate", "--stall-rank", "--kill-rank"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(a, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* Deployment file first, then flags over it. Returns 0 or an exit status. */
 static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
 {
@@ -144,12 +180,23 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
             continue;
         }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            if (rank_id == 0)
+            if (rank_id == 0) {
                 fputs(usage, stdout);
+                fflush(stdout); /* before MPI's finalization, whatever it does at exit */
+            }
+            return -1;
+        }
+        if (strcmp(a, "--version") == 0) {
+            if (rank_id == 0) {
+                printf("warmcal-synth %s\n", WARMCAL_VERSION);
+                fflush(stdout);
+            }
             return -1;
         }
         if (strncmp(a, "--", 2) != 0)
             return fail_usage("unexpected argument '%s'", a);
+        if (!takes_value(a))
+            return fail_usage("unknown option '%s'", a);
         if (i + 1 >= argc)
             return fail_usage("%s needs a value", a);
         const char *v = argv[++i];
@@ -211,7 +258,8 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
             long long r = 0, p = 0;
             char tail = 0;
             if (sscanf(v, "%lld:%lld%c", &r, &p, &tail) != 2 || r < 0 || p < 0)
-                return fail_usage("expected RANK:PASS, found '%s'", v);
+                return fail_usage(a[2] == 's' ? "--stall-rank: expected RANK:PASS, found '%s'"
+                                              : "--kill-rank: expected RANK:PASS, found '%s'", v);
             if (a[2] == 's')
                 o->stall_rank = r, o->stall_pass = p;
             else
@@ -541,6 +589,9 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
     }
     warmcal_gate *gate = NULL;
     size_t skipped = 0;
+    /* rank 0 speaks for the run, as it does for the gate's skips */
+    warmcal_progress progress;
+    cli_progress_start(&progress, coll->rank == 0);
     if (rc == WARMCAL_OK && !worst && o->gate_table) {
         warmcal_gate_options go;
         warmcal_gate_options_init(&go);
@@ -578,6 +629,10 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
         }
     }
     for (size_t i = 0; rc == WARMCAL_OK && !worst && i < n_passes; i++) {
+        char pass_name[64];
+        snprintf(pass_name, sizeof pass_name, "%s, %llu tokens", passes[i].label,
+                 (unsigned long long)passes[i].tokens);
+        warmcal_progress_step(&progress, "warmcal-synth: pass", i + 1, n_passes, pass_name);
         if (o->kill_rank == coll->rank && o->kill_pass == (long long)i)
             raise(SIGKILL);
         if (o->stall_rank == coll->rank && o->stall_pass == (long long)i)
@@ -594,6 +649,7 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
                 break;
             }
             if (!d.run) {
+                warmcal_progress_clear(&progress);
                 if (coll->rank == 0)
                     fprintf(stderr, "warmcal-synth: gate: pass %zu (%s, %llu tokens) skipped on "
                                     "every rank: %s\n",
@@ -615,6 +671,7 @@ static int run_rank(const options *o, const warmcal_model *m, const warmcal_depl
         rc = rc ? rc : warmcal_recorder_phase_end(rec, warmcal_now_ns(), &err);
         done += rc == WARMCAL_OK;
     }
+    warmcal_progress_clear(&progress);
     if (rc != WARMCAL_OK && !status)
         status = report(&err, EXIT_HUNG);
     warmcal_error closing = {0};

@@ -8,6 +8,7 @@ import sys
 
 from . import _common
 from ._common import InputError
+from ._progress import Progress
 
 PROG = "warmcal import"
 
@@ -68,7 +69,8 @@ def _parser():
                    help="the max_entries given to _record_memory_history: a history this long "
                    "filled its ring and lost its oldest entries")
     s.add_argument("--max-input-bytes", type=_int_in(1, 1 << 62, "a byte count"),
-                   metavar="BYTES", help="largest snapshot read (default 2 GiB)")
+                   metavar="BYTES", help="largest snapshot read (default 512 MiB); also "
+                   "bounds the objects one may build (one per 16 bytes of it)")
 
     c = sub.add_parser("csv", prog=PROG + " csv", help="a table of measured peaks",
                        description="One trace per rank, DIR/rank-R.h5, from a CSV table with "
@@ -86,6 +88,14 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    progress = Progress()  # stderr, when it is a terminal (or WARMCAL_PROGRESS=1)
+    try:
+        return _run(args, progress)
+    finally:
+        progress.clear()
+
+
+def _run(args, progress):
     try:
         if args.command == "torch-snapshot":
             from . import torch_snapshot
@@ -95,21 +105,27 @@ def main(argv=None):
             trace, notes = torch_snapshot.build_trace(
                 args.snapshots, args.tokens, args.batch, args.label, args.rank, args.world_size,
                 args.model, args.device, args.max_entries,
-                args.max_input_bytes or torch_snapshot.DEFAULT_MAX_INPUT_BYTES)
+                args.max_input_bytes or torch_snapshot.DEFAULT_MAX_INPUT_BYTES, progress)
             traces = [trace]
         else:
             from . import csv_import
+            progress.show("warmcal import: reading %s" % args.table)
             traces = csv_import.build_traces(args.table, args.model, args.producer,
                                              args.world_size)
             notes = []
+        progress.clear()
         for note in notes:
             sys.stderr.write("%s: warning: %s\n" % (PROG, note))
-        for path in _common.write_traces(args.out, traces):
+        paths = _common.write_traces(args.out, traces, progress)
+        progress.clear()
+        for path in paths:
             print(path)
     except InputError as e:
+        progress.clear()
         sys.stderr.write("%s: %s\n" % (PROG, e))
         return 2
     except ImportError as e:  # the trace library was not found: says where it looked
+        progress.clear()
         sys.stderr.write("%s: %s\n" % (PROG, e))
         return 2
     return 0

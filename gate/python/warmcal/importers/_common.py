@@ -6,6 +6,8 @@ import os
 import stat
 import tempfile
 
+from ._progress import Silent
+
 # Import lazily through _load_trace(): `--help` and input errors must work
 # without the trace library.
 _trace = None
@@ -96,17 +98,21 @@ def _umask():
     return mask
 
 
-def write_traces(out_dir, traces):
+def write_traces(out_dir, traces, progress=None):
     """Write every trace (a list of dicts: rank, info = TraceWriter keyword
     arguments, attrs, phases) under a temporary name in out_dir, flushed to
     disk, and only once all are complete rename them into place: a failure
-    leaves the folder as it was. Returns the paths written."""
+    leaves the folder as it was. Returns the paths written. progress (a
+    _progress.Progress) shows "writing traces i/n"."""
+    progress = progress or Silent()
     trace_mod = _load_trace()
     check_output_dir(out_dir, [t["rank"] for t in traces])
     done = []  # (temporary, final)
     try:
-        for t in traces:
+        for i, t in enumerate(traces):
             final = trace_path(out_dir, t["rank"])
+            progress.step("warmcal import: writing traces", i + 1, len(traces),
+                          os.path.basename(final))
             fd, tmp = tempfile.mkstemp(prefix=os.path.basename(final) + ".partial-", dir=out_dir)
             os.close(fd)
             done.append((tmp, final))

@@ -8,7 +8,9 @@ so what the table says is what the trace holds, to the byte.
 """
 
 import csv
+import io
 import os
+import re
 
 from ._common import InputError, check_label, TOKENS_MAX, U32_MAX, U64_MAX
 
@@ -31,6 +33,16 @@ def _integer(text, lo, hi):
     return value if lo <= value <= hi else None
 
 
+def _shown(text):
+    """A cell as one line of an error: a quoted cell may hold line breaks
+    and other control characters, written as Python escapes."""
+    return "".join(c if c.isprintable() else
+                   "\\n" if c == "\n" else
+                   "\\x%02x" % ord(c) if ord(c) < 0x100 else
+                   "\\u%04x" % ord(c) if ord(c) < 0x10000 else "\\U%08x" % ord(c)
+                   for c in text)
+
+
 def read_rows(path):
     """The rows of the table at path, checked: a list of dicts with the
     column names as keys (values converted) and "line". InputError names
@@ -46,44 +58,58 @@ def read_rows(path):
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        # counted as the reader below counts lines: at \n, \r or \r\n
         raise InputError("%s: line %d: not valid UTF-8"
-                         % (path, data[:e.start].count(b"\n") + 1))
-    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+                         % (path, len(re.findall(rb"\r\n|\r|\n", data[:e.start])) + 1))
+    # Lines end at \n, \r or \r\n only, as RFC 4180 and the csv module read
+    # them (str.splitlines would also split at \x0b, \x0c, \x1c-\x1e, \x85,
+    # \u2028 and \u2029, inside fields too, and miscount lines). A quoted
+    # field may hold a line break, so a record is named by the line it starts on.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    record_start = [1]  # the line the record being read starts on
+
+    def next_record():
+        record_start[0] = reader.line_num + 1
+        return next(reader, None)
+
     try:
-        header = next(reader, None)
+        header = next_record()
         while header is not None and not header:   # blank lines before the header
-            header = next(reader, None)
+            header = next_record()
         if header is None:
             raise InputError("%s: empty: expected a header row naming the columns %s"
                              % (path, ",".join(REQUIRED)))
         header = [h.strip() for h in header]
-        header_line = reader.line_num
+        header_line = record_start[0]
         unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
         if unknown:
             raise InputError("%s: line %d: unknown column%s %s (known: %s)"
                              % (path, header_line, "s" if len(unknown) > 1 else "",
-                                ", ".join("'%s'" % u for u in unknown),
+                                ", ".join("'%s'" % _shown(u) for u in unknown),
                                 ",".join(REQUIRED + OPTIONAL)))
         for i, h in enumerate(header):
             if h in header[:i]:
                 raise InputError("%s: line %d, column %d: column '%s' given twice"
-                                 % (path, header_line, i + 1, h))
+                                 % (path, header_line, i + 1, _shown(h)))
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise InputError("%s: line %d: missing column%s %s (required: %s)"
                              % (path, header_line, "s" if len(missing) > 1 else "",
                                 ", ".join(missing), ",".join(REQUIRED)))
         rows = []
-        for cells in reader:
+        while True:
+            cells = next_record()
+            if cells is None:
+                break
             if not cells or cells == [""]:
                 continue  # a blank line
-            line = reader.line_num
+            line = record_start[0]
             if len(cells) != len(header):
                 raise InputError("%s: line %d: %d fields, expected %d (%s)"
                                  % (path, line, len(cells), len(header), ",".join(header)))
             rows.append(_row(path, line, header, [c.strip() for c in cells]))
     except csv.Error as e:
-        raise InputError("%s: line %d: not valid CSV: %s" % (path, reader.line_num, e))
+        raise InputError("%s: line %d: not valid CSV: %s" % (path, record_start[0], e))
     if not rows:
         raise InputError("%s: no measurements after the header" % path)
     return rows
@@ -94,7 +120,7 @@ def _row(path, line, header, cells):
     for col, (name, text) in enumerate(zip(header, cells), start=1):
         def bad(expected):
             raise InputError("%s: line %d, column %d (%s): expected %s, found '%s'"
-                             % (path, line, col, name, expected, text))
+                             % (path, line, col, name, expected, _shown(text)))
         if name == "rank":
             row[name] = _integer(text, 0, RANK_MAX)
             if row[name] is None:
@@ -131,7 +157,14 @@ def build_traces(path, model, producer, world_size):
     """One trace per rank (dicts for _common.write_traces). The mapping, per
     row: live_begin = 0, live_peak = peak_bytes, live_end = 0 (the peak is
     the pass's need), device_free_begin/end = free_before/free_after (empty
-    or absent: not sampled), outcome as given."""
+    or absent: not sampled), outcome as given.
+
+    reserved_begin = 0, reserved_end = peak_bytes: the free columns see the
+    pass's peak too (the memory it took from the device), so a drop in free
+    memory up to peak_bytes is that peak, not more. The fitter's need,
+    peak - live_begin + max(0, free drop - max(live growth, reserved
+    growth)), is then peak_bytes plus only the device growth beyond it
+    (docs/formats.md, "Measurements in CSV")."""
     rows = read_rows(path)
     top = max(r["rank"] for r in rows)
     if world_size is None:
@@ -145,6 +178,7 @@ def build_traces(path, model, producer, world_size):
         by_rank.setdefault(r["rank"], []).append({
             "label": r["label"], "tokens": r["tokens"], "batch": r["batch"],
             "live_begin": 0, "live_peak": r["peak_bytes"], "live_end": 0,
+            "reserved_begin": 0, "reserved_end": r["peak_bytes"],
             "device_free_begin": r.get("free_before"), "device_free_end": r.get("free_after"),
             "outcome": r.get("outcome", "ok")})
     attrs = {"import_format": "csv", "producer": producer,

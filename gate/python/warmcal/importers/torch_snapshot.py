@@ -16,14 +16,47 @@ import os
 import pickle
 import pickletools
 import stat
+import sys
 
 from ._common import InputError, check_label, parse_phase_message, DEFAULT_LABEL
+from ._progress import Silent
 
 PRODUCER = "torch.cuda.memory._dump_snapshot"
-# Snapshots hold a few KB per history entry; 2 GiB is a million-entry ring
-# with deep stacks, and about as much as the built objects can take in
-# memory several times over. --max-input-bytes raises it.
-DEFAULT_MAX_INPUT_BYTES = 2 << 30
+# PyTorch shares frame lists and frame dicts among entries, so a history
+# entry costs tens of bytes: a snapshot of a ring of max_entries=100000 is
+# tens of MB. 512 MiB leaves room for a ring ten times that with many
+# distinct deep stacks, while what the built objects take stays within a
+# few GB (OBJECTS_PER_LIMIT_BYTE below). --max-input-bytes raises both.
+DEFAULT_MAX_INPUT_BYTES = 512 << 20
+
+# Budgets counted while the opcode stream is scanned, before anything is
+# built. Each opcode that makes a new object (a container, an integer, a
+# string...) costs 1; a Python object takes 30 to 100 bytes, an opcode 1 to
+# 10. Snapshots written by pickle.dump make about one object per 10 to 17
+# bytes; a stream of one-byte empty dicts makes one per byte and takes ~70
+# times its size in memory. Refused: more than one object per
+# MIN_BYTES_PER_OBJECT bytes of the file (beyond a small allowance), or
+# more than one per OBJECT_LIMIT_BYTES bytes of --max-input-bytes overall
+# (32 million objects, about 2 to 3 GB, at the default).
+MIN_BYTES_PER_OBJECT = 4
+OBJECT_ALLOWANCE = 1 << 16
+OBJECT_LIMIT_BYTES = 16
+# Opcodes that make a new object in memory. BININT1 (0..255), NONE,
+# NEWTRUE, NEWFALSE, EMPTY_TUPLE give shared singletons; GET and DUP
+# reference an object already counted.
+NEW_OBJECT_OPCODES = frozenset("""
+    EMPTY_DICT DICT EMPTY_LIST LIST TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_SET FROZENSET
+    INT BININT BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT
+    STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8
+    BINBYTES SHORT_BINBYTES BINBYTES8 BYTEARRAY8
+""".split())
+# A snapshot's numbers fit in 64 bits; a wider integer (LONG1/LONG4 take up
+# to 2^32 bytes) only makes work for whoever prints it.
+MAX_INTEGER_BYTES = 16
+# Real snapshots nest about 6 levels (snapshot, device_traces, a device's
+# list, an entry, frames, a frame); 64 is far above that and keeps every
+# path short.
+MAX_DEPTH = 64
 
 # WARMCAL_LOWER_BOUND_DROPPED (profiler/include/warmcal/spool.h): records were
 # lost, here from the allocator's history ring, so the peak may be higher.
@@ -75,16 +108,34 @@ class _NoGlobals(pickle.Unpickler):
                          "holds plain data only; nothing was run)" % self._path)
 
 
-def _scan_opcodes(data, path):
+def _scan_opcodes(data, path, max_bytes=DEFAULT_MAX_INPUT_BYTES):
     """Refuse any opcode outside SAFE_OPCODES, naming it, its byte offset and
     the module.name it asks for where it names one. pickletools parses the
     stream without building or running anything; a stream it cannot parse
-    (truncated, an unknown opcode) is refused here too."""
+    (truncated, an unknown opcode) is refused here too. The objects the
+    stream would build are counted against the budgets above, so a small
+    file cannot make the unpickler take many times its size in memory."""
     recent_strings = []  # the operands STACK_GLOBAL would take
     memo_size = 0
+    objects = 0
+    object_budget = min(len(data) // MIN_BYTES_PER_OBJECT + OBJECT_ALLOWANCE,
+                        max_bytes // OBJECT_LIMIT_BYTES + OBJECT_ALLOWANCE)
     try:
         for op, arg, pos in pickletools.genops(io.BytesIO(data)):
             if op.name in SAFE_OPCODES:
+                if op.name in NEW_OBJECT_OPCODES:
+                    objects += 1
+                    if objects > object_budget:
+                        raise InputError(
+                            "%s: refused: more than %d objects by byte %d of %d (a snapshot "
+                            "makes about one per 10 bytes; the limit is one per %d bytes, and "
+                            "one per %d bytes of --max-input-bytes): nothing was built"
+                            % (path, object_budget, pos, len(data), MIN_BYTES_PER_OBJECT,
+                               OBJECT_LIMIT_BYTES))
+                if op.name in ("INT", "LONG", "LONG1", "LONG4") and \
+                        (arg.bit_length() + 8) // 8 > MAX_INTEGER_BYTES:
+                    raise InputError("%s: refused: an integer of %d bits at byte %d (a snapshot's "
+                                     "numbers fit in 64 bits)" % (path, arg.bit_length(), pos))
                 if isinstance(arg, str):
                     recent_strings = (recent_strings + [arg])[-2:]
                 if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
@@ -108,6 +159,12 @@ def _scan_opcodes(data, path):
                              "only; nothing was run)" % (path, what, pos))
     except InputError:
         raise
+    except ValueError as e:
+        if "integer string conversion" in str(e):  # a decimal INT/LONG operand
+            raise InputError("%s: refused: an integer of more than %d decimal digits (a "
+                             "snapshot's numbers fit in 64 bits)"
+                             % (path, sys.get_int_max_str_digits()))
+        raise InputError("%s: not a complete pickle: %s" % (path, _reason(e)))
     except Exception as e:  # the parser runs no code: any fault is the file's
         raise InputError("%s: not a complete pickle: %s" % (path, _reason(e)))
 
@@ -121,29 +178,66 @@ def _reason(e):
 
 def _check_plain(obj, path):
     """Refuse anything but PLAIN_TYPES anywhere in the loaded object, naming
-    the path to it. Iterative, and each container is visited once: pickles
-    share objects through the memo (PyTorch dedups frame lists), and a
-    hostile one may nest deeper than Python's recursion limit."""
+    the path to it, and containers nested deeper than MAX_DEPTH. Iterative,
+    and each container is visited once: pickles share objects through the
+    memo (PyTorch shares frame lists and frame dicts among entries), and a
+    hostile one may nest deeper than Python's recursion limit. A container
+    is reached through a (parent link, key) link; the path text is built
+    only for an error, so the walk stays linear in the object's size."""
+    if type(obj) not in PLAIN_TYPES:
+        _plain_error(path, None, obj)
     seen = set()
-    stack = [(obj, "")]
+    # (container, link to it, depth); a scalar at the top has nothing inside
+    stack = [(obj, None, 0)] if type(obj) in (dict, list, tuple) else []
     while stack:
-        value, where = stack.pop()
-        if type(value) not in PLAIN_TYPES:
-            raise InputError("%s: %s: expected plain data (dict, list, string, number, boolean, "
-                             "None), found %s" % (path, where or "top level", type(value).__name__))
-        if isinstance(value, (dict, list, tuple)):
-            if id(value) in seen:
-                continue
-            seen.add(id(value))
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    if type(k) not in (str, int):
-                        raise InputError("%s: %s: expected string keys, found a %s key"
-                                         % (path, where or "top level", type(k).__name__))
-                    stack.append((v, "%s.%s" % (where, k) if where else str(k)))
-            else:
-                for i, v in enumerate(value):
-                    stack.append((v, "%s[%d]" % (where, i)))
+        value, link, depth = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if depth >= MAX_DEPTH:
+            raise InputError("%s: %s: nested deeper than %d levels (a snapshot nests about 6)"
+                             % (path, _link_path(link), MAX_DEPTH))
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if type(k) not in (str, int):
+                    raise InputError("%s: %s: expected string keys, found a %s key"
+                                     % (path, _link_path(link), type(k).__name__))
+                _check_child(path, stack, link, k, v, depth)
+        else:
+            for i, v in enumerate(value):
+                _check_child(path, stack, link, i, v, depth)
+
+
+def _check_child(path, stack, link, key, value, depth):
+    kind = type(value)
+    if kind in (dict, list, tuple):
+        stack.append((value, (link, key), depth + 1))
+    elif kind not in PLAIN_TYPES:
+        _plain_error(path, (link, key), value)
+
+
+def _plain_error(path, link, value):
+    raise InputError("%s: %s: expected plain data (dict, list, string, number, boolean, None), "
+                     "found %s" % (path, _link_path(link), type(value).__name__))
+
+
+def _link_path(link):
+    """'a.b[3].c' from the chain of (parent link, key): string keys are
+    dotted, integer positions bracketed, as the field errors name them."""
+    keys = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    keys.reverse()
+    if len(keys) > 12:  # a path 64 levels deep says no more than its ends
+        keys = keys[:6] + ["...(%d levels)..." % (len(keys) - 9)] + keys[-3:]
+    text = ""
+    for key in keys:
+        if isinstance(key, int):
+            text += "[%d]" % key
+        else:
+            text += ("." if text else "") + str(key)
+    return text or "top level"
 
 
 def load(path, max_bytes=DEFAULT_MAX_INPUT_BYTES):
@@ -163,7 +257,7 @@ def load(path, max_bytes=DEFAULT_MAX_INPUT_BYTES):
         raise InputError("%s: above the limit of %d bytes (--max-input-bytes)" % (path, max_bytes))
     if not data:
         raise InputError("%s: empty file (expected a pickle from %s)" % (path, PRODUCER))
-    _scan_opcodes(data, path)
+    _scan_opcodes(data, path, max_bytes)
     try:
         obj = _NoGlobals(data, path).load()
     except InputError:
@@ -235,10 +329,33 @@ def _describe(v):
 SIZE_MAX = (1 << 63) - 1
 
 
-def _parse_snapshot(snap, path):
+class _Records:
+    """PyTorch writes every segment, block, history entry and annotation as
+    its own dict. A pickle may reference one object many times through the
+    memo, so a file of a few MB could stand for billions of entries; such a
+    repeat is refused, which keeps the walk below as long as the objects
+    the file really holds (bounded by the opcode scan's budget)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.first = {}   # id -> (format, arguments) of the first place seen
+
+    def distinct(self, obj, fmt, *args):
+        earlier = self.first.setdefault(id(obj), (fmt, args))
+        if earlier != (fmt, args):
+            raise InputError("%s: %s: the same object as %s (a snapshot writes each record "
+                             "once; a pickle that repeats one would multiply its size)"
+                             % (self.path, fmt % args, earlier[0] % earlier[1]))
+
+
+def _parse_snapshot(snap, path, device=None):
     """The fields the replay uses, checked: segments (per device: active
-    block bytes, reserved bytes), device_traces (entries), annotations."""
+    block bytes, reserved bytes), the chosen device's history (entries),
+    annotations. The device is chosen first (choose_device), so only its
+    history is read. Returns (device, active, reserved, entries,
+    annotations)."""
     f = _Fields(path)
+    records = _Records(path)
     if isinstance(snap, (list, tuple)):
         raise InputError("%s: a list of segments without allocation history (what "
                          "torch.cuda.memory_snapshot() returns, and snapshots of torch < 2.0): "
@@ -249,22 +366,29 @@ def _parse_snapshot(snap, path):
         f.fail("device_traces", "a list of per-device histories (record with "
                "torch.cuda.memory._record_memory_history())", _MISSING)
     segments = f.seq(snap.get("segments", _MISSING), "segments")
+    device_traces = f.seq(snap["device_traces"], "device_traces")
+    for d, trace in enumerate(device_traces):
+        f.seq(trace, "device_traces[%d]" % d)
+    device = choose_device(path, device_traces, device)
     active, reserved = {}, {}   # device -> {addr: bytes}, device -> bytes
     for i, seg in enumerate(segments):
         where = "segments[%d]" % i
         f.mapping(seg, where)
-        device = f.integer(seg, "device", where, lo=0, optional=True)
-        device = -1 if device is None else device  # -1: not said, counts for every device
+        records.distinct(seg, "segments[%d]", i)
+        seg_device = f.integer(seg, "device", where, lo=0, optional=True)
+        # -1: not said, counts for every device
+        seg_device = -1 if seg_device is None else seg_device
         address = f.integer(seg, "address", where)
         total = f.integer(seg, "total_size", where, lo=0, hi=SIZE_MAX)
-        reserved[device] = reserved.get(device, 0) + total
-        blocks = active.setdefault(device, {})
+        reserved[seg_device] = reserved.get(seg_device, 0) + total
+        blocks = active.setdefault(seg_device, {})
         # Before 2.1 blocks carry no address: they tile the segment in order
         # (the allocator itself numbers them so).
         offset = address
         for j, block in enumerate(f.seq(seg.get("blocks", _MISSING), where + ".blocks")):
             bwhere = "%s.blocks[%d]" % (where, j)
             f.mapping(block, bwhere)
+            records.distinct(block, "segments[%d].blocks[%d]", i, j)
             size = f.integer(block, "size", bwhere, lo=0, hi=SIZE_MAX)
             requested = f.integer(block, "requested_size", bwhere, lo=0, hi=SIZE_MAX,
                                   optional=True)
@@ -275,35 +399,34 @@ def _parse_snapshot(snap, path):
                 blocks[offset if baddr is None else baddr] = size if requested is None \
                     else requested
             offset += size
-    traces = []
-    for d, trace in enumerate(f.seq(snap["device_traces"], "device_traces")):
-        entries = []
-        for i, e in enumerate(f.seq(trace, "device_traces[%d]" % d)):
-            where = "device_traces[%d][%d]" % (d, i)
-            f.mapping(e, where)
-            action = f.text(e, "action", where)
-            entry = {"action": action, "index": i,
-                     "time_us": f.integer(e, "time_us", where, optional=True),
-                     "user_metadata": f.text(e, "user_metadata", where, optional=True)}
-            if action in MEMORY_ACTIONS:
-                entry["addr"] = f.integer(e, "addr", where)
-                entry["size"] = f.integer(e, "size", where, lo=0, hi=SIZE_MAX)
-            elif action == "oom":
-                entry["size"] = f.integer(e, "size", where, lo=0, hi=SIZE_MAX)
-                entry["device_free"] = f.integer(e, "device_free", where, lo=0, hi=SIZE_MAX,
-                                                 optional=True)
-            entries.append(entry)
-        traces.append(entries)
+    entries = []
+    for i, e in enumerate(device_traces[device]):
+        where = "device_traces[%d][%d]" % (device, i)
+        f.mapping(e, where)
+        records.distinct(e, "device_traces[%d][%d]", device, i)
+        action = f.text(e, "action", where)
+        entry = {"action": action, "index": i,
+                 "time_us": f.integer(e, "time_us", where, optional=True),
+                 "user_metadata": f.text(e, "user_metadata", where, optional=True)}
+        if action in MEMORY_ACTIONS:
+            entry["addr"] = f.integer(e, "addr", where)
+            entry["size"] = f.integer(e, "size", where, lo=0, hi=SIZE_MAX)
+        elif action == "oom":
+            entry["size"] = f.integer(e, "size", where, lo=0, hi=SIZE_MAX)
+            entry["device_free"] = f.integer(e, "device_free", where, lo=0, hi=SIZE_MAX,
+                                             optional=True)
+        entries.append(entry)
     annotations = []
     if "external_annotations" in snap:
         for i, a in enumerate(f.seq(snap["external_annotations"], "external_annotations")):
             where = "external_annotations[%d]" % i
             f.mapping(a, where)
+            records.distinct(a, "external_annotations[%d]", i)
             annotations.append({"where": where, "name": f.text(a, "name", where),
                                 "stage": f.text(a, "stage", where),
                                 "device": f.integer(a, "device", where, optional=True),
                                 "time_us": f.integer(a, "time_us", where, optional=True)})
-    return active, reserved, traces, annotations
+    return device, active, reserved, entries, annotations
 
 
 # --- replay -------------------------------------------------------------------
@@ -440,12 +563,21 @@ class Replay:
 
 # --- phases -----------------------------------------------------------------
 
-def _annotation_phases(path, replay, annotations, device):
+def _annotation_phases(path, replay, annotations, device, history_lost, notes):
     """One phase per START/END pair of external annotations (record_function
     names recorded by _record_memory_history) that follow the NVTX
     convention. Entries whose time_us lies within [START, END] belong to the
     phase, ties included: a microsecond cannot order an entry and an
-    annotation stamped alike, and docs/formats.md states this rule."""
+    annotation stamped alike, and docs/formats.md states this rule.
+
+    history_lost: there is evidence the history ring lost its oldest
+    entries; then a phase starting at or before the first entry kept is a
+    lower bound. Without evidence, recording simply began before the phase
+    (the usual _record_memory_history() then record_function order) and
+    nothing is marked. PyTorch keeps annotations in a ring of the same
+    max_entries that drops its oldest first, so an END whose START is gone
+    is a phase from the first history entry, a lower bound, with a warning
+    in notes."""
     entries = replay.entries
     ours = []
     for a in annotations:
@@ -471,37 +603,51 @@ def _annotation_phases(path, replay, annotations, device):
         raise InputError("%s: device_traces[%d]: entries without time_us cannot be matched with "
                          "the phase annotations" % (path, device))
     phases, open_phases = [], {}
-    first_time = times[0] if times else None
+    # (start time or None when the START was lost, end time or None, message, never ended)
     for a, message in sorted(ours, key=lambda am: am[0]["time_us"]):
         key = a["name"]
         if a["stage"] == "START":
             open_phases.setdefault(key, []).append((a, message))
             continue
         if not open_phases.get(key):
-            raise InputError("%s: %s: END of '%s' without its START" % (path, a["where"], key))
+            notes.append("%s: device %d: %s: END of '%s' without its START (the annotation "
+                         "ring, as long as the history's, lost it): a phase from the first "
+                         "history entry, its peak a lower bound"
+                         % (path, device, a["where"], key))
+            phases.append((None, a["time_us"], message, False))
+            continue
         start, message = open_phases[key].pop()
         phases.append((start["time_us"], a["time_us"], message, False))
     for key, still in open_phases.items():
         for start, message in still:
             phases.append((start["time_us"], None, message, True))
-    phases.sort(key=lambda p: p[0])
+    first_time = times[0] if times else None
+    phases.sort(key=lambda p: (p[0] if p[0] is not None else
+                               min(p[1], first_time) if first_time is not None else p[1]))
+    # The first entry at or after t: the allocator stamps entries in order,
+    # but should a clock step back, "the first index whose time is >= t" is
+    # the first index whose running maximum is >= t, and the running
+    # maximum is sorted: one pass, then a binary search per phase.
+    running_max, highest = [], None
+    for t in times:
+        highest = t if highest is None or t > highest else highest
+        running_max.append(highest)
     rows = []
-    ordered = all(a <= b for a, b in zip(times, times[1:]))
     for t0, t1, message, never_ended in phases:
-        if ordered:  # the usual case: the allocator stamps entries in order
-            i0 = bisect.bisect_left(times, t0)
-            i1 = len(times) if t1 is None else bisect.bisect_right(times, t1)
-        else:
-            i0 = next((i for i, t in enumerate(times) if t >= t0), len(times))
-            i1 = len(times) if t1 is None else \
-                next((i for i, t in enumerate(times) if t > t1), len(times))
+        start_lost = t0 is None
+        i0 = 0 if start_lost else bisect.bisect_left(running_max, t0)
+        i1 = len(times) if t1 is None else bisect.bisect_right(running_max, t1)
         row = replay.phase(i0, max(i0, i1))
         row.update(message)
+        if start_lost:
+            t0 = t1 if first_time is None else min(first_time, t1)
         row["begin_ns"] = max(0, t0) * 1000
         row["end_ns"] = max(row["begin_ns"], (t1 if t1 is not None else
                                               (times[-1] if times else t0)) * 1000)
-        if first_time is None or t0 < first_time:
+        if start_lost or history_lost and (first_time is None or t0 <= first_time):
             row["lower_bound"] |= LOWER_BOUND_HISTORY_LOST
+        if start_lost:
+            row["_start_lost"] = True
         if never_ended:
             row["outcome"] = "aborted"
             row["lower_bound"] |= LOWER_BOUND_NEVER_ENDED
@@ -535,6 +681,9 @@ def _metadata_phases(path, replay, device):
     return rows or None
 
 
+DEVICES_NAMED = 8
+
+
 def choose_device(path, traces, device):
     if device is not None:
         if device >= len(traces):
@@ -543,8 +692,12 @@ def choose_device(path, traces, device):
         return device
     used = [d for d, t in enumerate(traces) if t]
     if len(used) > 1:
+        # a hostile file may list a million devices: name a few, count the rest
+        shown = ", ".join(map(str, used[:DEVICES_NAMED]))
+        if len(used) > DEVICES_NAMED:
+            shown += " and %d more" % (len(used) - DEVICES_NAMED)
         raise InputError("%s: devices %s all have allocation history: choose one with --device D"
-                         % (path, ", ".join(map(str, used))))
+                         % (path, shown))
     if not used:
         raise InputError("%s: device_traces: no allocation history on any device (record with "
                          "torch.cuda.memory._record_memory_history() before the snapshot)" % path)
@@ -557,9 +710,8 @@ def import_file(path, device=None, max_entries=None, max_bytes=DEFAULT_MAX_INPUT
     for the whole history without tokens/batch/label (needs_tokens True);
     info carries the notes and figures for the trace's attributes."""
     snap = load(path, max_bytes)
-    active, reserved, traces, annotations = _parse_snapshot(snap, path)
-    device = choose_device(path, traces, device)
-    entries = traces[device]
+    device, active, reserved, entries, annotations = _parse_snapshot(snap, path, device)
+    del snap  # what follows needs only the parsed fields
     live_at_snapshot = dict(active.get(-1, {}))
     live_at_snapshot.update(active.get(device, {}))
     replay = Replay(entries, live_at_snapshot, reserved.get(device, 0) + reserved.get(-1, 0),
@@ -574,16 +726,18 @@ def import_file(path, device=None, max_entries=None, max_bytes=DEFAULT_MAX_INPUT
         lost.append("%d free_completed entries lack their free_requested" % replay.pairs_cut)
     if replay.inconsistent:
         lost.append("%d entries disagree with the snapshot's segments" % replay.inconsistent)
-    if replay.orphan_frees:
-        notes.append("%s: device %d: %d blocks (%d bytes) freed in the history were allocated "
-                     "before its first entry: before recording began, or in history the ring "
-                     "lost (pass --max-entries N as given to _record_memory_history to check)"
-                     % (path, device, replay.orphan_frees, replay.orphan_bytes))
+    # Blocks freed in the history but allocated before it are normal (the
+    # weights, allocated before recording began): counted in attributes,
+    # and named in the warning only when the history is known to be cut.
     if lost:
+        orphans = ""
+        if replay.orphan_frees:
+            orphans = "; %d blocks (%d bytes) freed in it were allocated before its first " \
+                "entry" % (replay.orphan_frees, replay.orphan_bytes)
         notes.append("%s: device %d: the allocation history does not reach back to its start "
-                     "(%s): a phase from its first entry is a lower bound"
-                     % (path, device, "; ".join(lost)))
-    rows = _annotation_phases(path, replay, annotations, device)
+                     "(%s%s): a phase from its first entry is a lower bound"
+                     % (path, device, "; ".join(lost), orphans))
+    rows = _annotation_phases(path, replay, annotations, device, bool(lost), notes)
     if rows is None:
         rows = _metadata_phases(path, replay, device)
         if rows is not None:
@@ -596,10 +750,11 @@ def import_file(path, device=None, max_entries=None, max_bytes=DEFAULT_MAX_INPUT
         if lost:
             row["lower_bound"] |= LOWER_BOUND_HISTORY_LOST
         rows = [row]
-    for row in rows:
-        if row["lower_bound"] & LOWER_BOUND_HISTORY_LOST and not needs_tokens:
-            notes.append("%s: device %d: a phase begins before the first history entry: its "
-                         "peak is a lower bound" % (path, device))
+    cut = [row for row in rows if not row.pop("_start_lost", False)
+           and row["lower_bound"] & LOWER_BOUND_HISTORY_LOST]
+    if cut and not needs_tokens:
+        notes.append("%s: device %d: %d phase(s) begin at or before the first history entry "
+                     "of a cut history: their peaks are lower bounds" % (path, device, len(cut)))
     info = {"device": device, "entries": len(entries), "orphan_frees": replay.orphan_frees,
             "orphan_free_bytes": replay.orphan_bytes, "history_lost": bool(lost),
             "notes": notes}
@@ -607,13 +762,18 @@ def import_file(path, device=None, max_entries=None, max_bytes=DEFAULT_MAX_INPUT
 
 
 def build_trace(files, tokens, batches, label, rank, world_size, model, device, max_entries,
-                max_bytes):
+                max_bytes, progress=None):
     """The one trace (dict for _common.write_traces) and the warnings for
     stderr. Phases: per file in order, its annotated phases, or one phase
     for the whole history taking the next --tokens value."""
     if label is not None and check_label(label):
         raise InputError("--label '%s': %s" % (label, check_label(label)))
-    results = [import_file(p, device, max_entries, max_bytes) for p in files]
+    progress = progress or Silent()
+    results = []
+    for i, p in enumerate(files):
+        progress.step("warmcal import: reading snapshots", i + 1, len(files),
+                      os.path.basename(p))
+        results.append(import_file(p, device, max_entries, max_bytes))
     per_file = sum(1 for _, needs, _ in results if needs)
     if len(tokens) != per_file:
         raise InputError("--tokens: given %d time(s), but %d of the %d snapshot(s) have no "
