@@ -27,11 +27,11 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import socket
-import stat
 import threading
 import time
+
+from . import _tracefile
 
 __all__ = ["record", "phase", "phase_message", "launcher_rank", "cupti_profiler_injected",
            "Recording"]
@@ -231,20 +231,14 @@ class Recording:
     def _open(self, out_dir, model, tp, pp, rank_note):
         torch = self._torch
         os.makedirs(out_dir, exist_ok=True)
-        self._target = os.path.join(out_dir, "rank-%d.h5" % self.rank)
+        self._target = _tracefile.trace_path(out_dir, self.rank)
         _refuse_non_regular(self._target)
         props = torch.cuda.get_device_properties(self.device)
         self._observer = _attach_oom_observer(torch)
         from . import _trace   # loads the C library: only when a trace is written
         # under a temporary name until its first phase: an older trace at the
         # target stays whole until this run has something to replace it with
-        # (named here rather than by mkstemp, whose 0600 file would keep
-        # that mode: the writer creates it as any trace, under the umask)
-        while True:
-            partial = os.path.join(out_dir, ".rank-%d.h5.partial-%s"
-                                   % (self.rank, secrets.token_hex(4)))
-            if not os.path.lexists(partial):
-                break
+        partial = _tracefile.new_partial(self._target)
         try:
             from . import __version__
             self._writer = _trace.TraceWriter(
@@ -297,13 +291,9 @@ class Recording:
 
 
 def _refuse_non_regular(path):
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(st.st_mode):
-        raise OSError(errno.EEXIST, "exists and is not a regular file; a trace is never "
-                      "written over it", path)
+    why = _tracefile.not_regular(path)
+    if why:
+        raise OSError(errno.EEXIST, why, path)
 
 
 def _add_note(exc, text):

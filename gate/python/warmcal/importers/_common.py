@@ -3,9 +3,8 @@ and writing traces so that nothing already in the output folder is lost or
 left half-written."""
 
 import os
-import stat
-import tempfile
 
+from .. import _tracefile
 from ._progress import Silent
 
 # Import lazily through _load_trace(): `--help` and input errors must work
@@ -70,18 +69,14 @@ def check_output_dir(out_dir, ranks):
     for rank in ranks:
         target = trace_path(out_dir, rank)
         try:
-            st = os.lstat(target)
-        except FileNotFoundError:
-            continue
+            why = _tracefile.not_regular(target)
         except OSError as e:
             raise InputError("%s: %s" % (target, e.strerror))
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError("%s: exists and is not a regular file; refusing to replace it"
-                             % target)
+        if why:
+            raise InputError("%s: %s" % (target, why))
 
 
-def trace_path(out_dir, rank):
-    return os.path.join(out_dir, "rank-%d.h5" % rank)
+trace_path = _tracefile.trace_path
 
 
 def _fsync_path(path, flags=os.O_RDONLY):
@@ -90,12 +85,6 @@ def _fsync_path(path, flags=os.O_RDONLY):
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def write_traces(out_dir, traces, progress=None):
@@ -113,11 +102,8 @@ def write_traces(out_dir, traces, progress=None):
             final = trace_path(out_dir, t["rank"])
             progress.step("warmcal import: writing traces", i + 1, len(traces),
                           os.path.basename(final))
-            fd, tmp = tempfile.mkstemp(prefix=os.path.basename(final) + ".partial-", dir=out_dir)
-            os.close(fd)
+            tmp = _tracefile.new_partial(final)
             done.append((tmp, final))
-            # mkstemp makes 0600; a trace gets what any new file would
-            os.chmod(tmp, 0o666 & ~_umask())
             with trace_mod.TraceWriter(tmp, **t["info"]) as w:
                 for name, value in t["attrs"].items():
                     w.set_attr(name, value)
