@@ -139,8 +139,10 @@ static void print_estimates(const warmcal_table *t)
         if (e->calibration.device_free_min)
             snprintf(free_text, sizeof free_text, "%.2f",
                      (double)e->calibration.device_free_min / (1024.0 * MiB));
+        /* a fit's intercept can be a tiny negative number: it reads as 0.0, not -0.0 */
+        double fixed_mib = fabs(fixed / MiB) < 0.05 ? 0.0 : fixed / MiB;
         printf("%-5s %-11s %-9s %10.1f %10.2f %10.1f %10.1f %6zu  %-15s %9s  %s\n", rank, e->label,
-               warmcal_form_name(e->form), fixed / MiB, per_token / 1024.0,
+               warmcal_form_name(e->form), fixed_mib, per_token / 1024.0,
                e->fit.max_residual / MiB, e->margin.total / MiB, e->fit.points, range, free_text,
                fail);
     }
