@@ -552,7 +552,7 @@ PHASE_FIELDS = [
     ("end_ns", "<u8"), ("live_begin", "<u8"), ("live_peak", "<u8"), ("live_end", "<u8"),
     ("device_free_begin", "<u8"), ("device_free_end", "<u8"), ("outcome", "|u1"),
     ("failed_alloc_bytes", "<u8"), ("pinned_peak", "<u8"), ("anomalies", "<u4"),
-    ("lower_bound", "<u4"),
+    ("lower_bound", "<u4"), ("reserved_begin", "<u8"), ("reserved_end", "<u8"),
 ]
 EVENT_FIELDS = [("time_ns", "<u8"), ("kind", "|u1"), ("mem_kind", "|u1"), ("bytes", "<u8"),
                 ("address", "<u8"), ("phase", "<i8")]
@@ -575,7 +575,7 @@ def case_h5dump_and_h5py_read_writer_files():
         ph = f["phases"]
         check([(k, ph.dtype[k].str) for k in ph.dtype.names] == PHASE_FIELDS,
               f"phases fields: {ph.dtype}")
-        check(ph.dtype.itemsize == 125, f"phases rows are packed: {ph.dtype.itemsize} bytes")
+        check(ph.dtype.itemsize == 141, f"phases rows are packed: {ph.dtype.itemsize} bytes")
         check(ph.chunks is not None and ph.maxshape == (None,), "phases is chunked and extendable")
         check(len(ph) == n, "rows")
         for i, row in enumerate(ph[:]):
