@@ -1074,16 +1074,32 @@ static void encode_budget(warmcal_gate *g, const char *label, uint64_t reserve, 
     /* a failed probe is flagged in the checks, which every rank reads first */
     uint64_t r = warmcal__add_sat(g->opts.reserve_bytes, reserve), t = 0;
     int64_t budget = 0;
-    if (en.probe_ok && g->opts.need_policy == WARMCAL_NEED_CONSTANT)
+    int failed = WARMCAL_OK; /* a failure other than a missing estimate */
+    warmcal_error err;
+    warmcal_error_clear(&err);
+    if (en.probe_ok && g->opts.need_policy == WARMCAL_NEED_CONSTANT) {
         budget = (int64_t)constant_budget(g, en.free_bytes, r);
-    else if (en.probe_ok)
-        budget = warmcal_table_max_tokens(g->table, g->rank, label, 1, g->opts.above_range,
-                                          en.free_bytes, r, &t, NULL, NULL) == WARMCAL_OK
-                     ? (int64_t)t /* at most 2^40: exact in the packed form */
-                     : H_NO_ESTIMATE;
+    } else if (en.probe_ok) {
+        int rc = warmcal_table_max_tokens(g->table, g->rank, label, 1, g->opts.above_range,
+                                          en.free_bytes, r, &t, NULL, &err);
+        if (rc == WARMCAL_OK)
+            budget = (int64_t)t; /* at most 2^40: exact in the packed form */
+        else if (rc == WARMCAL_E_FIELD)
+            budget = H_NO_ESTIMATE; /* no entry serves this rank for the label */
+        else
+            failed = rc;
+    }
     *value = pack(budget, g->rank);
     warmcal_shape as_shape = {.tokens = 0, .batch = 0, .label = label, .batch_valid = 1};
     encode_checks(g, &en, &as_shape, 1, checks);
+    if (failed && en.probe_ok) {
+        /* flagged like a failure to take part: every rank fails at once,
+         * and this one says why */
+        char text[sizeof g->probe_text];
+        snprintf(g->probe_text, sizeof g->probe_text, "max_tokens: %s",
+                 warmcal_error_format(&err, text, sizeof text));
+        checks[4] = (int64_t)failed * (INT64_C(1) << RANK_BITS) + g->rank;
+    }
 }
 
 /* The budget from the MIN-reduced packed value, the same on every rank. */
