@@ -225,6 +225,27 @@ int warmcal_spool_writer_open(warmcal_spool_writer **out, const char *path, warm
     return 0;
 }
 
+int warmcal_spool_writer_publish(warmcal_spool_writer *w, const char *path, warmcal_error *err)
+{
+    if (!w || !path)
+        return warmcal_error_set(err, WARMCAL_E_INVAL, NULL, NULL, "spool publish: no path");
+    char *p = strdup(path);
+    if (!p)
+        return warmcal_error_set(err, WARMCAL_E_NOMEM, path, NULL, "out of memory");
+    if (link(w->path, path) != 0) {
+        int e = errno;
+        free(p);
+        return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot give the spool %s this name: %s",
+                                 w->path, strerror(e));
+    }
+    /* the spool now has both names; an old name left behind by a failed
+     * unlink would only be a second name of the same file, never listed */
+    unlink(w->path);
+    free(w->path);
+    w->path = p;
+    return 0;
+}
+
 int warmcal_spool_write_info(warmcal_spool_writer *w, const char *key, const char *value,
                              warmcal_error *err)
 {

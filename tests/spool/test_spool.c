@@ -1373,6 +1373,56 @@ static void remove_dir(void)
     rmdir(dir);
 }
 
+/* The injected library creates its spool under a name no lister takes and
+ * publishes it once its head is on disk, so that a `warmcal profile`
+ * converting the folder while another rank's process starts never meets a
+ * spool without its session (it failed with exit 2 when it did). */
+static void a_spool_is_listed_only_once_published_and_never_over_another(void)
+{
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/publish", dir);
+    CHECK(mkdir(sub, 0755) == 0);
+    warmcal_spool_writer *w = open_spool("publish/rank-3.77.spool.partial");
+    warmcal_spool_job *jobs = NULL;
+    size_t n = 0;
+    warmcal_error err = {0};
+    /* created, head not yet written: not listed (it used to be, as damaged) */
+    CHECK(warmcal_spool_list(sub, "S", &jobs, &n, &err) == 0);
+    CHECK_EQ_U64(n, 0);
+    warmcal_spool_jobs_free(jobs, n);
+    run_info(w, 3, "S", 77);
+    CHECK(warmcal_spool_flush(w, &err) == 0);
+    CHECK(warmcal_spool_writer_publish(w, tmp_path("publish/rank-3.77.spool"), &err) == 0);
+    CHECK(access(tmp_path("publish/rank-3.77.spool.partial"), F_OK) != 0);
+    CHECK(warmcal_spool_list(sub, "S", &jobs, &n, &err) == 0);
+    CHECK_EQ_U64(n, 1);
+    if (n == 1)
+        CHECK(jobs[0].rank == 3 && jobs[0].pid == 77 && jobs[0].rc == 0);
+    warmcal_spool_jobs_free(jobs, n);
+    /* the writer goes on under its new name */
+    info(w, "late", "yes");
+    close_spool(w);
+    warmcal_spool *s = NULL;
+    CHECK(warmcal_spool_read(tmp_path("publish/rank-3.77.spool"), 0, &s, &err) == 0);
+    CHECK(s && warmcal_spool_info_get(s, "late") && strcmp(warmcal_spool_info_get(s, "late"), "yes") == 0);
+    warmcal_spool_free(s);
+    /* a name already taken is never replaced: both files stay */
+    warmcal_spool_writer *other = open_spool("publish/other.partial");
+    memset(&err, 0, sizeof err);
+    CHECK(warmcal_spool_writer_publish(other, tmp_path("publish/rank-3.77.spool"), &err) ==
+          WARMCAL_E_IO);
+    CHECK_STR_CONTAINS(err.source, "rank-3.77.spool");
+    CHECK(access(tmp_path("publish/other.partial"), F_OK) == 0);
+    close_spool(other);
+    s = NULL;
+    CHECK(warmcal_spool_read(tmp_path("publish/rank-3.77.spool"), 0, &s, &err) == 0);
+    CHECK(s && warmcal_spool_info_get(s, "late") != NULL);
+    warmcal_spool_free(s);
+    unlink(tmp_path("publish/other.partial"));
+    unlink(tmp_path("publish/rank-3.77.spool"));
+    CHECK(rmdir(sub) == 0);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
@@ -1404,6 +1454,7 @@ static const struct {
     CASE(rank_from_none_beside_traces_of_a_larger_world_is_reported),
     CASE(a_damaged_spool_is_listed_only_when_it_may_be_the_sessions),
     CASE(deferred_writes_let_appends_go_on_while_a_write_is_blocked),
+    CASE(a_spool_is_listed_only_once_published_and_never_over_another),
 };
 
 int main(int argc, char **argv)

@@ -121,6 +121,16 @@ typedef struct warmcal_spool_writer warmcal_spool_writer;
  * WARMCAL_E_IO naming it) and write its header. *out is owned by the caller. */
 WARMCAL_API int warmcal_spool_writer_open(warmcal_spool_writer **out, const char *path,
                                           warmcal_error *err);
+/* Give the spool its name: link it at path and drop the name it was
+ * created under, so that a spool appears under a listed name only once its
+ * head is on disk. The injected library creates its spool under a name that
+ * no lister takes (PATH.partial), writes the run's attributes, then
+ * publishes it: a `warmcal profile` converting the folder while another
+ * rank's process starts never meets a spool without its session. An
+ * existing file at path is WARMCAL_E_IO naming it (link(2) never replaces),
+ * and both names are left as they were. The writer goes on writing it. */
+WARMCAL_API int warmcal_spool_writer_publish(warmcal_spool_writer *w, const char *path,
+                                             warmcal_error *err);
 /* key must be non-empty; key and value longer than WARMCAL_SPOOL_TEXT_MAX
  * together are WARMCAL_E_INVAL. */
 WARMCAL_API int warmcal_spool_write_info(warmcal_spool_writer *w, const char *key,

@@ -273,15 +273,10 @@ static void spool_failed_locked(const warmcal_error *err)
  * threads that only append never wait for the disk. Returns 0, or -1 after
  * a failed write: appends then stop, the file is closed and the profiler
  * disabled. */
-static int write_out(void)
+/* Stop using the spool w after a failure: no more appends, then no more
+ * writes, then close it. */
+static void drop_spool(warmcal_spool_writer *w)
 {
-    warmcal_error err = {0};
-    pthread_mutex_lock(&g.iomu);
-    warmcal_spool_writer *w = g.out;
-    int rc = w ? warmcal_spool_write_pending(w, &err) : 0;
-    pthread_mutex_unlock(&g.iomu);
-    if (rc == 0)
-        return 0;
     wlock();
     if (g.spool == w)
         g.spool = NULL; /* no more appends ... */
@@ -293,6 +288,18 @@ static int write_out(void)
         warmcal_spool_writer_close(w, &ignored);
     }
     pthread_mutex_unlock(&g.iomu);
+}
+
+static int write_out(void)
+{
+    warmcal_error err = {0};
+    pthread_mutex_lock(&g.iomu);
+    warmcal_spool_writer *w = g.out;
+    int rc = w ? warmcal_spool_write_pending(w, &err) : 0;
+    pthread_mutex_unlock(&g.iomu);
+    if (rc == 0)
+        return 0;
+    drop_spool(w);
     warmcal__inject_disable("cannot write the spool %s: %s", g.spool_path,
                             err.text[0] ? err.text : warmcal_strerror(err.code));
     return -1;
@@ -1004,10 +1011,19 @@ static int open_spool(const char *out_dir, int rank, int world, const char *rank
         warmcal__inject_disable("cannot create WARMCAL_OUT=%s: %s", out_dir, strerror(errno));
         return -1;
     }
+    /* created under a name no lister takes, and published once the run's
+     * attributes are on disk: a `warmcal profile` converting this folder
+     * while this process starts must not meet a spool without its session */
+    char partial[sizeof g.spool_path + 16];
+    n = snprintf(partial, sizeof partial, "%s.partial", g.spool_path);
+    if (n < 0 || (size_t)n >= sizeof partial) {
+        warmcal__inject_disable("WARMCAL_OUT is too long a path: %s", out_dir);
+        return -1;
+    }
     warmcal_error err = {0};
     warmcal_spool_writer *w = NULL;
-    if (warmcal_spool_writer_open(&w, g.spool_path, &err) != 0) {
-        warmcal__inject_disable("cannot create the spool %s: %s", g.spool_path,
+    if (warmcal_spool_writer_open(&w, partial, &err) != 0) {
+        warmcal__inject_disable("cannot create the spool %s: %s", partial,
                                 err.text[0] ? err.text : warmcal_strerror(err.code));
         return -1;
     }
@@ -1040,7 +1056,19 @@ static int open_spool(const char *out_dir, int rank, int world, const char *rank
     warmcal_spool_take_pending(g.spool);
     int ok = g.spool != NULL;
     wunlock();
-    return ok ? write_out() : -1;
+    if (!ok || write_out() != 0)
+        return -1;
+    pthread_mutex_lock(&g.iomu);
+    int rc = g.out ? warmcal_spool_writer_publish(g.out, g.spool_path, &err) : -1;
+    pthread_mutex_unlock(&g.iomu);
+    if (rc != 0) {
+        drop_spool(w);
+        unlink(partial);
+        warmcal__inject_disable("cannot name the spool %s: %s", g.spool_path,
+                                err.text[0] ? err.text : warmcal_strerror(err.code));
+        return -1;
+    }
+    return 0;
 }
 
 /* Subscribe to the driver-API callbacks (named "warmcal" where CUPTI takes
