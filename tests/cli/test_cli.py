@@ -349,7 +349,10 @@ def progress_cases():
     csv_path = os.path.join(TMP, "cal.csv")
     synth_out = os.path.join(TMP, "synth")
     model = os.path.join(ARGS.source, "data", "models", "llama-3.1-8b", "config.json")
-    return [
+    report = ([("warmcal report", [ARGS.warmcal, "report", *traces, "-o",
+                                   os.path.join(TMP, "report.svg")],
+                b"warmcal report: reading traces")] if shutil.which("gnuplot") else [])
+    return report + [
         ("warmcal fit", [ARGS.warmcal, "fit", *traces, "-o", table], b"warmcal fit: reading traces"),
         ("warmcal validate", [ARGS.warmcal, "validate", table, *traces],
          b"warmcal validate: traces"),

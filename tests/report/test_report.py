@@ -12,11 +12,14 @@ import glob
 import html.parser
 import os
 import re
+import shutil
+import signal
 import stat
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 import zlib
 
@@ -41,8 +44,8 @@ def check(cond, what):
         print("FAIL:", what)
 
 
-def run(*argv, env=None):
-    p = subprocess.run(list(argv), capture_output=True, text=True, timeout=240, env=env)
+def run(*argv, env=None, cwd=None):
+    p = subprocess.run(list(argv), capture_output=True, text=True, timeout=240, env=env, cwd=cwd)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -56,9 +59,9 @@ def env_with(tmp, **extra):
     return env
 
 
-def report(tmp, *args, env=None):
+def report(tmp, *args, env=None, cwd=None):
     env = env or env_with(tmp)
-    rc, out, err = run(ARGS.warmcal, "report", *args, env=env)
+    rc, out, err = run(ARGS.warmcal, "report", *args, env=env, cwd=cwd)
     left = os.listdir(env["TMPDIR"]) if "TMPDIR" in env and os.path.isdir(env["TMPDIR"]) else []
     check(left == [], f"report {args}: working folder left behind: {left}")
     return rc, out, err
@@ -198,11 +201,15 @@ def case_svg(tmp):
     texts = svg_texts(root)
     for want in ("rank 0 measured", "rank 1 measured", "rank 2 measured", "rank 3 measured",
                  "rank 0 estimate (band: margin)", "any rank estimate (band: margin)",
-                 "rank 0 out of memory (size asked)", "constant guess: 128.00 KiB per token",
+                 "rank 0 out of memory (size asked)", "constant 128.00 KiB/token, every pass",
+                 "rank 0 above its range (any-rank)",
                  "context passes: memory needed per pass, by rank",
                  "generation passes: memory needed per pass, by rank"):
         check(want in texts, f"svg: no text {want!r}")
     check("rank 1 out of memory (size asked)" not in texts, "svg: rank 1 never ran out of memory")
+    # rank 0 alone stopped early (its OOM): it alone is continued by the any-rank entry
+    check(not any(re.fullmatch(r"rank [123] above its range.*", t) for t in texts),
+          "svg: only rank 0's range ends below the any-rank one's")
     # rank 0 alone is short: its free memory is the lowest; the sizes asked are shown
     lowest = {m.group(1): float(m.group(2)) for t in texts
               for m in [re.match(r"rank (\d), lowest ([\d.]+) GiB", t)] if m}
@@ -379,9 +386,199 @@ def case_target(tmp):
           f"link to a file: exit {rc}: {err!r}")
 
 
+def wrapper(path, body):
+    """An executable shell script at path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+
+
+def is_png(path):
+    return os.path.exists(path) and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def case_relative_gnuplot(tmp):
+    """gnuplot runs in the working folder: a relative name must still reach it."""
+    paths = small_traces(tmp)
+    real = shutil.which("gnuplot")
+    wrapper(f"{tmp}/bin/gnuplot", f'exec {real} "$@"')
+    empty = f"{tmp}/empty-bin"
+    os.makedirs(empty)
+    for what, extra, cwd in (("WARMCAL_GNUPLOT=bin/gnuplot", {"WARMCAL_GNUPLOT": "bin/gnuplot"}, tmp),
+                             ("PATH entry 'bin'", {"PATH": f"bin:{empty}"}, tmp),
+                             ("empty PATH entry", {"PATH": f":{empty}"}, f"{tmp}/bin")):
+        out = f"{tmp}/r.png"
+        env = env_with(tmp, **extra)
+        if "WARMCAL_GNUPLOT" not in extra:
+            env.pop("WARMCAL_GNUPLOT", None)
+        rc, _, err = report(tmp, *paths, "-o", out, env=env, cwd=cwd)
+        check(rc == 0 and err == "" and is_png(out), f"{what}: exit {rc}: {err!r}")
+        if os.path.exists(out):
+            os.unlink(out)
+
+
+def start_report(tmp, args, env, ignore_hangup=False):
+    def child_setup():
+        if ignore_hangup:  # as nohup leaves it
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return subprocess.Popen([ARGS.warmcal, "report", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=child_setup)
+
+
+def wait_for_file(path, what, lines=1):
+    """Until path holds `lines` lines; False after 60 s (the command never got there)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and open(path).read().count("\n") >= lines:
+            return True
+        time.sleep(0.05)
+    check(False, f"{what}: {path} never appeared")
+    return False
+
+
+def case_nohup(tmp):
+    """Under nohup (SIGHUP ignored) a hang-up does not end the report."""
+    paths = small_traces(tmp)
+    out = f"{tmp}/r.png"
+    started = f"{tmp}/started"
+    wrapper(f"{tmp}/slow-gnuplot", f'echo $$ > {started}; sleep 2; exec {shutil.which("gnuplot")} "$@"')
+    env = env_with(tmp, WARMCAL_GNUPLOT=f"{tmp}/slow-gnuplot")
+    p = start_report(tmp, (*paths, "-o", out), env, ignore_hangup=True)
+    if wait_for_file(started, "nohup"):
+        p.send_signal(signal.SIGHUP)
+    stdout, err = p.communicate(timeout=120)
+    check(p.returncode == 0 and err == "" and is_png(out),
+          f"nohup: a hang-up ended the report: exit {p.returncode}: {err!r}")
+    check(os.listdir(env["TMPDIR"]) == [], "nohup: working folder left behind")
+
+
+def process_gone(pid):
+    """Ended (or only a zombie left for its new parent to reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def case_stop(tmp):
+    """SIGTERM or SIGINT to the report ends gnuplot (and what it started) at
+    once instead of waiting for it; the working folder goes, nothing is
+    written, and the command ends by the signal."""
+    paths = small_traces(tmp)
+    out = f"{tmp}/r.png"
+    pids = f"{tmp}/pids"
+    # the shell and a child of its own: both must go; the background sleep
+    # ignores SIGINT (as a shell's background jobs do), so SIGINT takes the
+    # SIGKILL that follows a short grace
+    wrapper(f"{tmp}/stuck-gnuplot", f"echo $$ > {pids}; sleep 60 & echo $! >> {pids}; wait")
+    env = env_with(tmp, WARMCAL_GNUPLOT=f"{tmp}/stuck-gnuplot")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if os.path.exists(pids):
+            os.unlink(pids)
+        p = start_report(tmp, (*paths, "-o", out), env)
+        if not wait_for_file(pids, sig.name, lines=2):
+            p.kill()
+            p.communicate()
+            continue
+        start = time.monotonic()
+        p.send_signal(sig)
+        try:
+            _, err = p.communicate(timeout=30)  # gnuplot would take 60 s
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+            check(False, f"{sig.name}: the report waited for gnuplot to finish")
+        took = time.monotonic() - start
+        check(p.returncode == -sig, f"{sig.name}: ends by the signal: exit {p.returncode}: {err!r}")
+        check("interrupted; nothing was written" in err, f"{sig.name}: says so: {err!r}")
+        check(took < 30, f"{sig.name}: took {took:.1f} s")
+        check(os.listdir(env["TMPDIR"]) == [], f"{sig.name}: working folder left behind")
+        check(not os.path.exists(out), f"{sig.name}: nothing written")
+        left = [pid for pid in map(int, open(pids).read().split()) if not process_gone(pid)]
+        check(not left, f"{sig.name}: gnuplot's processes still running: {left}")
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+
+
+def case_home_gnuplotrc(tmp):
+    """gnuplot runs with its default settings: a ~/.gnuplot that would make
+    it read the data files wrongly changes nothing."""
+    paths = small_traces(tmp)
+    home = f"{tmp}/home"
+    os.makedirs(home)
+    open(f"{home}/.gnuplot", "w").write('set datafile separator ","\nset style data boxes\n')
+    out, plain = f"{tmp}/r.svg", f"{tmp}/plain.svg"
+    rc, _, err = report(tmp, *paths, "-o", out, env=env_with(tmp, HOME=home))
+    check(rc == 0 and err == "", f"~/.gnuplot: exit {rc}: {err!r}")
+    rc, _, err = report(tmp, *paths, "-o", plain, env=env_with(tmp, HOME=f"{tmp}/tmpdir"))
+    check(rc == 0 and os.path.exists(out) and open(out).read() == open(plain).read(),
+          "~/.gnuplot: the picture differs from one made without it")
+
+
+def case_options(tmp):
+    paths = small_traces(tmp)
+    table = f"{tmp}/table.json"
+    rc, _, err = run(ARGS.warmcal, "fit", *paths, "-o", table)
+    check(rc == 0, f"fit: {err}")
+    out = f"{tmp}/r.svg"
+    rc, stdout, err = report(tmp, *paths, f"--table={table}", "--compare-constant=128KiB",
+                             f"--output={out}")
+    check(rc == 0 and out in stdout, f"--opt=value: exit {rc}: {err!r}")
+    texts = svg_texts(ET.parse(out).getroot()) if os.path.exists(out) else []
+    check("constant 128.00 KiB/token, every pass" in texts and "rank 0 estimate (band: margin)" in texts,
+          f"--opt=value: the table and the constant are drawn: {texts[:20]}")
+    if os.path.exists(out):
+        os.unlink(out)
+    for args, named in (((*paths, "--table", table, f"--table={table}", "-o", out), "--table"),
+                        ((*paths, "-o", out, f"--output={out}"), "--output"),
+                        ((*paths, "--compare-constant=1", "--compare-constant", "2", "-o", out),
+                         "--compare-constant"),
+                        ((*paths, "--output=", "-o", out), "--output"),
+                        ((*paths, "--table=", "-o", out), "--table")):
+        rc, stdout, err = report(tmp, *args)
+        check(rc == 2 and one_line(err) and named in err and err.startswith("warmcal report: "),
+              f"{args}: exit {rc}, one line naming {named}: {err!r}")
+        check(not os.path.exists(out) and stdout == "", f"{args}: nothing written")
+    # after --, an argument that looks like an option is a trace
+    os.link(paths[0], f"{tmp}/-odd.h5")
+    rc, _, err = report(tmp, "-o", out, "--", "-odd.h5", paths[1], cwd=tmp)
+    check(rc == 0, f"a trace after --: exit {rc}: {err!r}")
+
+
+def case_exit_status(tmp):
+    """After the checks, a report that cannot be written exits 1; a target
+    that became something that cannot be a report exits 2. A fake gnuplot
+    draws a picture and then does the damage, as another program might."""
+    paths = small_traces(tmp)
+    folder = f"{tmp}/out"
+    out = f"{folder}/r.png"
+    fake = f"{tmp}/fake-gnuplot"
+    for what, damage, code in (("folder removed", f'rmdir "{folder}"', 1),
+                               ("target became a folder", f'mkdir "{out}"', 2)):
+        os.makedirs(folder, exist_ok=True)
+        wrapper(fake, f"printf '\\211PNG' > out.png; {damage}")
+        rc, stdout, err = report(tmp, *paths, "-o", out, env=env_with(tmp, WARMCAL_GNUPLOT=fake))
+        check(rc == code and one_line(err) and "nothing was written" in err and stdout == "",
+              f"{what}: exit {rc}, expected {code}: {err!r}")
+        check(not os.path.isfile(out), f"{what}: nothing written")
+        if os.path.isdir(out):
+            os.rmdir(out)
+        check(not os.path.isdir(folder) or os.listdir(folder) == [],
+              f"{what}: nothing left beside it: {os.listdir(folder) if os.path.isdir(folder) else ''}")
+    rc, stdout, _ = run(ARGS.warmcal, "report", "--help")
+    check("1 drawing or writing it failed" in stdout and "2 bad usage or bad input" in stdout,
+          "--help says what 1 and 2 mean")
+
+
 CASES = {k[5:]: v for k, v in globals().items() if k.startswith("case_")}
 if ARGS.case not in CASES:
     sys.exit(f"unknown case {ARGS.case}")
+# these never get as far as running gnuplot; every other case draws for real
+if ARGS.case not in ("bad_input", "no_gnuplot") and not shutil.which("gnuplot"):
+    print("skipped: gnuplot not found on PATH (apt-get install gnuplot-nox)")
+    sys.exit(77)
 with tempfile.TemporaryDirectory() as tmp:
     CASES[ARGS.case](tmp)
 sys.exit(1 if FAILURES else 0)

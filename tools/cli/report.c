@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "commands.h"
+#include "progress.h"
 #include "report.h"
 #include "warmcal/units.h"
 
@@ -32,11 +33,21 @@ static void usage(FILE *out)
             "                             existing FILE that is not a regular file is refused\n"
             "  --table TABLE              an estimate table (warmcal fit) to draw\n"
             "  --compare-constant BYTES   also draw a constant guess of BYTES per token\n"
-            "                             (131072, 128KiB, 0.5MiB)\n\n"
+            "                             (131072, 128KiB, 0.5MiB)\n"
+            "Each option once, as --option VALUE or --option=VALUE; after --, every argument\n"
+            "is a trace.\n\n"
             "environment: WARMCAL_GNUPLOT (the gnuplot to run; default: gnuplot on PATH),\n"
             "WARMCAL_REPORT_TEMPLATES (a folder of edited templates; default: the installed\n"
             "share/warmcal/report, else the source tree's tools/report), TMPDIR.\n"
-            "Exit status: 0 written, 1 gnuplot failed, 2 bad usage or bad input.\n\n"
+            "A progress line goes to stderr when it is a terminal (WARMCAL_PROGRESS=0|1).\n\n"
+            "exit status: 0 the report was written; 1 drawing or writing it failed: gnuplot\n"
+            "failed, a template could not be filled, or the working folder or the report\n"
+            "could not be written (a full disk, an I/O error); 2 bad usage or bad input: an\n"
+            "option, a trace or the table, no gnuplot or no templates found, or an -o FILE\n"
+            "that cannot be a report (unknown extension, missing or unwritable folder, not\n"
+            "a regular file, one of the inputs). On 1 and 2 nothing is written. Stopped by\n"
+            "SIGINT, SIGTERM or SIGHUP (not ignored), it says whether the report was in\n"
+            "place and ends by that signal.\n\n"
             "example:\n"
             "  warmcal report traces/rank-*.h5 --table table.json --compare-constant 128KiB \\\n"
             "      -o report.html\n");
@@ -76,6 +87,77 @@ static uint64_t parse_per_token(const char *text)
     return 0;
 }
 
+/* The stop signals: each caught (when it was not ignored: under nohup a
+ * hang-up must not end the report) so that the working folder and any
+ * temporary file go before the signal takes its course. */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_STOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+
+typedef struct {
+    struct sigaction old[N_STOP_SIGNALS];
+    int caught[N_STOP_SIGNALS];
+} stop_handlers;
+
+static void catch_stops(stop_handlers *h)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    for (size_t s = 0; s < N_STOP_SIGNALS; s++) {
+        h->caught[s] = sigaction(stop_signals[s], NULL, &h->old[s]) == 0 &&
+                       h->old[s].sa_handler != SIG_IGN &&
+                       sigaction(stop_signals[s], &sa, NULL) == 0;
+    }
+}
+
+static void release_stops(stop_handlers *h)
+{
+    for (size_t s = 0; s < N_STOP_SIGNALS; s++)
+        if (h->caught[s])
+            sigaction(stop_signals[s], &h->old[s], NULL);
+}
+
+/* The options that take a value, as --name VALUE or --name=VALUE (-o
+ * FILE for --output): the value into *slot; a second one is refused. */
+typedef struct {
+    const char *name, *short_name;
+    const char **slot;
+} option;
+
+/* argv[*i] as one of opts. Returns 1 when it was one (*i past its value), 0
+ * when it is no option of opts, -1 on bad usage (printed). */
+static int take_option(int argc, char **argv, int *i, const option *opts, size_t n_opts)
+{
+    const char *a = argv[*i];
+    for (size_t k = 0; k < n_opts; k++) {
+        size_t n = strlen(opts[k].name);
+        const char *value = NULL;
+        if (strncmp(a, opts[k].name, n) == 0 && a[n] == '=') {
+            value = a + n + 1;
+        } else if (strcmp(a, opts[k].name) == 0 ||
+                   (opts[k].short_name && strcmp(a, opts[k].short_name) == 0)) {
+            if (*i + 1 < argc)
+                value = argv[++*i];
+        } else {
+            continue;
+        }
+        if (!value || !value[0]) {
+            fprintf(stderr, "warmcal report: %s needs a value (see 'warmcal report --help')\n",
+                    strchr(a, '=') ? opts[k].name : a);
+            return -1;
+        }
+        if (*opts[k].slot) {
+            fprintf(stderr, "warmcal report: %s given twice ('%s' and '%s')\n", opts[k].name,
+                    *opts[k].slot, value);
+            return -1;
+        }
+        *opts[k].slot = value;
+        return 1;
+    }
+    return 0;
+}
+
 int warmcal_cmd_report(int argc, char **argv)
 {
     const char *output = NULL, *table_path = NULL, *per_token_text = NULL;
@@ -85,31 +167,31 @@ int warmcal_cmd_report(int argc, char **argv)
         fprintf(stderr, "warmcal report: out of memory\n");
         return WARMCAL_EXIT_USAGE;
     }
-    int status = WARMCAL_EXIT_USAGE;
+    const option opts[] = {{"--output", "-o", &output},
+                           {"--table", NULL, &table_path},
+                           {"--compare-constant", NULL, &per_token_text}};
+    int status = WARMCAL_EXIT_USAGE, options_done = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (options_done || a[0] != '-' || !a[1]) {
+            inputs[n_traces++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            options_done = 1; /* what follows are traces, even named -x */
+            continue;
+        }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             free(inputs);
             return WARMCAL_EXIT_OK;
         }
-        int takes_value = strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 ||
-                          strcmp(a, "--table") == 0 || strcmp(a, "--compare-constant") == 0;
-        if (takes_value && (i + 1 >= argc || !argv[i + 1][0])) {
-            fprintf(stderr, "warmcal report: %s needs a value\n", a);
+        int taken = take_option(argc, argv, &i, opts, sizeof opts / sizeof opts[0]);
+        if (taken < 0)
             goto out;
-        }
-        if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
-            output = argv[++i];
-        else if (strcmp(a, "--table") == 0)
-            table_path = argv[++i];
-        else if (strcmp(a, "--compare-constant") == 0)
-            per_token_text = argv[++i];
-        else if (a[0] == '-' && a[1]) {
+        if (taken == 0) {
             fprintf(stderr, "warmcal report: unknown option '%s' (see 'warmcal report --help')\n", a);
             goto out;
-        } else {
-            inputs[n_traces++] = a;
         }
     }
     if (!output || n_traces == 0) {
@@ -144,28 +226,27 @@ int warmcal_cmd_report(int argc, char **argv)
     report_buf page = {0};
     char *picture = NULL;
     size_t picture_len = 0, n_panels = 0;
-    if (report_data_load(&d, inputs, n_traces, table_path))
+    warmcal_progress progress;
+    cli_progress_start(&progress, 1);
+    stop_handlers stops;
+    int installed = 0;
+    if (report_data_load(&d, inputs, n_traces, table_path, &progress))
         goto cleanup;
     d.per_token = per_token;
     d.per_token_text = per_token_text;
     if (!(templates = report_template_dir()) || !(gnuplot = report_find_gnuplot()))
         goto cleanup;
 
-    /* interrupted: the working folder and any temporary file go, then the
-     * signal takes its course */
-    struct sigaction sa, old[3];
-    const int stops[3] = {SIGINT, SIGTERM, SIGHUP};
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    for (int s = 0; s < 3; s++)
-        sigaction(stops[s], &sa, &old[s]);
-
+    catch_stops(&stops);
+    /* from here on, the input is good: a failure is in drawing or writing */
+    status = WARMCAL_EXIT_NEGATIVE;
     if (!(work = report_make_workdir()) ||
         report_write_script(&d, templates, work, kind, &n_panels))
         goto restore;
-    status = WARMCAL_EXIT_NEGATIVE; /* from here on, a failure is gnuplot's or the system's */
-    if (stop_signal || report_run_gnuplot(gnuplot, work) || stop_signal)
+    warmcal_progress_show(&progress, "warmcal report: drawing %zu picture%s with gnuplot",
+                          kind == REPORT_HTML ? n_panels : (size_t)1,
+                          kind == REPORT_HTML && n_panels != 1 ? "s" : "");
+    if (stop_signal || report_run_gnuplot(gnuplot, work, &stop_signal, &progress) || stop_signal)
         goto restore;
     if (kind == REPORT_HTML) {
         if (report_write_html(&d, templates, work, n_panels, &page))
@@ -183,20 +264,29 @@ int warmcal_cmd_report(int argc, char **argv)
     }
     if (stop_signal)
         goto restore;
-    if (report_install(output, picture, picture_len)) {
-        status = WARMCAL_EXIT_USAGE;
+    int install = report_install(output, picture, picture_len);
+    if (install == REPORT_INSTALL_TARGET)
+        status = WARMCAL_EXIT_USAGE; /* what -o names cannot be a report */
+    if (install != 0)
         goto restore;
-    }
+    installed = 1;
     printf("report %s: %zu traces, %zu ranks, %zu labels%s%s\n", output, d.n_traces, d.n_ranks,
            d.n_labels, d.table ? ", table " : "", d.table ? table_path : "");
     status = WARMCAL_EXIT_OK;
 restore:
+    warmcal_progress_clear(&progress);
     report_remove_workdir(work);
     work = NULL;
-    for (int s = 0; s < 3; s++)
-        sigaction(stops[s], &old[s], NULL);
+    release_stops(&stops);
     if (stop_signal) {
-        fprintf(stderr, "warmcal report: interrupted; nothing was written\n");
+        /* a stop that came once the report was in place changes nothing
+         * in it: said as it is, and the signal still ends the command */
+        if (installed)
+            fprintf(stderr, "warmcal report: interrupted after %s was written (it is "
+                            "complete)\n", output);
+        else
+            fprintf(stderr, "warmcal report: interrupted; nothing was written\n");
+        fflush(stdout);
         free(picture);
         report_buf_free(&page);
         free(templates);
@@ -204,9 +294,10 @@ restore:
         report_data_free(&d);
         free(inputs);
         raise(stop_signal);
-        return WARMCAL_EXIT_NEGATIVE;
+        return installed ? WARMCAL_EXIT_OK : WARMCAL_EXIT_NEGATIVE;
     }
 cleanup:
+    warmcal_progress_clear(&progress);
     free(picture);
     report_buf_free(&page);
     free(templates);

@@ -8,9 +8,12 @@
 #ifndef WARMCAL_CLI_REPORT_H
 #define WARMCAL_CLI_REPORT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "progress.h"
 
 #include "warmcal/table.h"
 #include "warmcal/trace.h"
@@ -42,10 +45,11 @@ typedef struct {
     size_t n_summary;
 } report_data;
 
-/* Read the traces and the table (NULL: none) into d. Bad input: the file
+/* Read the traces and the table (NULL: none) into d, showing "reading
+ * traces i/n" on progress (erased before any message). Bad input: the file
  * named with what is wrong, -1. */
 int report_data_load(report_data *d, const char *const *paths, size_t n_paths,
-                     const char *table_path);
+                     const char *table_path, warmcal_progress *progress);
 void report_data_free(report_data *d);
 
 /* Position of rank among d->ranks (0-based): what picks its colour and point type. */
@@ -56,6 +60,7 @@ size_t report_rank_index(const report_data *d, int rank);
 typedef struct {
     char *need_series;   /* rank indexes (1-based) with measured ok phases, "1 2 4" */
     char *band_series;   /* rank indexes with their own estimate for the label */
+    char *cont_series;   /* rank indexes whose own range ends below the any-rank one's */
     char *oom_series;    /* rank indexes with phases that ran out of memory */
     char *aborted_series;/* rank indexes with phases that never ended */
     int have_any;        /* an any-rank estimate for the label */
@@ -72,7 +77,7 @@ typedef struct {
 } report_free_panel;
 
 /* Write the data files of label k's need panel (need-L<k>-R<i>.dat,
- * band-L<k>-R<i>.dat, band-L<k>-any.dat, oom-L<k>-R<i>.dat,
+ * band-L<k>-R<i>.dat, cont-L<k>-R<i>.dat, band-L<k>-any.dat, oom-L<k>-R<i>.dat,
  * aborted-L<k>-R<i>.dat; k and i 1-based) into the
  * folder dir and describe them in p (its strings malloc'd: report_need_panel_free). */
 int report_write_need_data(const report_data *d, size_t k, const char *dir, report_need_panel *p);
@@ -118,9 +123,14 @@ typedef enum { REPORT_PNG, REPORT_SVG, REPORT_HTML } report_kind;
 int report_write_script(const report_data *d, const char *template_dir, const char *dir,
                         report_kind kind, size_t *n_panels);
 
-/* Run gnuplot on dir/report.gp with dir as its working folder. A failure
- * prints gnuplot's first error lines. Returns 0, or -1. */
-int report_run_gnuplot(const char *gnuplot, const char *dir);
+/* Run gnuplot (an absolute path: report_find_gnuplot) on dir/report.gp
+ * with dir as its working folder and default settings (-d: no ~/.gnuplot).
+ * A failure prints gnuplot's first error lines. When *stop becomes a signal
+ * number (the caller's handler sets it), gnuplot and what it started get
+ * that signal, then SIGKILL if they linger, and are reaped; -1 then, with
+ * nothing printed. progress is erased before any message. Returns 0, or -1. */
+int report_run_gnuplot(const char *gnuplot, const char *dir, const volatile sig_atomic_t *stop,
+                       warmcal_progress *progress);
 
 /* Fill a template: each @NAME@ replaced by its value from names/values (n
  * of them). An @NAME@ the caller does not know is an error naming the
@@ -151,7 +161,13 @@ void report_remove_workdir(char *dir);
 int report_check_target(const char *target, const char *const *inputs, size_t n_inputs);
 
 /* Put data in place at target: a temporary file beside it, flushed, then
- * renamed over it. Nothing is left behind on failure. */
+ * renamed over it. Nothing is left behind on failure. Returns 0;
+ * REPORT_INSTALL_IO when writing failed (a full disk, an I/O error, a
+ * permission lost since report_check_target); REPORT_INSTALL_TARGET when
+ * target became something that cannot be a report (a folder, a device)
+ * meanwhile. The reason is printed. */
+#define REPORT_INSTALL_IO (-1)
+#define REPORT_INSTALL_TARGET (-2)
 int report_install(const char *target, const char *data, size_t len);
 
 #endif

@@ -210,7 +210,7 @@ static int summarise(report_data *d)
 }
 
 int report_data_load(report_data *d, const char *const *paths, size_t n_paths,
-                     const char *table_path)
+                     const char *table_path, warmcal_progress *progress)
 {
     warmcal_error err = {0};
     char msg[600];
@@ -219,8 +219,13 @@ int report_data_load(report_data *d, const char *const *paths, size_t n_paths,
     if (!d->traces)
         return out_of_memory();
     for (size_t i = 0; i < n_paths; i++) {
+        warmcal_progress_step(progress, "warmcal report: reading traces", i + 1, n_paths, paths[i]);
         warmcal_error_clear(&err);
-        if (warmcal_trace_read(paths[i], &d->traces[i], &err) != WARMCAL_OK) {
+        int rc = warmcal_trace_read(paths[i], &d->traces[i], &err);
+        if (rc != WARMCAL_OK || !d->traces[i]->complete ||
+            (i > 0 && strcmp(d->traces[i]->model, d->traces[0]->model) != 0))
+            warmcal_progress_clear(progress); /* a message follows */
+        if (rc != WARMCAL_OK) {
             fprintf(stderr, "warmcal report: %s\n", warmcal_error_format(&err, msg, sizeof msg));
             return -1;
         }
@@ -232,6 +237,7 @@ int report_data_load(report_data *d, const char *const *paths, size_t n_paths,
             fprintf(stderr, "warning: %s: model '%s' differs from %s's '%s'\n", paths[i],
                     d->traces[i]->model, paths[0], d->traces[0]->model);
     }
+    warmcal_progress_clear(progress);
     if (table_path) {
         d->table_path = table_path;
         warmcal_error_clear(&err);
@@ -532,6 +538,62 @@ static int write_band(const warmcal_table *t, const warmcal_estimate *e, const c
     return rc;
 }
 
+/* Above a rank's own calibrated range, when the any-rank entry reaches
+ * further, the gate serves the rank from that entry, never below the
+ * rank's own estimate at its top (warmcal_table_estimate, the gate's rule):
+ * what the rank is held to from own->tokens_max to any->tokens_max, so the
+ * line starts at the top of the rank's own band. */
+static int write_continuation(const warmcal_table *t, int rank, const warmcal_estimate *own,
+                              const warmcal_estimate *any, const char *dir, const char *name,
+                              report_need_panel *p)
+{
+    size_t cap = BAND_SAMPLES + 2 + any->n_knots, n = 0;
+    uint64_t *tokens = malloc(cap * sizeof *tokens);
+    if (!tokens)
+        return out_of_memory();
+    double lo = (double)own->tokens_max, hi = (double)any->tokens_max;
+    for (size_t s = 0; s <= BAND_SAMPLES; s++) {
+        uint64_t v = (uint64_t)llround(lo * pow(hi / lo, (double)s / BAND_SAMPLES));
+        tokens[n++] = v < own->tokens_max ? own->tokens_max : v > any->tokens_max ? any->tokens_max : v;
+    }
+    tokens[n++] = any->tokens_max;
+    for (size_t j = 0; any->form == WARMCAL_FORM_ENVELOPE && j < any->n_knots; j++)
+        if (any->knot_tokens[j] > own->tokens_max && any->knot_tokens[j] <= any->tokens_max)
+            tokens[n++] = any->knot_tokens[j];
+    qsort(tokens, n, sizeof *tokens, cmp_u64);
+    FILE *f = open_data(dir, name);
+    if (!f) {
+        free(tokens);
+        return -1;
+    }
+    fprintf(f, "# rank %d, label %s: above its own calibrated range (to %llu tokens), the gate's\n"
+               "# estimate from the any-rank entry (to %llu tokens), never below the rank's own\n"
+               "# estimate at its top\n# tokens  published_bytes\n",
+            rank, own->label, (unsigned long long)own->tokens_max,
+            (unsigned long long)any->tokens_max);
+    int rc = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (j > 0 && tokens[j] == tokens[j - 1])
+            continue;
+        uint64_t published = 0;
+        warmcal_error err = {0};
+        if (warmcal_table_estimate(t, rank, own->label, tokens[j], 1, &published, &err) !=
+            WARMCAL_OK) {
+            char msg[600];
+            fprintf(stderr, "warmcal report: rank %d, label %s: %s\n", rank, own->label,
+                    warmcal_error_format(&err, msg, sizeof msg));
+            rc = -1;
+            break;
+        }
+        fprintf(f, "%llu %llu\n", (unsigned long long)tokens[j], (unsigned long long)published);
+        p->y_max = fmax(p->y_max, (double)published);
+    }
+    free(tokens);
+    if (close_data(f, name))
+        rc = -1;
+    return rc;
+}
+
 static const warmcal_estimate *own_entry(const warmcal_table *t, int rank, const char *label)
 {
     for (size_t i = 0; t && i < t->n_estimates; i++)
@@ -554,7 +616,8 @@ static char *take(report_buf *b)
 int report_write_need_data(const report_data *d, size_t k, const char *dir, report_need_panel *p)
 {
     memset(p, 0, sizeof *p);
-    report_buf need = {0}, band = {0}, oom = {0}, aborted = {0};
+    report_buf need = {0}, band = {0}, cont = {0}, oom = {0}, aborted = {0};
+    const warmcal_estimate *any = own_entry(d->table, WARMCAL_TABLE_ANY_RANK, d->labels[k]);
     int rc = 0;
     for (size_t i = 0; i < d->n_ranks && rc == 0; i++) {
         rc = write_need(d, k, i, dir, p, &need);
@@ -569,8 +632,13 @@ int report_write_need_data(const report_data *d, size_t k, const char *dir, repo
             rc = write_band(d->table, e, dir, name, p);
             add_word(&band, i + 1);
         }
+        if (rc == 0 && e && any && any->tokens_max > e->tokens_max) {
+            char name[64];
+            snprintf(name, sizeof name, "cont-L%zu-R%zu.dat", k + 1, i + 1);
+            rc = write_continuation(d->table, d->ranks[i], e, any, dir, name, p);
+            add_word(&cont, i + 1);
+        }
     }
-    const warmcal_estimate *any = own_entry(d->table, WARMCAL_TABLE_ANY_RANK, d->labels[k]);
     if (rc == 0 && any) {
         char name[64];
         snprintf(name, sizeof name, "band-L%zu-any.dat", k + 1);
@@ -581,13 +649,16 @@ int report_write_need_data(const report_data *d, size_t k, const char *dir, repo
         p->y_max = fmax(p->y_max, (double)d->per_token * (double)p->tokens_max);
     p->need_series = take(&need);
     p->band_series = take(&band);
+    p->cont_series = take(&cont);
     p->oom_series = take(&oom);
     p->aborted_series = take(&aborted);
     report_buf_free(&need);
     report_buf_free(&band);
+    report_buf_free(&cont);
     report_buf_free(&oom);
     report_buf_free(&aborted);
-    if (rc == 0 && (!p->need_series || !p->band_series || !p->oom_series || !p->aborted_series))
+    if (rc == 0 && (!p->need_series || !p->band_series || !p->cont_series || !p->oom_series ||
+                    !p->aborted_series))
         rc = out_of_memory();
     return rc;
 }
@@ -596,6 +667,7 @@ void report_need_panel_free(report_need_panel *p)
 {
     free(p->need_series);
     free(p->band_series);
+    free(p->cont_series);
     free(p->oom_series);
     free(p->aborted_series);
     memset(p, 0, sizeof *p);

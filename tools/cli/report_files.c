@@ -205,7 +205,7 @@ int report_install(const char *target, const char *data, size_t len)
                         "left as it is and nothing was written\n", target, kind_of(st.st_mode));
         free(tmp);
         free(real);
-        return -1;
+        return REPORT_INSTALL_TARGET;
     }
     step = "cannot rename the temporary file over it";
     if (rename(tmp, real) != 0)
@@ -230,5 +230,5 @@ fail:;
             strerror(e));
     free(tmp);
     free(real);
-    return -1;
+    return REPORT_INSTALL_IO;
 }

@@ -7,11 +7,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "report.h"
@@ -22,6 +25,9 @@
 #define PANEL_HEIGHT 440
 #define STDERR_FILE "gnuplot.err"
 #define STDERR_LINES 6 /* lines of gnuplot's messages shown on failure */
+/* Seconds gnuplot has to end on the stop signal passed on to it before it
+ * gets SIGKILL: it catches SIGINT to end a plot, not itself. */
+#define STOP_GRACE_S 2.0
 
 /* --- finding things ------------------------------------------------------------ */
 
@@ -100,6 +106,32 @@ static char *search_path(const char *name)
     return NULL;
 }
 
+/* path made absolute against the current folder: gnuplot runs in the
+ * working folder, where a relative name (WARMCAL_GNUPLOT=bin/gnuplot, or
+ * found through a PATH entry '.' or empty) names nothing. Not realpath: a
+ * program reached through a link keeps the name it was called by. */
+static char *absolute(char *path)
+{
+    if (!path || path[0] == '/')
+        return path;
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) {
+        fprintf(stderr, "warmcal report: gnuplot %s: cannot tell the current folder: %s\n", path,
+                strerror(errno));
+        free(path);
+        return NULL;
+    }
+    const char *rest = strncmp(path, "./", 2) == 0 ? path + 2 : path;
+    size_t n = strlen(cwd) + strlen(rest) + 2;
+    char *full = malloc(n);
+    if (full)
+        snprintf(full, n, "%s/%s", cwd, rest);
+    else
+        fprintf(stderr, "warmcal report: out of memory\n");
+    free(path);
+    return full;
+}
+
 char *report_find_gnuplot(void)
 {
     const char *env = getenv("WARMCAL_GNUPLOT");
@@ -108,13 +140,13 @@ char *report_find_gnuplot(void)
         if (!found)
             fprintf(stderr, "warmcal report: WARMCAL_GNUPLOT=%s: no such executable (install "
                             "gnuplot, e.g. Debian's gnuplot-nox, or name it there)\n", env);
-        return found;
+        return absolute(found);
     }
     char *found = search_path("gnuplot");
     if (!found)
         fprintf(stderr, "warmcal report: gnuplot not found on PATH: install it (Debian, "
                         "Ubuntu: apt-get install gnuplot-nox) or name it in WARMCAL_GNUPLOT\n");
-    return found;
+    return absolute(found);
 }
 
 /* --- templates ------------------------------------------------------------------- */
@@ -272,15 +304,15 @@ static char *need_panel(const report_data *d, const char *template_dir, const ch
     snprintf(log_text, sizeof log_text, "%d", log_tokens(p.tokens_min, p.tokens_max));
     snprintf(unit_quoted, sizeof unit_quoted, "'%s'", unit_name);
     char bytes[32];
-    snprintf(title, sizeof title, "'constant guess: %s per token'",
+    snprintf(title, sizeof title, "'constant %s/token, every pass'",
              warmcal_format_bytes(d->per_token, bytes, sizeof bytes));
     char *label = gp_quote(d->labels[k]);
-    const char *names[] = {"K", "LABEL", "NEED_SERIES", "BAND_SERIES", "OOM_SERIES",
-                           "ABORTED_SERIES", "HAVE_ANY", "PER_TOKEN", "PER_TOKEN_TITLE",
-                           "UNIT_BYTES", "UNIT_NAME", "LOG_TOKENS"};
+    const char *names[] = {"K", "LABEL", "NEED_SERIES", "BAND_SERIES", "CONT_SERIES",
+                           "OOM_SERIES", "ABORTED_SERIES", "HAVE_ANY", "PER_TOKEN",
+                           "PER_TOKEN_TITLE", "UNIT_BYTES", "UNIT_NAME", "LOG_TOKENS"};
     const char *values[] = {k_text, label ? label : "", p.need_series, p.band_series,
-                            p.oom_series, p.aborted_series, have_any, per_token, title,
-                            unit_text, unit_quoted, log_text};
+                            p.cont_series, p.oom_series, p.aborted_series, have_any, per_token,
+                            title, unit_text, unit_quoted, log_text};
     char *text = label ? fill_template(template_dir, "need.gp", names, values,
                                        sizeof names / sizeof names[0])
                        : NULL;
@@ -450,33 +482,111 @@ static void show_messages(const char *work, const char *prefix)
     free(text);
 }
 
-int report_run_gnuplot(const char *gnuplot, const char *work)
+/* Only wakes the wait in report_run_gnuplot: its return is the news. */
+static void on_child(int sig)
 {
+    (void)sig;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + 1e-9 * (double)(now.tv_nsec - start->tv_nsec);
+}
+
+/* sig to gnuplot's process group (what it started goes too), or to gnuplot
+ * alone when it could not get a group of its own. */
+static void signal_gnuplot(pid_t pid, int sig)
+{
+    if (kill(-pid, sig) != 0)
+        kill(pid, sig);
+}
+
+int report_run_gnuplot(const char *gnuplot, const char *work, const volatile sig_atomic_t *stop,
+                       warmcal_progress *progress)
+{
+    /* SIGCHLD and the stop signals (those report.c catches) stay blocked
+     * except inside the wait (pselect unblocks them atomically), so a stop
+     * that arrives between a look at *stop and the wait still ends the
+     * wait at once. */
+    sigset_t blocked, unblocked;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGCHLD);
+    sigaddset(&blocked, SIGINT);
+    sigaddset(&blocked, SIGTERM);
+    sigaddset(&blocked, SIGHUP);
+    struct sigaction child_action, old_child_action;
+    memset(&child_action, 0, sizeof child_action);
+    child_action.sa_handler = on_child;
+    sigemptyset(&child_action.sa_mask);
+    sigaction(SIGCHLD, &child_action, &old_child_action);
+    sigprocmask(SIG_BLOCK, &blocked, &unblocked);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
-        fprintf(stderr, "warmcal report: cannot start gnuplot: %s\n", strerror(errno));
+        int e = errno;
+        sigprocmask(SIG_SETMASK, &unblocked, NULL);
+        sigaction(SIGCHLD, &old_child_action, NULL);
+        warmcal_progress_clear(progress);
+        fprintf(stderr, "warmcal report: cannot start gnuplot: %s\n", strerror(e));
         return -1;
     }
     if (pid == 0) {
-        /* in the working folder, its messages to a file there, nothing to read */
+        /* in a process group of its own, so that a stop reaches what it
+         * started too; in the working folder, its messages to a file
+         * there, nothing to read; -d: the user's ~/.gnuplot (and a
+         * system-wide gnuplotrc) neither restyle nor break the pictures */
+        sigprocmask(SIG_SETMASK, &unblocked, NULL);
+        setpgid(0, 0);
         int err_fd = -1, null_fd = open("/dev/null", O_RDONLY);
         if (chdir(work) == 0)
             err_fd = open(STDERR_FILE, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (err_fd < 0 || null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(err_fd, 1) < 0 ||
             dup2(err_fd, 2) < 0)
             _exit(126);
-        execl(gnuplot, gnuplot, "report.gp", (char *)NULL);
+        execl(gnuplot, gnuplot, "-d", "report.gp", (char *)NULL);
         fprintf(stderr, "cannot run %s: %s\n", gnuplot, strerror(errno));
         _exit(127);
     }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) {
-            fprintf(stderr, "warmcal report: waiting for gnuplot: %s\n", strerror(errno));
-            return -1;
+    setpgid(pid, pid); /* here too: whichever of the two runs first */
+
+    /* stopped: the same signal to gnuplot, then SIGKILL STOP_GRACE_S later */
+    int status = 0, rc = 0, signalled = 0, killed = 0;
+    struct timespec stopped_at = {0, 0};
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR) {
+            int e = errno;
+            warmcal_progress_clear(progress);
+            fprintf(stderr, "warmcal report: waiting for gnuplot: %s\n", strerror(e));
+            rc = -1;
+            break;
         }
+        if (*stop && !signalled) {
+            signal_gnuplot(pid, *stop);
+            clock_gettime(CLOCK_MONOTONIC, &stopped_at);
+            signalled = 1;
+        }
+        if (signalled && !killed && seconds_since(&stopped_at) >= STOP_GRACE_S) {
+            signal_gnuplot(pid, SIGKILL);
+            killed = 1;
+        }
+        struct timespec tick = {0, 100 * 1000 * 1000};
+        pselect(0, NULL, NULL, NULL, signalled && !killed ? &tick : NULL, &unblocked);
+    }
+    /* stopped: what gnuplot started may outlive it (a wrapper's child
+     * that ignores SIGINT); the rest of its group goes too */
+    if (signalled)
+        kill(-pid, SIGKILL);
+    sigprocmask(SIG_SETMASK, &unblocked, NULL);
+    sigaction(SIGCHLD, &old_child_action, NULL);
+    warmcal_progress_clear(progress);
+    if (rc != 0 || *stop)
+        return -1; /* stopped: the caller says so */
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         show_messages(work, "warning: gnuplot: ");
         return 0;

@@ -5,17 +5,28 @@
 # Data files (in the folder gnuplot runs in; K is this panel, R a rank index):
 #   need-LK-RR.dat     tokens, need bytes            completed passes
 #   band-LK-RR.dat     tokens, model, published      rank R's own estimate
+#   cont-LK-RR.dat     tokens, published             rank R above its own range
 #   band-LK-any.dat    tokens, model, published      the any-rank estimate
 #   oom-LK-RR.dat      tokens, need reached, "text"  passes out of memory
 #   aborted-LK-RR.dat  tokens, need reached, "text"  passes that never ended
 # The band of an estimate runs from the model alone (without margin) up to
 # the published estimate (model x (1 + relative margin) + absolute margin),
 # over the token range it was calibrated on.
+#
+# A rank that ran out of memory during calibration ends its own range
+# early. Above it, the gate estimates that rank's passes from the any-rank
+# entry (grey band, calibrated as far as any rank got), never below the
+# rank's own estimate at the top of its range: cont-LK-RR.dat holds what the
+# gate then uses, drawn dashed in the rank's colour from the end of its band.
+#
+# The constant guess is PER_TOKEN x tokens from zero, for every pass: no
+# minimum token count below which it would not apply.
 
 K = @K@
 LABEL = @LABEL@
 NEED_SERIES = "@NEED_SERIES@"        # rank indexes with completed passes
 BAND_SERIES = "@BAND_SERIES@"        # rank indexes with their own estimate
+CONT_SERIES = "@CONT_SERIES@"        # rank indexes served by the any-rank entry above their range
 OOM_SERIES = "@OOM_SERIES@"
 ABORTED_SERIES = "@ABORTED_SERIES@"
 HAVE_ANY = @HAVE_ANY@                # 1: the table has an any-rank estimate
@@ -52,8 +63,9 @@ file(kind, list, j) = j <= words(list) ? sprintf("%s-L%d-R%d.dat", kind, K, seri
 any_file = HAVE_ANY ? sprintf("band-L%d-any.dat", K) : "none.dat"
 
 # Drawn in this order, each over the ones before: the any-rank band (grey),
-# the ranks' bands (their colours, see-through), the constant guess, the
-# measured passes, then the failed ones. The sizes asked by the allocations
+# the ranks' bands (their colours, see-through) and their continuations
+# above their ranges, the constant guess, the measured passes, then the
+# failed ones. The sizes asked by the allocations
 # that failed are written downwards from their crosses: below a failed pass
 # lies what the rank's smaller passes needed, to its left and lower, and the
 # other ranks' points at the same tokens lie above it.
@@ -69,6 +81,9 @@ plot \
         title sprintf("rank %s estimate (band: margin)", rank_name(series(BAND_SERIES, j))), \
     for [j=1:words(BAND_SERIES)] file("band", BAND_SERIES, j) \
         using 1:($3/UNIT) with lines lw 1 dt 2 lc rgb rank_colour(series(BAND_SERIES, j)) notitle, \
+    for [j=1:words(CONT_SERIES)] file("cont", CONT_SERIES, j) \
+        using 1:($2/UNIT) with lines lw 2 dt (2,3) lc rgb rank_colour(series(CONT_SERIES, j)) \
+        title sprintf("rank %s above its range (any-rank)", rank_name(series(CONT_SERIES, j))), \
     for [c=1:(PER_TOKEN > 0)] PER_TOKEN * x / UNIT with lines lw 2 dt (6,4) lc rgb CONSTANT_COLOUR \
         title PER_TOKEN_TITLE, \
     for [j=1:words(NEED_SERIES)] file("need", NEED_SERIES, j) \
