@@ -544,7 +544,8 @@ def case_fuzz():
     pool = seeds + hostile
     outcomes = {"ok": 0, "refused": 0}
     f = path("fuzz.pickle")
-    for i in range(3000):
+    cases = int(os.environ.get("WARMCAL_IMPORT_FUZZ_CASES", "3000"))
+    for i in range(cases):
         data = mutate(rng, pool[rng.randrange(len(pool))], hostile)
         if rng.random() < 0.3:
             data = mutate(rng, data, hostile)
