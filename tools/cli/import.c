@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "install_paths.h"
 
 #define DEFAULT_PYTHON "/usr/bin/python3"
 #define PACKAGE_MAIN "warmcal/importers/__main__.py"
@@ -52,20 +53,31 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Name the build tree's library in variable, unless the environment names
- * one already or the build tree's is gone (an installed command). */
-static void default_env(const char *variable, const char *build_path)
+/* Name a library in variable, unless the environment names one already:
+ * the installed one beside this command (installed_rel, relative to its
+ * folder), else the build tree's (build_rel, likewise), whichever is there. */
+static void default_env(const char *variable, const char *installed_rel, const char *build_rel)
 {
     const char *set = getenv(variable);
-    if ((!set || !set[0]) && is_file(build_path))
-        setenv(variable, build_path, 1);
+    if (set && set[0])
+        return;
+    const char *const beside[] = {installed_rel, build_rel};
+    for (size_t i = 0; i < 2; i++) {
+        char *path = beside[i] ? warmcal_beside_exe(beside[i]) : NULL;
+        int found = path && is_file(path);
+        if (found)
+            setenv(variable, path, 1);
+        free(path);
+        if (found)
+            return;
+    }
 }
 
-/* The folder that holds the `warmcal` Python package with its importers, or
- * NULL. An installed warmcal looks in WARMCAL_PYTHON_INSTALL_DIR (the
- * installation layout is settled by the packaging issue; define it then);
- * a build tree uses the source tree's gate/python. */
-static const char *package_dir(void)
+/* The folder that holds the `warmcal` Python package with its importers
+ * (malloc'd), or NULL. An installed warmcal looks in the folder the package
+ * was installed to (WARMCAL_PYTHON_INSTALL_DIR, relative to this command's
+ * own folder); a build tree uses the source tree's gate/python. */
+static char *package_dir(void)
 {
     static const char *const candidates[] = {
 #ifdef WARMCAL_PYTHON_INSTALL_DIR
@@ -77,9 +89,11 @@ static const char *package_dir(void)
     };
     char probe[PATH_MAX];
     for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
-        int n = snprintf(probe, sizeof probe, "%s/%s", candidates[i], PACKAGE_MAIN);
+        char *dir = warmcal_beside_exe(candidates[i]);
+        int n = dir ? snprintf(probe, sizeof probe, "%s/%s", dir, PACKAGE_MAIN) : -1;
         if (n > 0 && (size_t)n < sizeof probe && is_file(probe))
-            return candidates[i];
+            return dir;
+        free(dir);
     }
     return NULL;
 }
@@ -125,21 +139,27 @@ int warmcal_cmd_import(int argc, char **argv)
                         "set WARMCAL_PYTHON to one\n", python, strerror(errno));
         return WARMCAL_EXIT_USAGE;
     }
-    const char *dir = package_dir();
+    char *dir = package_dir();
     if (dir && prepend_pythonpath(dir) != 0) {
         fprintf(stderr, "warmcal import: cannot set PYTHONPATH: %s\n", strerror(errno));
+        free(dir);
         return WARMCAL_EXIT_USAGE;
     }
+    free(dir);
     /* Python 3.11 and later: keep the current folder off sys.path, so that a
      * folder named "warmcal" where the command runs cannot stand in for the
      * package. Older versions ignore it. */
     setenv("PYTHONSAFEPATH", "1", 1);
-#ifdef WARMCAL_TRACE_LIB_BUILD_PATH
-    default_env("WARMCAL_TRACE_LIB", WARMCAL_TRACE_LIB_BUILD_PATH);
+#ifndef WARMCAL_TRACE_LIB_BUILD_PATH
+#define WARMCAL_TRACE_LIB_BUILD_PATH NULL
 #endif
-#ifdef WARMCAL_CONVENTION_LIB_BUILD_PATH
-    default_env("WARMCAL_CONVENTION_LIB", WARMCAL_CONVENTION_LIB_BUILD_PATH);
+#ifndef WARMCAL_CONVENTION_LIB_BUILD_PATH
+#define WARMCAL_CONVENTION_LIB_BUILD_PATH NULL
 #endif
+    default_env("WARMCAL_TRACE_LIB", WARMCAL_INSTALL_LIBDIR_REL "/libwarmcal-trace.so.0",
+                WARMCAL_TRACE_LIB_BUILD_PATH);
+    default_env("WARMCAL_CONVENTION_LIB", WARMCAL_INSTALL_LIBDIR_REL "/libwarmcal-convention.so.0",
+                WARMCAL_CONVENTION_LIB_BUILD_PATH);
 
     /* python -m warmcal.importers argv[1..] */
     char **args = calloc((size_t)argc + 3, sizeof *args);

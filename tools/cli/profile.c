@@ -22,6 +22,7 @@
 #endif
 
 #include "commands.h"
+#include "install_paths.h"
 #include "warmcal/spool.h"
 
 #define DEFAULT_OUT "warmcal-traces"
@@ -79,22 +80,22 @@ static char *find_inject_lib(void)
             fprintf(stderr, "warmcal profile: WARMCAL_INJECT_LIB=%s: not a readable file\n", env);
         return real;
     }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            char installed[PATH_MAX + 32];
-            *slash = '\0';
-            snprintf(installed, sizeof installed, "%s/../lib/%s", exe, INJECT_NAME);
-            if (is_regular(installed))
-                return realpath(installed, NULL);
-        }
+    /* installed: PREFIX/lib/libwarmcal-inject.so beside PREFIX/bin/warmcal;
+     * then the build tree's, relative to the build tree's command */
+    static const char *const beside[] = {
+        WARMCAL_INSTALL_LIBDIR_REL "/" INJECT_NAME,
+#ifdef WARMCAL_INJECT_BUILD_PATH
+        WARMCAL_INJECT_BUILD_PATH,
+#endif
+    };
+    for (size_t i = 0; i < sizeof beside / sizeof beside[0]; i++) {
+        char *path = warmcal_beside_exe(beside[i]);
+        char *real = path && is_regular(path) ? realpath(path, NULL) : NULL;
+        free(path);
+        if (real)
+            return real;
     }
 #ifdef WARMCAL_INJECT_BUILD_PATH
-    if (is_regular(WARMCAL_INJECT_BUILD_PATH))
-        return realpath(WARMCAL_INJECT_BUILD_PATH, NULL);
     fprintf(stderr,
             "warmcal profile: cannot find %s (set WARMCAL_INJECT_LIB, or build the target "
             "warmcal-inject)\n",

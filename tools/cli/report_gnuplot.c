@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "install_paths.h"
 #include "report.h"
 #include "warmcal/units.h"
 
@@ -54,23 +55,18 @@ char *report_template_dir(void)
                 env, TEMPLATE_PROBE);
         return NULL;
     }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            char installed[PATH_MAX + 32];
-            *slash = '\0';
-            snprintf(installed, sizeof installed, "%s/../share/warmcal/report", exe);
-            if (has_templates(installed))
-                return strdup(installed);
-        }
-    }
+    static const char *const beside[] = {
+        WARMCAL_INSTALL_TEMPLATES_REL,
 #ifdef WARMCAL_REPORT_TEMPLATES_BUILD_DIR
-    if (has_templates(WARMCAL_REPORT_TEMPLATES_BUILD_DIR))
-        return strdup(WARMCAL_REPORT_TEMPLATES_BUILD_DIR);
+        WARMCAL_REPORT_TEMPLATES_BUILD_DIR,
 #endif
+    };
+    for (size_t i = 0; i < sizeof beside / sizeof beside[0]; i++) {
+        char *dir = warmcal_beside_exe(beside[i]);
+        if (dir && has_templates(dir))
+            return dir;
+        free(dir);
+    }
     fprintf(stderr, "warmcal report: cannot find the report templates (%s, ...): set "
                     "WARMCAL_REPORT_TEMPLATES to their folder (tools/report in warmcal's "
                     "sources)\n", TEMPLATE_PROBE);

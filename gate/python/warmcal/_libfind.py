@@ -30,16 +30,28 @@ def _candidates(env, soname, build_subdir):
         for name in names:
             out.append((os.path.join(d, name), "next to the package"))
     # source tree: <repo>/gate/python/warmcal -> <repo>/build/<subdir>, the
-    # build that matches these modules when imported from the checkout
+    # build that matches these modules when imported from the checkout; only
+    # there: an installed package (site-packages/warmcal) looks in no folder
+    # that merely happens to sit three levels up
     repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
-    for name in names:
-        out.append((os.path.join(repo, "build", build_subdir, name),
-                    "the source tree's build folder"))
+    if _in_source_tree(here, repo):
+        for name in names:
+            out.append((os.path.join(repo, "build", build_subdir, name),
+                        "the source tree's build folder"))
     search = "the dynamic loader, LD_LIBRARY_PATH=%s" % (os.environ.get("LD_LIBRARY_PATH")
                                                           or "(unset)")
     for name in names:
         out.append((name, search))
     return out
+
+
+def _in_source_tree(here, repo):
+    """True when the package at here is <repo>/gate/python/warmcal of a
+    warmcal checkout."""
+    return (os.path.basename(here) == "warmcal"
+            and os.path.dirname(here) == os.path.join(repo, "gate", "python")
+            and os.path.isfile(os.path.join(repo, "VERSION"))
+            and os.path.isfile(os.path.join(repo, "gate", "include", "warmcal", "gate.h")))
 
 
 def _loader_would_open(name):

@@ -9,11 +9,25 @@ Every failure is a GateError carrying the C library's message and code, and
 a failure that concerns several ranks is raised on all of them.
 """
 
+from __future__ import annotations  # annotations stay strings: no cost at import
+
 import ctypes
 import operator
 import os
 import sys
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # names for the annotations only, never imported at run time
+    from collections.abc import Callable, Iterable, Sequence
+    from types import TracebackType
+    from typing import Any, Literal, Union
+
+    # a shape: (tokens, batch, label) or (tokens, batch, label, batch_valid);
+    # label None means "context"
+    Shape = Union[tuple[int, int, "str | None"], tuple[int, int, "str | None", bool]]
+    # the caller's MIN collective over a list of signed 64-bit ints
+    AllreduceMin = Callable[[list[int]], Sequence[int]]
+    PathArg = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
 
 from . import _capi
 
@@ -25,7 +39,10 @@ class GateError(Exception):
     """A gate failure. .code is the C library's warmcal_code (a negative
     int, e.g. warmcal.E_TIMEOUT), .message its text."""
 
-    def __init__(self, message, code=_capi.E_INVAL):
+    message: str
+    code: int
+
+    def __init__(self, message: str, code: int = _capi.E_INVAL) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -34,7 +51,7 @@ class GateError(Exception):
 class LibraryNotFoundError(GateError, ImportError):
     """The C library could not be found or loaded."""
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         GateError.__init__(self, message, _capi.E_UNSUPPORTED)
 
 
@@ -56,8 +73,19 @@ class Decision:
     __slots__ = ("run", "reason", "reason_code", "blocking_rank", "short_bytes",
                  "min_headroom", "tokens", "batch", "label")
 
-    def __init__(self, run, reason, reason_code, blocking_rank, short_bytes, min_headroom,
-                 tokens, batch, label):
+    run: bool
+    reason: str
+    reason_code: int
+    blocking_rank: int
+    short_bytes: int
+    min_headroom: int
+    tokens: int
+    batch: int
+    label: str
+
+    def __init__(self, run: bool, reason: str, reason_code: int, blocking_rank: int,
+                 short_bytes: int, min_headroom: int, tokens: int, batch: int,
+                 label: str) -> None:
         self.run = run
         self.reason = reason
         self.reason_code = reason_code
@@ -71,24 +99,24 @@ class Decision:
     def _key(self):
         return tuple(getattr(self, k) for k in self.__slots__)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decision):
             return NotImplemented
         return self._key() == other._key()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._key())
 
     def __reduce__(self):  # picklable, so ranks can gather and compare decisions
         return (Decision, self._key())
 
     @property
-    def reason_name(self):
+    def reason_name(self) -> str:
         """"run", "low memory", "invalid batch", "outside the calibrated
         range", "no estimate" or "estimate too large"."""
         return _REASON_NAMES.get(self.reason_code, "?")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return ("Decision(run=%r, tokens=%d, batch=%d, label=%r, blocking_rank=%d, "
                 "short_bytes=%d, reason=%r)" % (self.run, self.tokens, self.batch, self.label,
                                                  self.blocking_rank, self.short_bytes,
@@ -117,7 +145,7 @@ _REASON_NAMES = {
 }
 
 
-def _int(name, value, lo, hi):
+def _int(name: str, value: Any, lo: int, hi: int) -> int:
     """value as a Python int in [lo, hi] (ints and numpy/torch integers;
     never bools or floats), else GateError naming it."""
     if isinstance(value, bool):
@@ -223,14 +251,21 @@ class Gate:
     than deadline_s. Not thread-safe: one decision at a time per gate.
     """
 
-    def __init__(self, table_path, comm=None, reserve_bytes=0, deadline_s=60.0,
-                 free_bytes=None, *, rank=None, world_size=None, probe=None, above_range=None,
-                 allow_config_mismatch=False, need_policy="table", constant_bytes_per_token=0,
-                 constant_min_tokens=0):
-        self._handle = None
-        self._probe = None
+    def __init__(self, table_path: PathArg | None, comm: Any = None, reserve_bytes: int = 0,
+                 deadline_s: float = 60.0,
+                 free_bytes: int | Callable[[], int] | None = None, *,
+                 rank: int | None = None, world_size: int | None = None,
+                 probe: Literal["cuda", "value", "callback", "simulated"] | None = None,
+                 above_range: Literal["refuse", "extrapolate"] | None = None,
+                 allow_config_mismatch: bool = False,
+                 need_policy: Literal["table", "constant"] = "table",
+                 constant_bytes_per_token: int = 0, constant_min_tokens: int = 0) -> None:
+        self._handle: int | None = None
+        self._probe: _FreeProbe | None = None
         self._local = comm is None
-        self._lib = None
+        self._lib: Any = None   # the ctypes library, once loaded
+        self._rank: int
+        self._size: int
         if comm is not None:
             self._open_mpi(comm, rank, world_size, table_path, reserve_bytes, deadline_s,
                            free_bytes, probe, above_range, allow_config_mismatch, need_policy,
@@ -386,7 +421,8 @@ class Gate:
 
     # -- deciding ----------------------------------------------------------
 
-    def decide(self, shapes, allreduce_min=None):
+    def decide(self, shapes: Iterable[Shape],
+               allreduce_min: AllreduceMin | None = None) -> list[Decision]:
         """Decide every shape at once (over MPI one collective, two above 64
         shapes; with allreduce_min one call of it); the same list of Decision
         on every rank.
@@ -447,7 +483,8 @@ class Gate:
         del keep
         return [self._decision(out[i], cshapes[i]) for i in range(n)]
 
-    def max_tokens(self, label="context", reserve_bytes=0, allreduce_min=None):
+    def max_tokens(self, label: str | None = "context", reserve_bytes: int = 0,
+                   allreduce_min: AllreduceMin | None = None) -> Budget:
         """The largest token count every rank can run now, so a server caps
         its scheduler (max_num_tokens) there instead of meeting the limit as
         an out-of-memory error: a Budget(tokens, limiting_rank), the same on
@@ -510,7 +547,7 @@ class Gate:
             self._check(rc, self._take_cause())
         return Budget(tokens.value, rank.value)
 
-    def probe_free(self):
+    def probe_free(self) -> int:
         """This rank's free device memory as the gate's probe sees it."""
         h = self._check_open()
         v = ctypes.c_uint64()
@@ -616,33 +653,34 @@ class Gate:
     # -- lifetime ----------------------------------------------------------
 
     @property
-    def rank(self):
+    def rank(self) -> int:
         return self._rank
 
     @property
-    def world_size(self):
+    def world_size(self) -> int:
         return self._size
 
     @property
-    def local(self):
+    def local(self) -> bool:
         """True for a gate opened with rank=/world_size=."""
         return self._local
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._handle is None
 
-    def close(self):
+    def close(self) -> None:
         """Release the gate (not collective); safe to call twice."""
         h, self._handle = self._handle, None
         if h is not None and self._lib is not None:
             self._lib.warmcal_gate_close(h)
         self._probe = None
 
-    def __enter__(self):
+    def __enter__(self) -> Gate:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         self.close()
         return False
 
@@ -652,7 +690,7 @@ class Gate:
         except Exception:
             pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<warmcal.Gate %s rank %s of %s%s>" % (
             "local" if self._local else "MPI", getattr(self, "_rank", "?"),
             getattr(self, "_size", "?"), " closed" if self.closed else "")

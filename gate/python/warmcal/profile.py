@@ -23,6 +23,8 @@ start-up should not pay for it twice, and the module must load where torch
 is absent (its tests, tools that only parse launcher variables).
 """
 
+from __future__ import annotations  # annotations stay strings: no cost at import
+
 import contextlib
 import errno
 import os
@@ -30,8 +32,13 @@ import re
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from . import _tracefile
+
+if TYPE_CHECKING:  # for the annotations only; torch is never imported here
+    from collections.abc import Iterator, Mapping
+    from typing import Any
 
 __all__ = ["record", "phase", "phase_message", "launcher_rank", "cupti_profiler_injected",
            "Recording"]
@@ -55,7 +62,7 @@ def _integer(name, value):
     raise ValueError("%s: expected an integer, found %r" % (name, value))
 
 
-def phase_message(tokens, batch=1, label="context"):
+def phase_message(tokens: int, batch: int = 1, label: str = "context") -> str:
     """The NVTX message of a phase, "warmcal tokens=N batch=B label=L".
     Raises ValueError for what the profiler's parser would refuse: tokens
     outside 1..2^40, batch outside 1..2^32-1, a label that is empty, longer
@@ -79,7 +86,8 @@ def phase_message(tokens, batch=1, label="context"):
 _INT_MAX = 2**31 - 1
 
 
-def launcher_rank(environ=None):
+def launcher_rank(environ: Mapping[str, str] | None = None
+                  ) -> tuple[int, int, str, str | None]:
     """(rank, world_size, variable, note) from the launcher's environment,
     by the injected profiler's rule: WARMCAL_RANK/WARMCAL_WORLD_SIZE, then
     torchrun's RANK/WORLD_SIZE, Open MPI's OMPI_COMM_WORLD_*, PMIX_RANK,
@@ -94,7 +102,7 @@ def launcher_rank(environ=None):
 
 # --- is warmcal's CUPTI profiler in this process?
 
-def cupti_profiler_injected(environ=None):
+def cupti_profiler_injected(environ: Mapping[str, str] | None = None) -> bool:
     """True when this process runs under `warmcal profile` (or was set up by
     hand the same way): CUDA_INJECTION64_PATH names libwarmcal-inject and
     WARMCAL_OUT is set. Without WARMCAL_OUT the injected library disables
@@ -207,7 +215,15 @@ class Recording:
     and injected (True: the CUPTI profiler measures, nothing is written
     here)."""
 
-    def __init__(self, torch, injected, rank, world_size, device):
+    path: str | None
+    phases: int
+    device: int
+    rank: int
+    world_size: int
+    injected: bool
+
+    def __init__(self, torch: Any, injected: bool, rank: int, world_size: int,
+                 device: int) -> None:
         self._torch = torch
         self.injected = injected
         self.rank = rank
@@ -217,7 +233,7 @@ class Recording:
         self.phases = 0
         self._writer = None
         self._target = None
-        self._notes = []
+        self._notes: list[str] = []
         self._oom_here = None        # size of the last OOM on our device in this phase
         self._oom_elsewhere = False   # an OOM on another device in this phase
         self._observer = False
@@ -313,7 +329,9 @@ def _no_cuda(torch, out_dir):
 
 
 @contextlib.contextmanager
-def record(out_dir, *, model, rank=None, world_size=None, device=None, tp=0, pp=0):
+def record(out_dir: str | os.PathLike[str], *, model: str, rank: int | None = None,
+           world_size: int | None = None, device: Any = None, tp: int = 0,
+           pp: int = 0) -> Iterator[Recording]:
     """Record the phases opened inside this block on one device (default:
     torch.cuda.current_device()) into out_dir/rank-<rank>.h5, source "torch";
     yields a Recording. rank and world_size default to the launcher's
@@ -346,10 +364,11 @@ def record(out_dir, *, model, rank=None, world_size=None, device=None, tp=0, pp=
             world_size = rank + 1
             note = ("rank=%d given without world_size, and no launcher variable gives it: "
                     "recorded as %d (rank + 1), the smallest it can be" % (rank, rank + 1))
-    for name, v, low in (("rank", rank, 0), ("world_size", world_size, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= _INT_MAX:
+    for name, value, low in (("rank", rank, 0), ("world_size", world_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _INT_MAX:
             raise ValueError("%s: expected an integer in %d..%d, found %r"
-                             % (name, low, _INT_MAX, v))
+                             % (name, low, _INT_MAX, value))
+    assert isinstance(rank, int) and isinstance(world_size, int)  # checked just above
     if rank >= world_size:
         raise ValueError("rank %d is not below world_size %d" % (rank, world_size))
 
@@ -401,7 +420,7 @@ def record(out_dir, *, model, rank=None, world_size=None, device=None, tp=0, pp=
 # --- the phase
 
 @contextlib.contextmanager
-def phase(tokens, batch=1, label="context"):
+def phase(tokens: int, batch: int = 1, label: str = "context") -> Iterator[None]:
     """One warmup pass: the NVTX range "warmcal tokens=N batch=B label=L"
     around the block (popped whatever happens), and inside record() without
     the CUPTI profiler, one phase row written from the torch counters of the

@@ -3,12 +3,18 @@ Exit 0 when every trace was written, 2 on bad usage or bad input (one line on
 stderr naming the file and the field, line or column); written trace paths
 on stdout, warnings on stderr."""
 
+from __future__ import annotations  # annotations stay strings: no cost at import
+
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from . import _common
 from ._common import InputError
 from ._progress import Progress
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 PROG = "warmcal import"
 
@@ -86,7 +92,7 @@ def _parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = Progress()  # stderr, when it is a terminal (or WARMCAL_PROGRESS=1)
     try:

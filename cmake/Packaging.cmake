@@ -1,0 +1,90 @@
+# Debian package of an installed warmcal: `cpack -G DEB` in a build tree
+# packs what `cmake --install` puts in place, under /usr. Included once, at
+# the end of the top-level CMakeLists.txt, after every install() rule.
+#
+# Build a package from a tree configured for /usr: the commands find their
+# libraries and data relative to themselves through GNUInstallDirs' folders,
+# which are lib/<multiarch> under /usr and lib elsewhere; the Python package
+# goes to WARMCAL_PYTHON_INSTALL_DIR (gate/python/python.cmake), whose
+# default lib/python3/dist-packages is Debian's python3 path under /usr:
+#   cmake -S . -B build-pkg -DCMAKE_INSTALL_PREFIX=/usr
+#   cmake --build build-pkg -j && (cd build-pkg && cpack -G DEB)
+# tests/deb builds one that way and installs it into a fresh Debian root.
+
+set(CPACK_PACKAGE_NAME warmcal)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_VENDOR "warmcal")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
+    "measured GPU memory estimates for safe multi-rank LLM warmup")
+# the Debian description's long text (CPack puts the summary line first)
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
+"warmcal measures the GPU memory a multi-rank LLM server needs while it
+warms up (a profiler that wraps the server's command), fits per-shape
+estimates from those traces, and gives the server one synchronized start-up
+decision per warmup shape: every rank runs it, or every rank skips it.
+.
+This package holds the commands warmcal and warmcal-synth, the gate library
+libwarmcal-gate with its C headers, pkg-config files and CMake package, the
+trace and injection libraries, and the Python package warmcal.")
+set(CPACK_PACKAGE_CONTACT "warmcal developers <warmcal@localhost>")
+set(WARMCAL_DEB_MAINTAINER "${CPACK_PACKAGE_CONTACT}" CACHE STRING
+    "Maintainer field of the Debian package (Name <address>)")
+
+include(GNUInstallDirs)
+set(CPACK_GENERATOR DEB)
+set(CPACK_STRIP_FILES ON)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  message(STATUS "Packaging: this tree installs into ${CMAKE_INSTALL_PREFIX}; the .deb installs "
+                 "into /usr: configure with -DCMAKE_INSTALL_PREFIX=/usr before `cpack -G DEB` "
+                 "so the paths compiled into the commands match the package")
+endif()
+
+set(CPACK_DEBIAN_PACKAGE_NAME warmcal)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)          # warmcal_<version>-<release>_<arch>.deb
+set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${WARMCAL_DEB_MAINTAINER}")
+set(CPACK_DEBIAN_PACKAGE_SECTION science)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+if(PROJECT_HOMEPAGE_URL)
+  set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "${PROJECT_HOMEPAGE_URL}")
+endif()
+find_program(WARMCAL_DPKG dpkg)
+if(WARMCAL_DPKG)
+  execute_process(COMMAND ${WARMCAL_DPKG} --print-architecture
+                  OUTPUT_VARIABLE CPACK_DEBIAN_PACKAGE_ARCHITECTURE
+                  OUTPUT_STRIP_TRAILING_WHITESPACE)
+endif()
+
+# Depends: the shared libraries the installed binaries link (libopenmpi3,
+# libhdf5-103-1, libjansson4, libnettle8, liblapacke, libc6) come from
+# dpkg-shlibdeps, with the versions the build's libraries ask for; the
+# package's own libraries resolve inside the package. Without dpkg-shlibdeps
+# (not a Debian build host) the same list is written by hand for bookworm.
+# The Python package needs only python3 (no numpy); mpi4py, h5py, torch and
+# gnuplot are optional, as are openmpi-bin's mpirun/orted (an MPI program
+# started without mpirun needs orted for singleton MPI_Init).
+find_program(WARMCAL_DPKG_SHLIBDEPS dpkg-shlibdeps)
+set(warmcal_deb_depends "python3 (>= 3.11)")
+if(WARMCAL_DPKG_SHLIBDEPS)
+  set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+  # relative to the staging root that cpack fills: usr/lib/<multiarch>/...
+  set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS
+      "usr/${CMAKE_INSTALL_LIBDIR}" "usr/lib")
+else()
+  string(PREPEND warmcal_deb_depends
+         "libc6, libopenmpi3, libhdf5-103-1, libjansson4, libnettle8, liblapacke, ")
+endif()
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "${warmcal_deb_depends}")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "gnuplot-nox, python3-h5py, python3-mpi4py, openmpi-bin")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "python3-torch")
+# a shlibs file and the ldconfig trigger for the package's public libraries
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+# ldconfig by trigger (CPack also writes postinst/postrm calling it)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_LIST_DIR}/deb/triggers)
+# compressed man pages and a changelog.Debian.gz in the staged tree
+set(CPACK_PRE_BUILD_SCRIPTS ${CMAKE_CURRENT_LIST_DIR}/deb/prebuild.cmake)
+
+include(CPack)

@@ -1,0 +1,152 @@
+#!/bin/sh
+# install_test.sh SKIP BUILD_DIR CMAKE CC PKG_CONFIG LIBDIR rpath=EXE_RPATH MPIEXEC...
+# EXE_RPATH: the installed commands' RUNPATH ("" when the library folder is
+# the system's, as for a tree configured for /usr: they then run here with
+# LD_LIBRARY_PATH).
+# See CMakeLists.txt. Everything is written under one temporary folder,
+# removed at the end.
+set -u
+skip=$1 build=$2 cmake=$3 cc=$4 pkgconfig=$5 libdir=$6 exe_rpath=${7#rpath=}
+shift 7
+here=$(cd "$(dirname "$0")" && pwd)
+if [ "$skip" = 1 ]; then
+    echo "install_test: SKIPPED: a sanitizer or fuzzing build installs instrumented libraries"
+    exit 77
+fi
+src=$(sed -n 's/^warmcal_SOURCE_DIR:STATIC=//p' "$build/CMakeCache.txt")
+version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$build/CMakeCache.txt")
+[ -n "$src" ] && [ -n "$version" ] || { echo "FAIL: no source dir or version in $build/CMakeCache.txt"; exit 1; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/warmcal-install.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT INT TERM
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+echo "== cmake --install $build --prefix $tmp/p"
+"$cmake" --install "$build" --prefix "$tmp/p" > "$tmp/install.log" 2>&1 || {
+    cat "$tmp/install.log"; echo "FAIL: cmake --install"; exit 1; }
+p=$tmp/p
+
+echo "== the installed files"
+for f in bin/warmcal bin/warmcal-synth share/man/man1/warmcal.1 \
+         share/bash-completion/completions/warmcal share/warmcal/report/need.gp \
+         share/warmcal/report/style.gp share/warmcal/models/deepseek-v3/config.json \
+         share/warmcal/models/llama-3.1-8b/deploy-tp4.json \
+         include/warmcal/gate.h include/warmcal/table.h include/warmcal/error.h \
+         include/warmcal/trace.h include/warmcal/recorder.h include/warmcal/phase_message.h \
+         include/warmcal/launcher.h \
+         "$libdir/pkgconfig/warmcal-gate.pc" "$libdir/pkgconfig/warmcal-trace.pc" \
+         "$libdir/pkgconfig/warmcal-convention.pc" "$libdir/cmake/warmcal/warmcalConfig.cmake" \
+         "$libdir/cmake/warmcal/warmcalConfigVersion.cmake"; do
+    [ -f "$p/$f" ] || fail "not installed: $f"
+done
+libs="gate trace convention"
+[ -f "$build/profiler/src/inject/libwarmcal-inject.so" ] && libs="$libs inject"
+[ "${libs#*inject}" != "$libs" ] && { [ -f "$p/include/warmcal/profile.h" ] || fail "not installed: profile.h"; }
+
+echo "== no path of the build or source tree in the installed tree"
+for d in "$build" "$src" "$(cd "$build" && pwd -P)" "$(cd "$src" && pwd -P)"; do
+    hits=$(grep -rlF "$d" "$p" 2>/dev/null)
+    [ -z "$hits" ] || fail "$d named in: $hits"
+done
+
+# the WARMCAL_API functions a set of installed headers declare (comments
+# and preprocessor lines left out)
+api() {
+    for h in "$@"; do
+        "$cc" -fpreprocessed -dD -E -P "$p/include/warmcal/$h" 2>/dev/null | grep -v '^[[:space:]]*#' |
+            tr '\n' ' ' | grep -oE 'WARMCAL_API[^;{(]*\(' |
+            sed -E 's/.*[^A-Za-z0-9_]([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\($/\1/'
+    done | sort -u
+}
+echo "== exported symbols == the installed headers' API, SONAME and version"
+all_api=$(api $(cd "$p/include/warmcal" && ls))
+exported_all=""
+for lib in $libs; do
+    case $lib in
+        gate) headers="gate.h table.h error.h" extra="" ;;
+        trace) headers="trace.h recorder.h error.h" extra="" ;;
+        convention) headers="phase_message.h launcher.h" extra="" ;;
+        inject) headers="profile.h" extra="InitializeInjection InitializeInjectionNvtx2" ;;
+    esac
+    file=$p/$libdir/libwarmcal-$lib.so
+    [ -f "$file.0.$version" ] || [ -f "$file.$version" ] || fail "no $file.$version"
+    soname=$(readelf -d "$file" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+    [ "$soname" = "libwarmcal-$lib.so.0" ] || fail "libwarmcal-$lib.so: SONAME '$soname'"
+    [ -L "$p/$libdir/libwarmcal-$lib.so.0" ] || fail "no libwarmcal-$lib.so.0 link"
+    want=$( (api $headers; for s in $extra; do echo "$s"; done) | sort -u)
+    got=$(nm -D --defined-only "$file" | awk 'NF == 3 {print $3}' | sed 's/@.*//' | sort -u)
+    exported_all="$exported_all $got"
+    if [ "$want" != "$got" ]; then
+        fail "libwarmcal-$lib.so exports other than the API of $headers $extra:"
+        echo "$want" > "$tmp/want"; echo "$got" > "$tmp/got"
+        diff "$tmp/want" "$tmp/got" | sed -n 's/^</  declared, not exported:/p; s/^>/  exported, not declared:/p'
+    else
+        echo "libwarmcal-$lib.so ($soname): $(echo "$got" | wc -l) symbols, the API of $headers $extra"
+    fi
+done
+# every function an installed header declares is in some installed library
+for f in $all_api; do
+    case " $(echo $exported_all) " in *" $f "*) ;; *) fail "$f declared in an installed header, exported by no installed library" ;; esac
+done
+
+echo "== the installed commands"
+runpath=$(readelf -d "$p/bin/warmcal" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
+[ "$runpath" = "$exe_rpath" ] || fail "bin/warmcal: RUNPATH '$runpath', not '$exe_rpath'"
+case $exe_rpath in
+    '$ORIGIN/'*) exe_env="-u LD_LIBRARY_PATH" ;; # relative to the command: nothing else
+    *) exe_env="LD_LIBRARY_PATH=@PREFIX@/$libdir" ;;
+esac
+run_commands() {
+    run="env -u PYTHONPATH -u WARMCAL_TRACE_LIB -u WARMCAL_CONVENTION_LIB $(echo "$exe_env" | sed "s|@PREFIX@|$1|")"
+    $run "$1/bin/warmcal" --version > "$tmp/out" 2>&1 || fail "$1/bin/warmcal --version: $(cat "$tmp/out")"
+    $run "$1/bin/warmcal-synth" --help > "$tmp/out" 2>&1 || fail "$1/bin/warmcal-synth --help: $(cat "$tmp/out")"
+    # the installed Python package, found relative to the command (the
+    # build tree's fallbacks are relative to the build tree's command)
+    if [ -x /usr/bin/python3 ]; then
+        $run "$1/bin/warmcal" import csv --help > "$tmp/out" 2>&1 || fail "$1/bin/warmcal import csv --help: $(cat "$tmp/out")"
+    fi
+}
+run_commands "$p"
+
+# build_and_run PREFIX NAME MPIEXEC...: both external programs against PREFIX, run on 4 ranks
+build_and_run() {
+    prefix=$1 name=$2
+    shift 2
+    echo "== pkg-config against $prefix"
+    pc="env PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig $pkgconfig"
+    got_prefix=$($pc --variable=libdir warmcal-gate)
+    [ "$(cd "$got_prefix" 2>/dev/null && pwd -P)" = "$(cd "$prefix/$libdir" && pwd -P)" ] ||
+        fail "warmcal-gate.pc: libdir $got_prefix, not $prefix/$libdir"
+    $pc --exists --print-errors warmcal-gate warmcal-trace warmcal-convention ||
+        fail "pkg-config cannot resolve the installed modules"
+    "$cc" $($pc --cflags warmcal-gate) "$here/external/gate_decide.c" -o "$tmp/pc-$name" \
+        $($pc --libs warmcal-gate) > "$tmp/cc.log" 2>&1 || { cat "$tmp/cc.log"; fail "cc with pkg-config"; }
+    echo "== find_package(warmcal) against $prefix"
+    "$cmake" -S "$here/external" -B "$tmp/ext-$name" -DCMAKE_C_COMPILER="$cc" \
+        -DCMAKE_PREFIX_PATH="$prefix" > "$tmp/ext.log" 2>&1 &&
+        "$cmake" --build "$tmp/ext-$name" > "$tmp/ext.log" 2>&1 ||
+        { cat "$tmp/ext.log"; fail "the find_package project"; }
+    dir=$(sed -n 's/^warmcal_DIR:PATH=//p' "$tmp/ext-$name/CMakeCache.txt")
+    case $dir in "$prefix"/*) ;; *) fail "find_package found warmcal in '$dir', not under $prefix" ;; esac
+    for prog in "$tmp/pc-$name" "$tmp/ext-$name/gate_decide"; do
+        [ -x "$prog" ] || continue
+        echo "== $prog on 4 ranks"
+        rm -f "$tmp/table.json"
+        LD_LIBRARY_PATH=$prefix/$libdir timeout 60 "$@" "$prog" "$tmp/table.json" > "$tmp/run.log" 2>&1
+        rc=$?
+        cat "$tmp/run.log"
+        [ $rc = 0 ] || fail "$prog: exit $rc"
+        n=$(grep -c "^rank [0-3]: 256 tokens run, 1024 tokens skip (blocking rank 2" "$tmp/run.log")
+        [ "$n" = 4 ] || fail "$prog: $n of 4 ranks decided as expected"
+        LD_LIBRARY_PATH=$prefix/$libdir ldd "$prog" | grep -q "$prefix/$libdir/libwarmcal-gate.so.0" || fail "$prog: not the gate of $prefix"
+    done
+}
+build_and_run "$p" p "$@"
+
+echo "== the prefix moved: $tmp/p -> $tmp/q"
+mv "$tmp/p" "$tmp/q"
+run_commands "$tmp/q"
+build_and_run "$tmp/q" q "$@"
+
+[ $fails = 0 ] && echo "install_test: OK" || echo "install_test: $fails failure(s)"
+[ $fails = 0 ]
