@@ -26,7 +26,8 @@
 #include "warmcal/spool.h"
 
 #define DEFAULT_OUT "warmcal-traces"
-#define INJECT_NAME "libwarmcal-inject.so"
+/* the run-time name: a runtime-only install has no development link */
+#define INJECT_NAME "libwarmcal-inject.so.0"
 
 static void usage(FILE *out)
 {

@@ -25,6 +25,15 @@
 #ifndef WARMCAL_GATE_H
 #define WARMCAL_GATE_H
 
+/* C++ users get MPI's C API only: Open MPI's and MPICH's <mpi.h> would
+ * otherwise pull in their deprecated C++ bindings, which need a library
+ * (libmpi_cxx) that neither pkg-config's ompi-c nor MPI::MPI_C links. */
+#if defined(__cplusplus) && !defined(OMPI_SKIP_MPICXX)
+#define OMPI_SKIP_MPICXX 1
+#endif
+#if defined(__cplusplus) && !defined(MPICH_SKIP_MPICXX)
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
