@@ -121,6 +121,19 @@ build_and_run() {
         fail "pkg-config cannot resolve the installed modules"
     "$cc" $($pc --cflags warmcal-gate) "$here/external/gate_decide.c" -o "$tmp/pc-$name" \
         $($pc --libs warmcal-gate) > "$tmp/cc.log" 2>&1 || { cat "$tmp/cc.log"; fail "cc with pkg-config"; }
+    cxx=$(command -v g++ || command -v c++ || true)
+    if [ -n "$cxx" ]; then
+        echo "== C++ with pkg-config against $prefix"
+        "$cxx" -Wall -Werror $($pc --cflags warmcal-gate) "$here/external/gate_cxx.cc" \
+            -o "$tmp/cxx-$name" $($pc --libs warmcal-gate) > "$tmp/cxx.log" 2>&1 ||
+            { cat "$tmp/cxx.log"; fail "C++ with pkg-config"; }
+        LD_LIBRARY_PATH=$prefix/$libdir timeout 60 "$@" "$tmp/cxx-$name" > "$tmp/run.log" 2>&1 ||
+            { cat "$tmp/run.log"; fail "the C++ program on 4 ranks"; }
+        n=$(grep -c "C++ sees the gate" "$tmp/run.log")
+        [ "$n" = 4 ] || fail "the C++ program: $n of 4 ranks ran"
+    else
+        echo "== no C++ compiler: the C++ check is left out"
+    fi
     echo "== find_package(warmcal) against $prefix"
     "$cmake" -S "$here/external" -B "$tmp/ext-$name" -DCMAKE_C_COMPILER="$cc" \
         -DCMAKE_PREFIX_PATH="$prefix" > "$tmp/ext.log" 2>&1 &&
