@@ -131,8 +131,17 @@ build_and_run() {
             { cat "$tmp/run.log"; fail "the C++ program on 4 ranks"; }
         n=$(grep -c "C++ sees the gate" "$tmp/run.log")
         [ "$n" = 4 ] || fail "the C++ program: $n of 4 ranks ran"
+        echo "== a C++-only CMake project: find_package(warmcal) against $prefix"
+        "$cmake" -S "$here/external_cxx" -B "$tmp/extcxx-$name" -DCMAKE_CXX_COMPILER="$cxx" \
+            -DCMAKE_PREFIX_PATH="$prefix" > "$tmp/ext.log" 2>&1 &&
+            "$cmake" --build "$tmp/extcxx-$name" > "$tmp/ext.log" 2>&1 ||
+            { cat "$tmp/ext.log"; fail "the C++-only find_package project"; }
+        LD_LIBRARY_PATH=$prefix/$libdir timeout 60 "$@" "$tmp/extcxx-$name/gate_cxx" > "$tmp/run.log" 2>&1 ||
+            { cat "$tmp/run.log"; fail "the C++-only project's program on 4 ranks"; }
+        n=$(grep -c "C++ sees the gate" "$tmp/run.log")
+        [ "$n" = 4 ] || fail "the C++-only project's program: $n of 4 ranks ran"
     else
-        echo "== no C++ compiler: the C++ check is left out"
+        echo "== no C++ compiler: the C++ checks are left out"
     fi
     echo "== find_package(warmcal) against $prefix"
     "$cmake" -S "$here/external" -B "$tmp/ext-$name" -DCMAKE_C_COMPILER="$cc" \
