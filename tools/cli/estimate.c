@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "warmcal/table.h"
 
@@ -32,22 +33,6 @@ static void usage(FILE *out)
             "  warmcal estimate table.json --tokens 16384 --rank 0\n"
             "  warmcal estimate table.json --tokens 8192 --label context\n"
             "  warmcal estimate table.json --tokens=256 --rank=any --label=generation --batch=64\n");
-}
-
-/* A decimal integer in [0, max]: digits only, no sign, no spaces. */
-static int parse_uint(const char *text, uint64_t max, uint64_t *out)
-{
-    if (!text[0])
-        return -1;
-    for (const char *p = text; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            return -1;
-    errno = 0;
-    unsigned long long v = strtoull(text, NULL, 10);
-    if (errno == ERANGE || v > max)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static int bad_value(const char *option, const char *value, const char *expect)
@@ -126,12 +111,12 @@ int warmcal_cmd_estimate(int argc, char **argv)
     }
     uint64_t tokens, batch = 1, r = 0;
     int rank = WARMCAL_TABLE_ANY_RANK;
-    if (parse_uint(tokens_text, UINT64_MAX, &tokens) != 0 || tokens == 0)
+    if (cli_parse_uint(tokens_text, UINT64_MAX, &tokens) != 0 || tokens == 0)
         return bad_value("--tokens", tokens_text, "a positive integer");
-    if (batch_text && (parse_uint(batch_text, UINT32_MAX, &batch) != 0 || batch == 0))
+    if (batch_text && (cli_parse_uint(batch_text, UINT32_MAX, &batch) != 0 || batch == 0))
         return bad_value("--batch", batch_text, "a positive integer below 2^32");
     if (rank_text && strcmp(rank_text, "-1") != 0 && strcmp(rank_text, "any") != 0) {
-        if (parse_uint(rank_text, INT_MAX, &r) != 0)
+        if (cli_parse_uint(rank_text, INT_MAX, &r) != 0)
             return bad_value("--rank", rank_text, "a rank >= 0, or -1 / 'any'");
         rank = (int)r;
     }

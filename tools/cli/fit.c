@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_json.h"
 #include "commands.h"
 #include "progress.h"
 #include "warmcal/estimator.h"
@@ -225,36 +226,6 @@ static int compare_constant(const warmcal_trace *const *traces, size_t n, const 
 
 /* --- JSON ------------------------------------------------------------------- */
 
-/* jansson holds only UTF-8: bytes of a foreign name that are not ASCII
- * become '?' when the text as a whole is not valid UTF-8. */
-static json_t *text_json(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *c = copy; *c; c++)
-        if ((unsigned char)*c >= 0x80)
-            *c = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
-/* JSON integers are signed 64-bit in jansson: larger values go as text. */
-static json_t *u64_json(uint64_t v)
-{
-    return v <= INT64_MAX ? json_integer((json_int_t)v) : json_sprintf("%" PRIu64, v);
-}
-
-/* obj[key] = value, stealing value; nonzero on failure. */
-static int put(json_t *obj, const char *key, json_t *value)
-{
-    return json_object_set_new(obj, key, value) != 0;
-}
-
 static json_t *estimate_json(const warmcal_estimate *e)
 {
     json_t *o = json_object(), *failures = json_object();
@@ -265,24 +236,25 @@ static json_t *estimate_json(const warmcal_estimate *e)
     }
     double fixed, per_token;
     summary_parts(e, &fixed, &per_token);
-    int bad = put(failures, "oom", u64_json(e->failures.oom)) |
-              put(failures, "oom_tokens_min",
-                  e->failures.oom ? u64_json(e->failures.oom_tokens_min) : json_null()) |
-              put(failures, "aborted", u64_json(e->failures.aborted));
-    bad |= put(o, "rank", json_integer(e->rank)) | put(o, "label", text_json(e->label)) |
-           put(o, "model", json_string(warmcal_form_name(e->form))) |
-           put(o, "tokens_min", u64_json(e->tokens_min)) |
-           put(o, "tokens_max", u64_json(e->tokens_max)) |
-           put(o, "points", u64_json(e->fit.points)) |
-           put(o, "fixed_bytes", json_real(fixed)) |
-           put(o, "bytes_per_token", json_real(per_token)) |
-           put(o, "max_residual_bytes", json_real(e->fit.max_residual)) |
-           put(o, "margin_bytes", json_real(e->margin.total)) |
-           put(o, "margin_relative", json_real(e->margin.relative)) |
-           put(o, "device_free_min", e->calibration.device_free_min
-                                         ? u64_json(e->calibration.device_free_min)
+    int bad = cli_json_put(failures, "oom", cli_json_u64(e->failures.oom)) |
+              cli_json_put(failures, "oom_tokens_min",
+                  e->failures.oom ? cli_json_u64(e->failures.oom_tokens_min) : json_null()) |
+              cli_json_put(failures, "aborted", cli_json_u64(e->failures.aborted));
+    bad |= cli_json_put(o, "rank", json_integer(e->rank)) |
+           cli_json_put(o, "label", cli_json_text(e->label)) |
+           cli_json_put(o, "model", json_string(warmcal_form_name(e->form))) |
+           cli_json_put(o, "tokens_min", cli_json_u64(e->tokens_min)) |
+           cli_json_put(o, "tokens_max", cli_json_u64(e->tokens_max)) |
+           cli_json_put(o, "points", cli_json_u64(e->fit.points)) |
+           cli_json_put(o, "fixed_bytes", json_real(fixed)) |
+           cli_json_put(o, "bytes_per_token", json_real(per_token)) |
+           cli_json_put(o, "max_residual_bytes", json_real(e->fit.max_residual)) |
+           cli_json_put(o, "margin_bytes", json_real(e->margin.total)) |
+           cli_json_put(o, "margin_relative", json_real(e->margin.relative)) |
+           cli_json_put(o, "device_free_min", e->calibration.device_free_min
+                                         ? cli_json_u64(e->calibration.device_free_min)
                                          : json_null()) |
-           put(o, "failures", failures);
+           cli_json_put(o, "failures", failures);
     if (bad) {
         json_decref(o);
         return NULL;
@@ -307,16 +279,19 @@ static json_t *constant_json(const warmcal_trace *const *traces, size_t n, const
         if (!row.phases)
             continue;
         json_t *r = json_object();
-        bad = !r || put(r, "rank", json_integer(e->rank)) | put(r, "label", text_json(e->label)) |
-                        put(r, "phases", u64_json(row.phases)) |
-                        put(r, "short", u64_json(row.shorts)) |
-                        put(r, "worst_short_bytes", json_real(row.worst_short)) |
-                        put(r, "over_median_percent", json_real(row.over_median)) |
-                        put(r, "table_over_median_percent", json_real(row.table_over_median));
+        bad = !r || cli_json_put(r, "rank", json_integer(e->rank)) |
+              cli_json_put(r, "label", cli_json_text(e->label)) |
+                        cli_json_put(r, "phases", cli_json_u64(row.phases)) |
+                        cli_json_put(r, "short", cli_json_u64(row.shorts)) |
+                        cli_json_put(r, "worst_short_bytes", json_real(row.worst_short)) |
+                        cli_json_put(r, "over_median_percent", json_real(row.over_median)) |
+                        cli_json_put(r, "table_over_median_percent",
+                                     json_real(row.table_over_median));
         bad = json_array_append_new(rows, r) != 0 || bad;
     }
     if (!bad)
-        bad = put(o, "bytes_per_token", json_real(per_token)) | put(o, "rows", json_incref(rows));
+        bad = cli_json_put(o, "bytes_per_token", json_real(per_token)) |
+              cli_json_put(o, "rows", json_incref(rows));
     json_decref(rows);
     if (bad) {
         json_decref(o);
@@ -334,27 +309,29 @@ static int print_json(const char *output, const warmcal_table *t, const char *co
            *estimates = json_array();
     int bad = !o || !config || !sources || !estimates;
     for (size_t i = 0; !bad && i < n; i++)
-        bad = json_array_append_new(sources, text_json(paths[i])) != 0;
+        bad = json_array_append_new(sources, cli_json_text(paths[i])) != 0;
     for (size_t i = 0; !bad && i < t->n_estimates; i++)
         bad = json_array_append_new(estimates, estimate_json(&t->estimates[i])) != 0;
     if (!bad)
-        bad = put(config, "model", text_json(t->config.model)) |
-              put(config, "tp", json_integer(t->config.tp)) |
-              put(config, "gpu_name", text_json(t->config.gpu_name)) |
-              put(config, "gpu_total_bytes", u64_json(t->config.gpu_total_bytes));
+        bad = cli_json_put(config, "model", cli_json_text(t->config.model)) |
+              cli_json_put(config, "tp", json_integer(t->config.tp)) |
+              cli_json_put(config, "gpu_name", cli_json_text(t->config.gpu_name)) |
+              cli_json_put(config, "gpu_total_bytes", cli_json_u64(t->config.gpu_total_bytes));
     if (!bad)
-        bad = put(o, "table", text_json(output)) | put(o, "configuration", json_incref(config)) |
-              put(o, "above_range", json_string(warmcal_above_policy_name(t->above_range))) |
-              put(o, "traces", json_incref(sources)) |
-              put(o, "estimates", json_incref(estimates)) |
-              put(o, "warnings", json_incref(warning_list)) |
-              put(o, "constant_guess",
+        bad = cli_json_put(o, "table", cli_json_text(output)) |
+              cli_json_put(o, "configuration", json_incref(config)) |
+              cli_json_put(o, "above_range",
+                           json_string(warmcal_above_policy_name(t->above_range))) |
+              cli_json_put(o, "traces", json_incref(sources)) |
+              cli_json_put(o, "estimates", json_incref(estimates)) |
+              cli_json_put(o, "warnings", json_incref(warning_list)) |
+              cli_json_put(o, "constant_guess",
                   constant > 0 ? constant_json(traces, n, t, constant) : json_null());
     json_decref(config);
     json_decref(sources);
     json_decref(estimates);
     if (!bad)
-        bad = json_dumpf(o, stdout, JSON_INDENT(2)) != 0 || putchar('\n') == EOF;
+        bad = cli_json_print(o);
     json_decref(o);
     return bad ? -1 : 0;
 }

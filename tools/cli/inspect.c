@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_json.h"
 #include "commands.h"
 #include "warmcal/estimator.h"
 #include "warmcal/spool.h"
@@ -213,44 +214,9 @@ static int print_trace(const warmcal_trace *t)
 
 /* --- JSON ------------------------------------------------------------------ */
 
-/* jansson holds only UTF-8: bytes of a foreign file that are not ASCII
- * become '?' when the text as a whole is not valid UTF-8. */
-static json_t *text_json(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *c = copy; *c; c++)
-        if ((unsigned char)*c >= 0x80)
-            *c = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
-/* JSON integers are signed 64-bit in jansson: larger values go as text. */
-static json_t *u64_json(uint64_t v)
-{
-    return v <= INT64_MAX ? json_integer((json_int_t)v) : json_sprintf("%" PRIu64, v);
-}
-
 static json_t *free_json(uint64_t v)
 {
-    return v == WARMCAL_FREE_UNKNOWN ? json_null() : u64_json(v);
-}
-
-/* Set obj[key] = value, stealing value; -1 on failure. */
-static int put(json_t *obj, const char *key, json_t *value)
-{
-    json_t *k = text_json(key);
-    int rc = k && value ? json_object_set_new(obj, json_string_value(k), value) : -1;
-    if (rc < 0 && !k)
-        json_decref(value);
-    json_decref(k);
-    return rc;
+    return v == WARMCAL_FREE_UNKNOWN ? json_null() : cli_json_u64(v);
 }
 
 /* The names of the lower_bound bits set, as an array. */
@@ -271,25 +237,27 @@ static json_t *phase_json(size_t i, const warmcal_phase *p)
     json_t *o = json_object();
     if (!o)
         return NULL;
-    int bad = put(o, "index", json_integer((json_int_t)i)) | put(o, "label", text_json(p->label)) |
-              put(o, "tokens", u64_json(p->tokens)) |
-              put(o, "batch", json_integer((json_int_t)p->batch)) |
-              put(o, "begin_ns", u64_json(p->begin_ns)) | put(o, "end_ns", u64_json(p->end_ns)) |
-              put(o, "live_begin", u64_json(p->live_begin)) |
-              put(o, "live_peak", u64_json(p->live_peak)) |
-              put(o, "peak_delta", u64_json(p->live_peak - p->live_begin)) |
-              put(o, "live_end", u64_json(p->live_end)) |
-              put(o, "device_free_begin", free_json(p->device_free_begin)) |
-              put(o, "device_free_end", free_json(p->device_free_end)) |
-              put(o, "outcome", json_string(warmcal_outcome_name(p->outcome))) |
-              put(o, "failed_alloc_bytes", u64_json(p->failed_alloc_bytes)) |
-              put(o, "pinned_peak", u64_json(p->pinned_peak)) |
-              put(o, "anomalies", json_integer((json_int_t)p->anomalies)) |
-              put(o, "lower_bound", json_integer((json_int_t)p->lower_bound)) |
-              put(o, "lower_bound_reasons", reasons_json(p->lower_bound)) |
-              put(o, "reserved_begin", u64_json(p->reserved_begin)) |
-              put(o, "reserved_end", u64_json(p->reserved_end)) |
-              put(o, "need", u64_json(warmcal_phase_need(p)));
+    int bad = cli_json_put(o, "index", json_integer((json_int_t)i)) |
+              cli_json_put(o, "label", cli_json_text(p->label)) |
+              cli_json_put(o, "tokens", cli_json_u64(p->tokens)) |
+              cli_json_put(o, "batch", json_integer((json_int_t)p->batch)) |
+              cli_json_put(o, "begin_ns", cli_json_u64(p->begin_ns)) |
+              cli_json_put(o, "end_ns", cli_json_u64(p->end_ns)) |
+              cli_json_put(o, "live_begin", cli_json_u64(p->live_begin)) |
+              cli_json_put(o, "live_peak", cli_json_u64(p->live_peak)) |
+              cli_json_put(o, "peak_delta", cli_json_u64(p->live_peak - p->live_begin)) |
+              cli_json_put(o, "live_end", cli_json_u64(p->live_end)) |
+              cli_json_put(o, "device_free_begin", free_json(p->device_free_begin)) |
+              cli_json_put(o, "device_free_end", free_json(p->device_free_end)) |
+              cli_json_put(o, "outcome", json_string(warmcal_outcome_name(p->outcome))) |
+              cli_json_put(o, "failed_alloc_bytes", cli_json_u64(p->failed_alloc_bytes)) |
+              cli_json_put(o, "pinned_peak", cli_json_u64(p->pinned_peak)) |
+              cli_json_put(o, "anomalies", json_integer((json_int_t)p->anomalies)) |
+              cli_json_put(o, "lower_bound", json_integer((json_int_t)p->lower_bound)) |
+              cli_json_put(o, "lower_bound_reasons", reasons_json(p->lower_bound)) |
+              cli_json_put(o, "reserved_begin", cli_json_u64(p->reserved_begin)) |
+              cli_json_put(o, "reserved_end", cli_json_u64(p->reserved_end)) |
+              cli_json_put(o, "need", cli_json_u64(warmcal_phase_need(p)));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -302,18 +270,21 @@ static json_t *trace_json(const warmcal_trace *t)
     json_t *o = json_object(), *attrs = json_object(), *phases = json_array();
     int bad = !o || !attrs || !phases;
     for (size_t i = 0; !bad && i < t->n_attrs; i++)
-        bad = put(attrs, t->attrs[i].name, text_json(t->attrs[i].value)) < 0;
+        bad = cli_json_put(attrs, t->attrs[i].name, cli_json_text(t->attrs[i].value)) < 0;
     for (size_t i = 0; !bad && i < t->n_phases; i++)
         bad = json_array_append_new(phases, phase_json(i, &t->phases[i])) < 0;
     if (!bad)
-        bad = put(o, "path", text_json(t->path)) | put(o, "complete", json_integer(t->complete)) |
-              put(o, "rank", json_integer(t->rank)) |
-              put(o, "world_size", json_integer(t->world_size)) |
-              put(o, "model", text_json(t->model)) | put(o, "source", text_json(t->source)) |
-              put(o, "gpu_name", text_json(t->gpu_name)) |
-              put(o, "gpu_total_bytes", u64_json(t->gpu_total_bytes)) |
-              put(o, "events", json_integer((json_int_t)t->n_events)) |
-              put(o, "attributes", json_incref(attrs)) | put(o, "phases", json_incref(phases));
+        bad = cli_json_put(o, "path", cli_json_text(t->path)) |
+              cli_json_put(o, "complete", json_integer(t->complete)) |
+              cli_json_put(o, "rank", json_integer(t->rank)) |
+              cli_json_put(o, "world_size", json_integer(t->world_size)) |
+              cli_json_put(o, "model", cli_json_text(t->model)) |
+              cli_json_put(o, "source", cli_json_text(t->source)) |
+              cli_json_put(o, "gpu_name", cli_json_text(t->gpu_name)) |
+              cli_json_put(o, "gpu_total_bytes", cli_json_u64(t->gpu_total_bytes)) |
+              cli_json_put(o, "events", json_integer((json_int_t)t->n_events)) |
+              cli_json_put(o, "attributes", json_incref(attrs)) |
+              cli_json_put(o, "phases", json_incref(phases));
     json_decref(attrs);
     json_decref(phases);
     if (bad) {
@@ -330,7 +301,7 @@ static int print_json(warmcal_trace **traces, size_t n)
     for (size_t i = 0; !bad && i < n; i++)
         bad = json_array_append_new(all, trace_json(traces[i])) < 0;
     if (!bad)
-        bad = json_dumpf(all, stdout, JSON_INDENT(2)) < 0 || putchar('\n') == EOF;
+        bad = cli_json_print(all);
     json_decref(all);
     return bad ? -1 : 0;
 }

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_json.h"
+#include "cli_args.h"
 #include "commands.h"
 #include "warmcal/gate.h"
 #include "warmcal/table.h"
@@ -63,22 +65,6 @@ static void usage(FILE *out)
 }
 
 /* --- arguments ------------------------------------------------------------- */
-
-/* A decimal integer in [0, max]: digits only, no sign, no spaces. */
-static int parse_uint(const char *text, uint64_t max, uint64_t *out)
-{
-    if (!text[0])
-        return -1;
-    for (const char *p = text; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            return -1;
-    errno = 0;
-    unsigned long long v = strtoull(text, NULL, 10);
-    if (errno == ERANGE || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 static void print_error(const warmcal_error *err)
 {
@@ -196,13 +182,13 @@ static int parse_shape_line(const char *path, size_t line, char *text, shape_lis
     if (n == 0)
         return 0;
     uint64_t tokens, batch = 1;
-    if (parse_uint(word[0], UINT64_MAX, &tokens) != 0 || tokens == 0) {
+    if (cli_parse_uint(word[0], UINT64_MAX, &tokens) != 0 || tokens == 0) {
         fprintf(stderr, "warmcal plan: --shapes %s: line %zu: %s: expected a positive integer, "
                         "found '%.40s'\n",
                 path, line, fields[0], word[0]);
         return -1;
     }
-    if (word[1] && (parse_uint(word[1], UINT32_MAX, &batch) != 0 || batch == 0)) {
+    if (word[1] && (cli_parse_uint(word[1], UINT32_MAX, &batch) != 0 || batch == 0)) {
         fprintf(stderr, "warmcal plan: --shapes %s: line %zu: %s: expected a positive integer "
                         "below 2^32, found '%.40s'\n",
                 path, line, fields[1], word[1]);
@@ -459,36 +445,6 @@ static void print_text(const planner *p, const label_budget *labels, size_t n_la
                s->shapes[i].batch, width, s->labels[i], d[i].text);
 }
 
-/* jansson holds only UTF-8: bytes of a foreign path that are not ASCII
- * become '?' when the text as a whole is not valid UTF-8. */
-static json_t *text_json(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *c = copy; *c; c++)
-        if ((unsigned char)*c >= 0x80)
-            *c = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
-/* JSON integers are signed 64-bit in jansson: larger values go as text. */
-static json_t *u64_json(uint64_t v)
-{
-    return v <= INT64_MAX ? json_integer((json_int_t)v) : json_sprintf("%" PRIu64, v);
-}
-
-/* obj[key] = value, stealing value; non-zero on failure. */
-static int put(json_t *obj, const char *key, json_t *value)
-{
-    return value ? json_object_set_new(obj, key, value) != 0 : 1;
-}
-
 static int append(json_t *array, json_t *value)
 {
     return value ? json_array_append_new(array, value) != 0 : 1;
@@ -501,16 +457,17 @@ static json_t *label_json(const planner *p, const label_budget *l)
     for (int r = p->first; !bad && r <= p->last; r++) {
         const rank_budget *rb = &l->ranks[r - p->first];
         json_t *e = json_object();
-        bad = !e || put(e, "rank", json_integer(rb->rank)) |
-                        put(e, "free_bytes", u64_json(p->free_bytes[r])) |
-                        put(e, "max_tokens", u64_json(rb->tokens)) |
-                        put(e, "limit", json_string(limit_key(rb->limit)));
+        bad = !e || cli_json_put(e, "rank", json_integer(rb->rank)) |
+                        cli_json_put(e, "free_bytes", cli_json_u64(p->free_bytes[r])) |
+                        cli_json_put(e, "max_tokens", cli_json_u64(rb->tokens)) |
+                        cli_json_put(e, "limit", json_string(limit_key(rb->limit)));
         bad = append(ranks, e) || bad;
     }
-    bad = bad || put(o, "label", text_json(l->label)) | put(o, "max_tokens", u64_json(l->tokens)) |
-                     put(o, "limiting_rank", json_integer(l->limiting_rank)) |
-                     put(o, "limit", json_string(limit_key(l->limit))) |
-                     put(o, "ranks", json_incref(ranks));
+    bad = bad || cli_json_put(o, "label", cli_json_text(l->label)) |
+                 cli_json_put(o, "max_tokens", cli_json_u64(l->tokens)) |
+                     cli_json_put(o, "limiting_rank", json_integer(l->limiting_rank)) |
+                     cli_json_put(o, "limit", json_string(limit_key(l->limit))) |
+                     cli_json_put(o, "ranks", json_incref(ranks));
     json_decref(ranks);
     if (bad) {
         json_decref(o);
@@ -522,16 +479,16 @@ static json_t *label_json(const planner *p, const label_budget *l)
 static json_t *shape_json(const shape_list *s, size_t i, const warmcal_decision *d)
 {
     json_t *o = json_object();
-    int bad = !o || put(o, "line", u64_json(s->lines[i])) |
-                        put(o, "tokens", u64_json(s->shapes[i].tokens)) |
-                        put(o, "batch", json_integer(s->shapes[i].batch)) |
-                        put(o, "label", text_json(s->labels[i])) |
-                        put(o, "run", json_boolean(d->run)) |
-                        put(o, "reason", json_string(reason_key(d->reason))) |
-                        put(o, "blocking_rank",
+    int bad = !o || cli_json_put(o, "line", cli_json_u64(s->lines[i])) |
+                        cli_json_put(o, "tokens", cli_json_u64(s->shapes[i].tokens)) |
+                        cli_json_put(o, "batch", json_integer(s->shapes[i].batch)) |
+                        cli_json_put(o, "label", cli_json_text(s->labels[i])) |
+                        cli_json_put(o, "run", json_boolean(d->run)) |
+                        cli_json_put(o, "reason", json_string(reason_key(d->reason))) |
+                        cli_json_put(o, "blocking_rank",
                             d->run ? json_null() : json_integer(d->blocking_rank)) |
-                        put(o, "short_bytes", u64_json(d->short_bytes)) |
-                        put(o, "text", text_json(d->text));
+                        cli_json_put(o, "short_bytes", cli_json_u64(d->short_bytes)) |
+                        cli_json_put(o, "text", cli_json_text(d->text));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -545,25 +502,26 @@ static int print_json(const planner *p, const label_budget *labels, size_t n_lab
     json_t *o = json_object(), *free_list = json_array(), *ls = json_array(), *ss = json_array();
     int bad = !o || !free_list || !ls || !ss;
     for (int r = 0; !bad && r < p->world; r++)
-        bad = append(free_list, u64_json(p->free_bytes[r]));
+        bad = append(free_list, cli_json_u64(p->free_bytes[r]));
     for (size_t i = 0; !bad && i < n_labels; i++)
         bad = append(ls, label_json(p, &labels[i]));
     for (size_t i = 0; !bad && i < s->n; i++)
         bad = append(ss, shape_json(s, i, &d[i]));
-    bad = bad || put(o, "table", text_json(p->table_path)) |
-                     put(o, "world_size", json_integer(p->world)) |
-                     put(o, "rank", p->one_rank ? json_integer(p->first) : json_null()) |
-                     put(o, "free_bytes", json_incref(free_list)) |
-                     put(o, "reserve_bytes", u64_json(p->reserve)) |
-                     put(o, "above_range",
+    bad = bad || cli_json_put(o, "table", cli_json_text(p->table_path)) |
+                     cli_json_put(o, "world_size", json_integer(p->world)) |
+                     cli_json_put(o, "rank", p->one_rank ? json_integer(p->first) : json_null()) |
+                     cli_json_put(o, "free_bytes", json_incref(free_list)) |
+                     cli_json_put(o, "reserve_bytes", cli_json_u64(p->reserve)) |
+                     cli_json_put(o, "above_range",
                          json_string(warmcal_above_policy_name(p->table->above_range))) |
-                     put(o, "labels", json_incref(ls)) |
-                     put(o, "shapes_file", shapes_path ? text_json(shapes_path) : json_null()) |
-                     put(o, "shapes", json_incref(ss));
+                     cli_json_put(o, "labels", json_incref(ls)) |
+                     cli_json_put(o, "shapes_file",
+                                  shapes_path ? cli_json_text(shapes_path) : json_null()) |
+                     cli_json_put(o, "shapes", json_incref(ss));
     json_decref(free_list);
     json_decref(ls);
     json_decref(ss);
-    bad = bad || json_dumpf(o, stdout, JSON_INDENT(2)) < 0 || putchar('\n') == EOF;
+    bad = bad || cli_json_print(o);
     json_decref(o);
     return bad ? -1 : 0;
 }
@@ -653,7 +611,7 @@ int warmcal_cmd_plan(int argc, char **argv)
         print_error(&err);
         return WARMCAL_EXIT_USAGE;
     }
-    if (rank_text && parse_uint(rank_text, INT_MAX, &rank) != 0) {
+    if (rank_text && cli_parse_uint(rank_text, INT_MAX, &rank) != 0) {
         fprintf(stderr, "warmcal plan: --rank '%s': expected a rank >= 0\n", rank_text);
         return WARMCAL_EXIT_USAGE;
     }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_json.h"
 #include "commands.h"
 #include "progress.h"
 #include "warmcal/estimator.h"
@@ -56,36 +57,6 @@ static int bad_usage(const char *fmt, ...)
 
 /* --- JSON ------------------------------------------------------------------- */
 
-/* jansson holds only UTF-8: bytes of a foreign name that are not ASCII
- * become '?' when the text as a whole is not valid UTF-8. */
-static json_t *text_json(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *c = copy; *c; c++)
-        if ((unsigned char)*c >= 0x80)
-            *c = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
-/* JSON integers are signed 64-bit in jansson: larger values go as text. */
-static json_t *u64_json(uint64_t v)
-{
-    return v <= INT64_MAX ? json_integer((json_int_t)v) : json_sprintf("%" PRIu64, v);
-}
-
-/* obj[key] = value, stealing value; nonzero on failure. */
-static int put(json_t *obj, const char *key, json_t *value)
-{
-    return json_object_set_new(obj, key, value) != 0;
-}
-
 /* One phase's row: estimate and need_bytes may be absent (not_compared says
  * why: the outcome, or outside the calibrated range). */
 static json_t *phase_json(const warmcal_trace *tr, const warmcal_phase *p, const uint64_t *estimate,
@@ -94,18 +65,20 @@ static json_t *phase_json(const warmcal_trace *tr, const warmcal_phase *p, const
     json_t *o = json_object();
     int compared = !not_compared;
     int bad = !o;
-    bad = bad || put(o, "trace", text_json(tr->path)) | put(o, "rank", json_integer(tr->rank)) |
-                     put(o, "label", text_json(p->label)) |
-                     put(o, "tokens", u64_json(p->tokens)) |
-                     put(o, "batch", json_integer((json_int_t)p->batch)) |
-                     put(o, "outcome", json_string(warmcal_outcome_name(p->outcome))) |
-                     put(o, "compared", json_boolean(compared)) |
-                     put(o, "estimate", estimate ? u64_json(*estimate) : json_null()) |
-                     put(o, "need", need ? u64_json(*need) : json_null()) |
-                     put(o, "over_provision_percent", compared ? json_real(over) : json_null()) |
-                     put(o, "under_estimate",
+    bad = bad || cli_json_put(o, "trace", cli_json_text(tr->path)) |
+                 cli_json_put(o, "rank", json_integer(tr->rank)) |
+                     cli_json_put(o, "label", cli_json_text(p->label)) |
+                     cli_json_put(o, "tokens", cli_json_u64(p->tokens)) |
+                     cli_json_put(o, "batch", json_integer((json_int_t)p->batch)) |
+                     cli_json_put(o, "outcome", json_string(warmcal_outcome_name(p->outcome))) |
+                     cli_json_put(o, "compared", json_boolean(compared)) |
+                     cli_json_put(o, "estimate", estimate ? cli_json_u64(*estimate) : json_null()) |
+                     cli_json_put(o, "need", need ? cli_json_u64(*need) : json_null()) |
+                     cli_json_put(o, "over_provision_percent",
+                                  compared ? json_real(over) : json_null()) |
+                     cli_json_put(o, "under_estimate",
                          json_boolean(compared && estimate && need && *estimate < *need)) |
-                     put(o, "not_compared",
+                     cli_json_put(o, "not_compared",
                          compared ? json_null() : json_string(not_compared));
     if (bad) {
         json_decref(o);
@@ -258,13 +231,15 @@ static void constant_guess(const tally *s, double above, const char *which, json
         double cmed = median_of(c, m), tmed = median_of(tab, m);
         if (json) {
             json_t *o = json_object();
-            int bad = !o || put(o, "above_tokens", json_integer((json_int_t)above)) |
-                                put(o, "phases", u64_json(m)) |
-                                put(o, "safe_bytes_per_token", json_real(safe)) |
-                                put(o, "over_provision_median_percent", json_real(cmed)) |
-                                put(o, "over_provision_max_percent", json_real(cmax)) |
-                                put(o, "table_over_provision_median_percent", json_real(tmed)) |
-                                put(o, "table_over_provision_max_percent", json_real(tmax));
+            int bad = !o || cli_json_put(o, "above_tokens", json_integer((json_int_t)above)) |
+                                cli_json_put(o, "phases", cli_json_u64(m)) |
+                                cli_json_put(o, "safe_bytes_per_token", json_real(safe)) |
+                                cli_json_put(o, "over_provision_median_percent", json_real(cmed)) |
+                                cli_json_put(o, "over_provision_max_percent", json_real(cmax)) |
+                                cli_json_put(o, "table_over_provision_median_percent",
+                                             json_real(tmed)) |
+                                cli_json_put(o, "table_over_provision_max_percent",
+                                             json_real(tmax));
             if (bad)
                 json_decref(o);
             if (bad || json_array_append_new(json, o))
@@ -289,7 +264,7 @@ static int print_json(const char *table_path, const char *const *paths, size_t n
            *constants = json_array();
     int bad = !o || !summary || !traces || !constants;
     for (size_t i = 0; !bad && i < n; i++)
-        bad = json_array_append_new(traces, text_json(paths[i])) != 0;
+        bad = json_array_append_new(traces, cli_json_text(paths[i])) != 0;
     double median = 0, max = 0;
     if (!bad && s->compared) {
         median = median_of(s->over, s->compared);
@@ -298,23 +273,26 @@ static int print_json(const char *table_path, const char *const *paths, size_t n
         constant_guess(s, 256, "phases above 256 tokens", constants);
     }
     if (!bad)
-        bad = put(summary, "compared", u64_json(s->compared)) |
-              put(summary, "under_estimated", u64_json(s->under)) |
-              put(summary, "outside_range", u64_json(s->outside)) |
-              put(summary, "not_compared_failed", u64_json(s->failed)) |
-              put(summary, "over_provision_median_percent",
+        bad = cli_json_put(summary, "compared", cli_json_u64(s->compared)) |
+              cli_json_put(summary, "under_estimated", cli_json_u64(s->under)) |
+              cli_json_put(summary, "outside_range", cli_json_u64(s->outside)) |
+              cli_json_put(summary, "not_compared_failed", cli_json_u64(s->failed)) |
+              cli_json_put(summary, "over_provision_median_percent",
                   s->compared ? json_real(median) : json_null()) |
-              put(summary, "over_provision_max_percent", s->compared ? json_real(max) : json_null()) |
-              put(summary, "constant_guess", json_incref(constants));
+              cli_json_put(summary, "over_provision_max_percent",
+                           s->compared ? json_real(max) : json_null()) |
+              cli_json_put(summary, "constant_guess", json_incref(constants));
     if (!bad)
-        bad = put(o, "table", text_json(table_path)) | put(o, "traces", json_incref(traces)) |
-              put(o, "phases", json_incref(s->rows)) | put(o, "summary", json_incref(summary)) |
-              put(o, "warnings", json_incref(warning_list));
+        bad = cli_json_put(o, "table", cli_json_text(table_path)) |
+              cli_json_put(o, "traces", json_incref(traces)) |
+              cli_json_put(o, "phases", json_incref(s->rows)) |
+              cli_json_put(o, "summary", json_incref(summary)) |
+              cli_json_put(o, "warnings", json_incref(warning_list));
     json_decref(summary);
     json_decref(traces);
     json_decref(constants);
     if (!bad)
-        bad = json_dumpf(o, stdout, JSON_INDENT(2)) != 0 || putchar('\n') == EOF;
+        bad = cli_json_print(o);
     json_decref(o);
     return bad ? -1 : 0;
 }
@@ -332,7 +310,7 @@ static void warn(json_t *list, warmcal_progress *progress, const char *fmt, ...)
     warmcal_progress_clear(progress);
     fprintf(stderr, "warning: %s\n", text);
     if (list)
-        json_array_append_new(list, text_json(text));
+        json_array_append_new(list, cli_json_text(text));
 }
 
 int warmcal_cmd_validate(int argc, char **argv)
