@@ -52,10 +52,5 @@ int warmcal__open_regular(const char *path, int *fd, off_t *size, warmcal_error 
 ssize_t warmcal__read_retry(int fd, void *dst, size_t len);
 /* The whole regular file into *data (malloc'd, the caller frees it), *len bytes. */
 int warmcal__slurp(const char *path, char **data, size_t *len, warmcal_error *err);
-/* write(2) until all n bytes are written (waiting while a non-blocking fd is
- * full); 0, or -1 with errno. */
-int warmcal__write_all(int fd, const char *p, size_t n);
-/* fsync the folder holding path; 0 or an errno value. */
-int warmcal__sync_folder(const char *path);
 
 #endif

@@ -6,6 +6,7 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "warmcal/table.h"
 #include "table_private.h"
+#include "warmcal/file_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -315,7 +316,7 @@ static int write_through(const char *path, const char *text, int descriptor, war
                                  "not written: it changed while it was opened (nothing was written)");
     }
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
-        warmcal__write_all(fd, text, strlen(text)) != 0 || warmcal__write_all(fd, "\n", 1) != 0) {
+        warmcal_write_all(fd, text, strlen(text)) != 0 || warmcal_write_all(fd, "\n", 1) != 0) {
         int e = errno;
         close(fd);
         return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot write to it: %s", strerror(e));
@@ -339,7 +340,7 @@ static int write_to_descriptor(int fd, const char *path, const char *text, warmc
     if ((flags & O_ACCMODE) == O_RDONLY)
         return warmcal_error_set(err, WARMCAL_E_IO, path, NULL,
                                  "not written: descriptor %d is open for reading only", fd);
-    if (warmcal__write_all(fd, text, strlen(text)) != 0 || warmcal__write_all(fd, "\n", 1) != 0)
+    if (warmcal_write_all(fd, text, strlen(text)) != 0 || warmcal_write_all(fd, "\n", 1) != 0)
         return warmcal_error_set(err, WARMCAL_E_IO, path, NULL, "cannot write to descriptor %d: %s",
                                  fd, strerror(errno));
     return WARMCAL_OK;
@@ -368,8 +369,8 @@ static int replace_file(const char *target, const char *path, const char *text, 
     struct stat st;
     mode_t mode = stat(target, &st) == 0 && S_ISREG(st.st_mode) ? st.st_mode & 07777 : 0644;
     step = "cannot write the temporary file";
-    if (fchmod(fd, mode) != 0 || warmcal__write_all(fd, text, strlen(text)) != 0 ||
-        warmcal__write_all(fd, "\n", 1) != 0)
+    if (fchmod(fd, mode) != 0 || warmcal_write_all(fd, text, strlen(text)) != 0 ||
+        warmcal_write_all(fd, "\n", 1) != 0)
         goto fail_errno;
     step = "cannot flush the temporary file to disk";
     if (fsync(fd) != 0)
@@ -392,7 +393,7 @@ static int replace_file(const char *target, const char *path, const char *text, 
     if (rename(tmp, target) != 0)
         goto fail_errno;
     free(tmp);
-    if ((e = warmcal__sync_folder(target)) != 0)
+    if ((e = warmcal_sync_folder(target)) != 0)
         return warmcal_error_set(err, WARMCAL_E_IO, path, NULL,
                                  "written, but flushing its folder to disk failed: %s", strerror(e));
     return WARMCAL_OK;

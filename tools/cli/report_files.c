@@ -4,6 +4,8 @@
  * beside it under a temporary name, flushed, and renamed over it, so the
  * target holds the old report or the new one, never part of one. */
 #define _XOPEN_SOURCE 700 /* realpath */
+#include "warmcal/file_io.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "report.h"
+#include "warmcal/file_io.h"
 
 char *report_make_workdir(void)
 {
@@ -143,20 +146,6 @@ int report_check_target(const char *target, const char *const *inputs, size_t n_
     return rc;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int report_install(const char *target, const char *data, size_t len)
 {
     /* a link stays a link: its target is replaced */
@@ -188,7 +177,7 @@ int report_install(const char *target, const char *data, size_t len)
     umask(mask);
     mode_t mode = stat(real, &st) == 0 && S_ISREG(st.st_mode) ? st.st_mode & 07777 : 0666 & ~mask;
     step = "cannot write the temporary file";
-    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0)
+    if (fchmod(fd, mode) != 0 || warmcal_write_all(fd, data, len) != 0)
         goto fail;
     step = "cannot flush the temporary file to disk";
     if (fsync(fd) != 0)
@@ -210,13 +199,7 @@ int report_install(const char *target, const char *data, size_t len)
     step = "cannot rename the temporary file over it";
     if (rename(tmp, real) != 0)
         goto fail;
-    char *folder = folder_of(real);
-    int dfd = folder ? open(folder, O_RDONLY | O_DIRECTORY) : -1;
-    if (dfd >= 0) {
-        fsync(dfd); /* the rename on disk; a file system that cannot sync a folder has no more to do */
-        close(dfd);
-    }
-    free(folder);
+    warmcal_sync_folder(real); /* the rename on disk, best effort: the report is in place */
     free(tmp);
     free(real);
     return 0;
