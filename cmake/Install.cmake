@@ -64,13 +64,14 @@ foreach(_warmcal_pc IN ITEMS gate/warmcal-gate profiler/warmcal-trace profiler/w
   get_filename_component(_warmcal_pcname ${_warmcal_pc} NAME)
   configure_file(${PROJECT_SOURCE_DIR}/${_warmcal_pc}.pc.in
                  ${PROJECT_BINARY_DIR}/pkgconfig/${_warmcal_pcname}.pc @ONLY)
-  install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/${_warmcal_pcname}.pc DESTINATION ${_warmcal_pcdir})
+  install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/${_warmcal_pcname}.pc DESTINATION ${_warmcal_pcdir}
+          COMPONENT Development)
 endforeach()
 
 # --- the CMake package ------------------------------------------------------
 set(_warmcal_cmakedir ${CMAKE_INSTALL_LIBDIR}/cmake/warmcal)
 install(EXPORT warmcalTargets NAMESPACE warmcal:: FILE warmcalTargets.cmake
-        DESTINATION ${_warmcal_cmakedir})
+        DESTINATION ${_warmcal_cmakedir} COMPONENT Development)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/warmcalConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/cmake/warmcalConfig.cmake
                               INSTALL_DESTINATION ${_warmcal_cmakedir})
@@ -79,4 +80,4 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/cmake/warmcalConfigVersio
                                  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/cmake/warmcalConfig.cmake
               ${PROJECT_BINARY_DIR}/cmake/warmcalConfigVersion.cmake
-        DESTINATION ${_warmcal_cmakedir})
+        DESTINATION ${_warmcal_cmakedir} COMPONENT Development)

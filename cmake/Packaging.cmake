@@ -1,31 +1,48 @@
-# Debian package of an installed warmcal: `cpack -G DEB` in a build tree
-# packs what `cmake --install` puts in place, under /usr. Included once, at
-# the end of the top-level CMakeLists.txt, after every install() rule.
+# Debian packages of an installed warmcal: `cpack -G DEB` in a build tree
+# packs what `cmake --install` puts in place, under /usr, as two packages,
+# the way Debian splits a library:
+#   warmcal      the commands, the shared libraries (SONAME files), the data
+#                files, the man page and the Python package: the install
+#                components Runtime and python;
+#   warmcal-dev  headers, development links, pkg-config files and the CMake
+#                package (component Development), depending on warmcal of
+#                the same version and on the -dev packages those files name
+#                (pkg-config wants every module a .pc requires, privately too).
+# Included once, at the end of the top-level CMakeLists.txt, after every
+# install() rule.
 #
-# Build a package from a tree configured for /usr: the commands find their
+# Build the packages from a tree configured for /usr: the commands find their
 # libraries and data relative to themselves through GNUInstallDirs' folders,
 # which are lib/<multiarch> under /usr and lib elsewhere; the Python package
 # goes to WARMCAL_PYTHON_INSTALL_DIR (gate/python/python.cmake), whose
 # default lib/python3/dist-packages is Debian's python3 path under /usr:
 #   cmake -S . -B build-pkg -DCMAKE_INSTALL_PREFIX=/usr
 #   cmake --build build-pkg -j && (cd build-pkg && cpack -G DEB)
-# tests/deb builds one that way and installs it into a fresh Debian root.
+# tests/deb builds them that way and installs them into a fresh Debian root.
 
 set(CPACK_PACKAGE_NAME warmcal)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_VENDOR "warmcal")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
-    "measured GPU memory estimates for safe multi-rank LLM warmup")
-# the Debian description's long text (CPack puts the summary line first)
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
+# Each package's description: its own summary line, then the long text.
+# (CPACK_PACKAGE_DESCRIPTION_SUMMARY stays unset: CPack would put that one
+# line before every package's description, the -dev package's too.)
+set(_warmcal_deb_about
 "warmcal measures the GPU memory a multi-rank LLM server needs while it
 warms up (a profiler that wraps the server's command), fits per-shape
 estimates from those traces, and gives the server one synchronized start-up
-decision per warmup shape: every rank runs it, or every rank skips it.
+decision per warmup shape: every rank runs it, or every rank skips it.")
+set(CPACK_DEBIAN_RUNTIME_DESCRIPTION "measured GPU memory estimates for safe multi-rank LLM warmup
+${_warmcal_deb_about}
 .
-This package holds the commands warmcal and warmcal-synth, the gate library
-libwarmcal-gate with its C headers, pkg-config files and CMake package, the
-trace and injection libraries, and the Python package warmcal.")
+This package holds the commands warmcal and warmcal-synth, the gate, trace,
+convention and injection libraries, the shipped model configs and report
+templates, and the Python package warmcal.")
+set(CPACK_DEBIAN_DEVELOPMENT_DESCRIPTION "development files for warmcal's gate and trace libraries
+${_warmcal_deb_about}
+.
+This package holds the C headers, the pkg-config files (warmcal-gate,
+warmcal-trace, warmcal-convention) and the CMake package (find_package
+(warmcal)) to build programs against warmcal's libraries.")
 set(CPACK_PACKAGE_CONTACT "warmcal developers <warmcal@localhost>")
 set(WARMCAL_DEB_MAINTAINER "${CPACK_PACKAGE_CONTACT}" CACHE STRING
     "Maintainer field of the Debian package (Name <address>)")
@@ -40,11 +57,19 @@ if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr")
                  "so the paths compiled into the commands match the package")
 endif()
 
-set(CPACK_DEBIAN_PACKAGE_NAME warmcal)
-set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)          # warmcal_<version>-<release>_<arch>.deb
+# one package per group: warmcal (Runtime, python), warmcal-dev (Development)
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL Runtime python Development)
+set(CPACK_COMPONENT_RUNTIME_GROUP runtime)
+set(CPACK_COMPONENT_PYTHON_GROUP runtime)
+set(CPACK_COMPONENT_DEVELOPMENT_GROUP development)
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME warmcal)
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_NAME warmcal-dev)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)          # <package>_<version>-<release>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${WARMCAL_DEB_MAINTAINER}")
-set(CPACK_DEBIAN_PACKAGE_SECTION science)
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION science)
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 if(PROJECT_HOMEPAGE_URL)
   set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "${PROJECT_HOMEPAGE_URL}")
@@ -75,16 +100,29 @@ else()
   string(PREPEND warmcal_deb_depends
          "libc6, libopenmpi3, libhdf5-103-1, libjansson4, libnettle8, liblapacke, ")
 endif()
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "${warmcal_deb_depends}")
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "gnuplot-nox, python3-h5py, python3-mpi4py, openmpi-bin")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "python3-torch")
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "${warmcal_deb_depends}")
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_RECOMMENDS "gnuplot-nox, python3-h5py, python3-mpi4py, openmpi-bin")
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_SUGGESTS "python3-torch, warmcal-dev")
+# warmcal-dev: the same warmcal, and the -dev package of every module the
+# .pc files require (cmake/Install.cmake: WARMCAL_PC_MPI, jansson, nettle,
+# WARMCAL_PC_HDF5); the CMake package finds MPI through the same one
+if(WARMCAL_PC_MPI STREQUAL "mpich")
+  set(_warmcal_mpi_dev libmpich-dev)
+elseif(WARMCAL_PC_MPI STREQUAL "ompi-c")
+  set(_warmcal_mpi_dev libopenmpi-dev)
+else()
+  set(_warmcal_mpi_dev mpi-default-dev)
+endif()
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS
+    "warmcal (= ${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE}), ${_warmcal_mpi_dev}, libjansson-dev, nettle-dev, libhdf5-dev")
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SUGGESTS "pkg-config, cmake")
 # a shlibs file and the ldconfig trigger for the package's public libraries
-set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # ldconfig by trigger (CPack also writes postinst/postrm calling it)
-set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_LIST_DIR}/deb/triggers)
-# compressed man pages and a changelog.Debian.gz in the staged tree
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_LIST_DIR}/deb/triggers)
+# compressed man pages and a changelog.Debian.gz in each staged tree
 set(CPACK_PRE_BUILD_SCRIPTS ${CMAKE_CURRENT_LIST_DIR}/deb/prebuild.cmake)
 
 include(CPack)

@@ -8,8 +8,10 @@
 # another prefix P, put P/lib/python3/dist-packages on PYTHONPATH (or pass
 # e.g. -DWARMCAL_PYTHON_INSTALL_DIR=lib/python3.11/site-packages). The
 # `warmcal import` command finds the package there relative to itself.
-# The package loads the installed C libraries by their SONAME through the
-# dynamic loader (the ld.so cache, LD_LIBRARY_PATH).
+# The package loads the C libraries installed with it from their folder
+# (install_metadata.cmake writes where it is, relative to the package), and
+# else by their SONAME through the dynamic loader (the ld.so cache,
+# LD_LIBRARY_PATH).
 set(WARMCAL_PYTHON_INSTALL_DIR lib/python3/dist-packages CACHE STRING
     "Folder for the Python package warmcal, relative to the install prefix or absolute")
 install(DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/warmcal
@@ -20,3 +22,7 @@ install(DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/warmcal
         PATTERN VERSION EXCLUDE)
 install(FILES ${PROJECT_SOURCE_DIR}/VERSION DESTINATION ${WARMCAL_PYTHON_INSTALL_DIR}/warmcal
         COMPONENT python)
+install(CODE "set(WARMCAL_PY_DIR \"${WARMCAL_PYTHON_INSTALL_DIR}\")
+set(WARMCAL_PY_LIBDIR \"${CMAKE_INSTALL_LIBDIR}\")
+set(WARMCAL_PY_VERSION \"${PROJECT_VERSION}\")" COMPONENT python)
+install(SCRIPT ${CMAKE_CURRENT_LIST_DIR}/install_metadata.cmake COMPONENT python)

@@ -1,8 +1,10 @@
 #!/bin/sh
-# deb_test.sh SOURCE_DIR WORK_DIR CC: build warmcal's .deb from a tree
-# configured for /usr, check its control fields and contents, then install it
-# with apt-get into a fresh Debian root (debootstrap, minbase) and run the
-# commands, the Python package and a C program built there with pkg-config.
+# deb_test.sh SOURCE_DIR WORK_DIR CC: build warmcal's .debs (warmcal and
+# warmcal-dev) from a tree configured for /usr, check their control fields
+# and contents, then install them with apt-get into a fresh Debian root
+# (debootstrap, minbase): warmcal alone first, where the commands and the
+# Python package must run, then warmcal-dev, which must bring what
+# pkg-config needs for a C program built there.
 # Opt-in: WARMCAL_DEB_TEST=1 (root, the Debian mirror apt uses, minutes).
 # WORK_DIR keeps, between runs, the package build tree (pkg-build), the
 # pristine root (cache/bookworm-minbase.tar) and apt's downloaded packages
@@ -38,6 +40,10 @@ if [ -z "$mirror" ]; then
     [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
 fi
 version=$(tr -d ' \n' < "$src/VERSION")
+# the ABI in the SONAMEs: 0.MINOR while the major is 0 (cmake/Abi.cmake)
+major=${version%%.*} rest=${version#*.}
+minor=${rest%%.*}
+if [ "$major" = 0 ]; then sov=0.$minor; else sov=$major; fi
 arch=$(dpkg --print-architecture)
 mkdir -p "$work/cache/archives/partial"
 run=$(mktemp -d "$work/run.XXXXXX")
@@ -68,18 +74,23 @@ cmake -S "$src" -B "$work/pkg-build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE
     { tail -30 "$run/configure.log"; fail "configuring the package tree"; }
 cmake --build "$work/pkg-build" -j2 >"$run/build.log" 2>&1 ||
     { tail -30 "$run/build.log"; fail "building the package tree"; }
-rm -f "$work/pkg-build"/warmcal_*.deb
+rm -f "$work/pkg-build"/warmcal_*.deb "$work/pkg-build"/warmcal-dev_*.deb
 (cd "$work/pkg-build" && cpack -G DEB) >"$run/cpack.log" 2>&1 ||
     { tail -30 "$run/cpack.log"; fail "cpack -G DEB"; }
 grep -i "warning" "$run/cpack.log" || true
 set -- "$work/pkg-build"/warmcal_*.deb
 if [ $# -ne 1 ] || [ ! -f "$1" ]; then fail "cpack made no single warmcal_*.deb: $*"; fi
 deb=$1
-echo "deb_test: $deb"
+set -- "$work/pkg-build"/warmcal-dev_*.deb
+if [ $# -ne 1 ] || [ ! -f "$1" ]; then fail "cpack made no single warmcal-dev_*.deb: $*"; fi
+devdeb=$1
+echo "deb_test: $deb $devdeb"
 
 step "control fields"
 field() { dpkg-deb -f "$deb" "$1"; }
+devfield() { dpkg-deb -f "$devdeb" "$1"; }
 dpkg-deb -I "$deb"
+dpkg-deb -I "$devdeb"
 [ "$(field Package)" = warmcal ] || fail "Package: $(field Package)"
 case $(field Version) in "$version"|"$version"-*) ;; *) fail "Version $(field Version), VERSION says $version" ;; esac
 [ "$(field Architecture)" = "$arch" ] || fail "Architecture $(field Architecture), dpkg says $arch"
@@ -94,12 +105,27 @@ recommends=$(field Recommends)
 for p in gnuplot-nox python3-h5py python3-mpi4py openmpi-bin; do
     echo ", $recommends," | grep -Eq "[ ,]$p( \([^)]*\))?," || fail "Recommends lacks $p: $recommends"
 done
+[ "$(devfield Package)" = warmcal-dev ] || fail "Package: $(devfield Package)"
+[ "$(devfield Version)" = "$(field Version)" ] || fail "warmcal-dev $(devfield Version), warmcal $(field Version)"
+[ "$(devfield Section)" = libdevel ] || fail "warmcal-dev Section: $(devfield Section)"
+devdepends=$(devfield Depends)
+echo ", $devdepends," | grep -Fq ", warmcal (= $(field Version))," ||
+    fail "warmcal-dev does not depend on warmcal (= $(field Version)): $devdepends"
+# the -dev package of every module the .pc files require, privately too
+for p in libopenmpi-dev libjansson-dev nettle-dev libhdf5-dev; do
+    echo ", $devdepends," | grep -Eq "[ ,]$p( \([^)]*\))?," || fail "warmcal-dev Depends lacks $p: $devdepends"
+done
 
 step "contents"
-dpkg-deb -c "$deb" | awk '{ if ($1 ~ /^l/) print $6, $7, $8; else print $6 }' | sed 's|^\./|/|' \
-    > "$run/contents"
-cat "$run/contents"
-has() { grep -Eq "^$1( |\$)" "$run/contents" || fail "the package lacks $1"; }
+listing() {
+    dpkg-deb -c "$1" | awk '{ if ($1 ~ /^l/) print $6, $7, $8; else print $6 }' | sed 's|^\./|/|'
+}
+listing "$deb" > "$run/runtime"
+listing "$devdeb" > "$run/dev"
+echo "-- warmcal"; cat "$run/runtime"
+echo "-- warmcal-dev"; cat "$run/dev"
+cat "$run/runtime" "$run/dev" > "$run/contents"
+has() { grep -Eq "^$1( |\$)" "$run/contents" || fail "the packages lack $1"; }
 libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:[A-Z]*=//p' "$work/pkg-build/CMakeCache.txt")
 libdir=/usr/${libdir:-lib}
 has /usr/bin/warmcal
@@ -107,8 +133,8 @@ has /usr/bin/warmcal-synth
 for lib in gate trace convention; do
     # the real file, its SONAME link and the development link
     has "$libdir/libwarmcal-$lib\.so\.[0-9]+\.[0-9]+\.[0-9]+"
-    grep -Eq "^$libdir/libwarmcal-$lib\.so\.[0-9]+ -> libwarmcal-$lib\.so\.[0-9.]+\$" "$run/contents" ||
-        fail "no SONAME link for libwarmcal-$lib"
+    grep -Fxq "$libdir/libwarmcal-$lib.so.$sov -> libwarmcal-$lib.so.$version" "$run/runtime" ||
+        fail "no SONAME link libwarmcal-$lib.so.$sov -> libwarmcal-$lib.so.$version in warmcal"
     grep -Eq "^$libdir/libwarmcal-$lib\.so -> " "$run/contents" ||
         fail "no development link libwarmcal-$lib.so"
 done
@@ -127,11 +153,20 @@ has /usr/lib/python3/dist-packages/warmcal/importers/__main__\.py
 grep -q "^/usr/share/warmcal/report/" "$run/contents" || fail "no report templates in /usr/share/warmcal/report"
 grep -q "^/usr/share/warmcal/.*models/" "$run/contents" || fail "no model configs under /usr/share/warmcal"
 if grep -v "^/usr/" "$run/contents" | grep -v "^/ *$"; then fail "files outside /usr"; fi
+# the split: headers, development links, .pc and CMake files in warmcal-dev,
+# everything a run needs in warmcal
+if grep -E "^/usr/include/.|^$libdir/libwarmcal-[a-z]+\.so |^$libdir/(pkgconfig|cmake)/." "$run/runtime"; then
+    fail "development files in warmcal (they belong to warmcal-dev)"
+fi
+if grep -Ev "^/usr/include/|^$libdir/libwarmcal-[a-z]+\.so |^$libdir/(pkgconfig|cmake)/|^/usr/share/doc/warmcal-dev/|/$" "$run/dev"; then
+    fail "files in warmcal-dev that are not development files"
+fi
+grep -q "^/usr/share/doc/warmcal-dev/changelog\.Debian\.gz" "$run/dev" || fail "warmcal-dev has no changelog.Debian.gz"
 if grep -q "__pycache__\|\.pyc$" "$run/contents"; then fail "compiled Python files packed"; fi
 
 if command -v lintian >/dev/null 2>&1; then
     step "lintian (listed, not failed on)"
-    lintian --no-tag-display-limit "$deb" || true
+    lintian --no-tag-display-limit "$deb" "$devdeb" || true
 fi
 
 # -- a fresh Debian root ------------------------------------------------------
@@ -157,7 +192,7 @@ mkdir "$root"
 tar -C "$root" -xf "$tarball"
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 mkdir -p "$root/tmp/deb"
-cp "$deb" "$root/tmp/deb/"
+cp "$deb" "$devdeb" "$root/tmp/deb/"
 if chroot "$root" dpkg -s warmcal >/dev/null 2>&1; then fail "the fresh root has warmcal already"; fi
 for cmd in warmcal gcc cc pkg-config mpirun; do
     [ ! -e "$root/usr/bin/$cmd" ] || fail "the fresh root has /usr/bin/$cmd before the install"
@@ -185,10 +220,11 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl=self,vader
 export OMPI_MCA_btl_vader_single_copy_mechanism=none HDF5_USE_FILE_LOCKING=FALSE
 mpirun="mpirun -np 4 --allow-run-as-root --oversubscribe"
 apt="apt-get -q -o APT::Sandbox::User=root -o Dpkg::Use-Pty=0"
-echo "== apt-get install ./warmcal_*.deb (dependencies from the mirror)"
+echo "== apt-get install ./warmcal_*.deb alone (dependencies from the mirror)"
 \$apt update
 \$apt install -y /tmp/deb/warmcal_*.deb
 dpkg -s warmcal | sed -n '/^Package/p;/^Status/p;/^Version/p'
+if dpkg -s warmcal-dev >/dev/null 2>&1; then echo "warmcal-dev came with warmcal"; exit 1; fi
 echo "== the commands"
 warmcal --version
 warmcal --version | grep -q "$version"
@@ -222,9 +258,11 @@ with warmcal.Gate("/tmp/table.json", comm=MPI.COMM_WORLD, free_bytes=8 << 30) as
 assert [x.run for x in d] == [True, False], d
 if MPI.COMM_WORLD.rank == 0: print("python MPI gate:", d)
 '
-echo "== C: built here with pkg-config (development packages from the mirror)"
-\$apt install -y --no-install-recommends gcc libc6-dev pkg-config libopenmpi-dev libjansson-dev nettle-dev
+echo "== C: apt-get install ./warmcal-dev_*.deb brings what its pkg-config files name"
+\$apt install -y --no-install-recommends gcc libc6-dev pkg-config /tmp/deb/warmcal-dev_*.deb
 pkg-config --cflags --libs warmcal-gate
+pkg-config --cflags --libs warmcal-trace warmcal-convention
+pkg-config --static --cflags --libs warmcal-gate warmcal-trace >/dev/null
 gcc -Wall -Werror -o /tmp/gate_smoke /tmp/gate_smoke.c \$(pkg-config --cflags --libs warmcal-gate)
 \$mpirun /tmp/gate_smoke /tmp/table.json
 echo "== smoke test passed"

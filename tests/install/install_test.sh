@@ -16,6 +16,11 @@ fi
 src=$(sed -n 's/^warmcal_SOURCE_DIR:STATIC=//p' "$build/CMakeCache.txt")
 version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$build/CMakeCache.txt")
 [ -n "$src" ] && [ -n "$version" ] || { echo "FAIL: no source dir or version in $build/CMakeCache.txt"; exit 1; }
+# the ABI in the SONAMEs and symbol versions: 0.MINOR while the major is 0
+# (a minor release may change the API), the major alone from 1.0 on
+major=${version%%.*} rest=${version#*.}
+minor=${rest%%.*}
+if [ "$major" = 0 ]; then sov=0.$minor; else sov=$major; fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/warmcal-install.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT INT TERM
 fails=0
@@ -69,12 +74,20 @@ for lib in $libs; do
         inject) headers="profile.h" extra="InitializeInjection InitializeInjectionNvtx2" ;;
     esac
     file=$p/$libdir/libwarmcal-$lib.so
-    [ -f "$file.0.$version" ] || [ -f "$file.$version" ] || fail "no $file.$version"
+    [ -f "$file.$version" ] || fail "no $file.$version"
     soname=$(readelf -d "$file" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
-    [ "$soname" = "libwarmcal-$lib.so.0" ] || fail "libwarmcal-$lib.so: SONAME '$soname'"
-    [ -L "$p/$libdir/libwarmcal-$lib.so.0" ] || fail "no libwarmcal-$lib.so.0 link"
+    [ "$soname" = "libwarmcal-$lib.so.$sov" ] || fail "libwarmcal-$lib.so: SONAME '$soname', not libwarmcal-$lib.so.$sov"
+    [ -L "$p/$libdir/libwarmcal-$lib.so.$sov" ] || fail "no libwarmcal-$lib.so.$sov link"
     want=$( (api $headers; for s in $extra; do echo "$s"; done) | sort -u)
-    got=$(nm -D --defined-only "$file" | awk 'NF == 3 {print $3}' | sed 's/@.*//' | sort -u)
+    # every exported function under the library's own version node (the
+    # node itself is the one absolute symbol)
+    node=WARMCAL_$(echo "$lib" | tr a-z A-Z)_$sov
+    nm -D --defined-only "$file" > "$tmp/nm"
+    [ "$(awk '$2 == "A" {print $3}' "$tmp/nm")" = "$node" ] ||
+        fail "libwarmcal-$lib.so: version nodes '$(awk '$2 == "A" {print $3}' "$tmp/nm" | tr '\n' ' ')', not $node"
+    other=$(awk -v n="$node" 'NF == 3 && $2 != "A" && $3 !~ ("@@" n "$") {print $3}' "$tmp/nm")
+    [ -z "$other" ] || fail "libwarmcal-$lib.so: symbols not under $node: $other"
+    got=$(awk 'NF == 3 && $2 != "A" {print $3}' "$tmp/nm" | sed 's/@.*//' | sort -u)
     exported_all="$exported_all $got"
     if [ "$want" != "$got" ]; then
         fail "libwarmcal-$lib.so exports other than the API of $headers $extra:"
@@ -104,7 +117,29 @@ run_commands() {
     # build tree's fallbacks are relative to the build tree's command)
     if [ -x /usr/bin/python3 ]; then
         $run "$1/bin/warmcal" import csv --help > "$tmp/out" 2>&1 || fail "$1/bin/warmcal import csv --help: $(cat "$tmp/out")"
+        # the package alone, with no LD_LIBRARY_PATH: it loads the libraries
+        # installed with it, and its dist-info gives the version
+        pkg=$(cd "$1" && find . -name __init__.py -path '*/warmcal/__init__.py' ! -path '*/importers/*')
+        env -u LD_LIBRARY_PATH -u WARMCAL_GATE_LIB -u WARMCAL_TRACE_LIB -u WARMCAL_CONVENTION_LIB \
+            PYTHONPATH="$1/${pkg%/warmcal/__init__.py}" /usr/bin/python3 -c '
+import sys, importlib.metadata as md
+import warmcal
+from warmcal import _capi, _trace, _convention
+_trace.load(); _convention.load()
+print(_capi.library_path(), md.version("warmcal"), warmcal.__version__)' > "$tmp/out" 2>&1 ||
+            fail "the installed Python package in $1: $(cat "$tmp/out")"
+        [ "$(cat "$tmp/out")" = "$1/$libdir/libwarmcal-gate.so.$sov $version $version" ] ||
+            fail "the installed Python package in $1: '$(cat "$tmp/out")', not the gate of $1/$libdir and version $version twice"
     fi
+    # warmcal-synth finds the shipped models beside itself by name
+    $run "$1/bin/warmcal-synth" --model no-such-model --out "$tmp/synth" > "$tmp/out" 2>&1
+    grep -q "not a model shipped with warmcal (in $(cd "$1" && pwd -P)/share/warmcal/models: .*llama-3.1-8b" "$tmp/out" ||
+        fail "$1/bin/warmcal-synth does not list the models in $1/share/warmcal/models: $(cat "$tmp/out")"
+    rm -rf "$tmp/synth"
+    $run "$1/bin/warmcal-synth" --model llama-3.1-8b --deployment deploy-tp1 --max-num-tokens 1024 \
+        --out "$tmp/synth" > "$tmp/out" 2>&1 || fail "$1/bin/warmcal-synth --model llama-3.1-8b: $(cat "$tmp/out")"
+    [ -f "$tmp/synth/rank-0.h5" ] || fail "$1/bin/warmcal-synth --model llama-3.1-8b wrote no trace"
+    rm -rf "$tmp/synth"
 }
 run_commands "$p"
 
@@ -160,7 +195,7 @@ build_and_run() {
         [ $rc = 0 ] || fail "$prog: exit $rc"
         n=$(grep -c "^rank [0-3]: 256 tokens run, 1024 tokens skip (blocking rank 2" "$tmp/run.log")
         [ "$n" = 4 ] || fail "$prog: $n of 4 ranks decided as expected"
-        LD_LIBRARY_PATH=$prefix/$libdir ldd "$prog" | grep -q "$prefix/$libdir/libwarmcal-gate.so.0" || fail "$prog: not the gate of $prefix"
+        LD_LIBRARY_PATH=$prefix/$libdir ldd "$prog" | grep -q "$prefix/$libdir/libwarmcal-gate.so.$sov" || fail "$prog: not the gate of $prefix"
     done
 }
 build_and_run "$p" p "$@"

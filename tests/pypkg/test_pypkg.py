@@ -38,6 +38,10 @@ check(os.path.realpath(here) == os.path.realpath(pkg_dir),
       "warmcal imported from %s, not the installed %s" % (here, pkg_dir))
 check(warmcal.__version__ == want, "__version__ %r, VERSION says %r" % (warmcal.__version__, want))
 check(os.path.isfile(os.path.join(here, "py.typed")), "py.typed is not installed")
+# the distribution's metadata (pip's dist-info, or the one cmake --install writes)
+import importlib.metadata as md
+check(md.version("warmcal") == want, "importlib.metadata says %r, VERSION %r"
+      % (md.version("warmcal"), want))
 
 GiB, MiB = 1 << 30, 1 << 20
 with warmcal.Gate(table, rank=0, world_size=1, free_bytes=8 * GiB,

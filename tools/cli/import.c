@@ -156,9 +156,12 @@ int warmcal_cmd_import(int argc, char **argv)
 #ifndef WARMCAL_CONVENTION_LIB_BUILD_PATH
 #define WARMCAL_CONVENTION_LIB_BUILD_PATH NULL
 #endif
-    default_env("WARMCAL_TRACE_LIB", WARMCAL_INSTALL_LIBDIR_REL "/libwarmcal-trace.so.0",
+    /* the run-time names (SONAMEs): a runtime-only install has no development links */
+    default_env("WARMCAL_TRACE_LIB",
+                WARMCAL_INSTALL_LIBDIR_REL "/libwarmcal-trace.so." WARMCAL_SOVERSION,
                 WARMCAL_TRACE_LIB_BUILD_PATH);
-    default_env("WARMCAL_CONVENTION_LIB", WARMCAL_INSTALL_LIBDIR_REL "/libwarmcal-convention.so.0",
+    default_env("WARMCAL_CONVENTION_LIB",
+                WARMCAL_INSTALL_LIBDIR_REL "/libwarmcal-convention.so." WARMCAL_SOVERSION,
                 WARMCAL_CONVENTION_LIB_BUILD_PATH);
 
     /* python -m warmcal.importers argv[1..] */

@@ -27,7 +27,7 @@
 
 #define DEFAULT_OUT "warmcal-traces"
 /* the run-time name: a runtime-only install has no development link */
-#define INJECT_NAME "libwarmcal-inject.so.0"
+#define INJECT_NAME "libwarmcal-inject.so." WARMCAL_SOVERSION
 
 static void usage(FILE *out)
 {

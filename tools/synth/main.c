@@ -6,6 +6,7 @@
  * a timeout that names the rank that went missing. */
 #define _POSIX_C_SOURCE 200809L
 #include "progress.h"
+#include "shipped_models.h"
 #include "warmcal/gate.h"
 #include "warmcal/model.h"
 #include "warmcal/mpi_wait.h"
@@ -29,11 +30,13 @@
 #define EXIT_USAGE 2
 
 static const char usage[] =
-    "usage: mpirun -np N warmcal-synth --model CONFIG.json --out DIR [options]\n"
+    "usage: mpirun -np N warmcal-synth --model CONFIG.json|NAME --out DIR [options]\n"
     "       warmcal-synth --help | --version\n"
-    "  --model FILE             Hugging Face config.json of the model\n"
+    "  --model FILE|NAME        Hugging Face config.json of the model, or the name of a\n"
+    "                           model shipped with warmcal (share/warmcal/models/NAME)\n"
     "  --out DIR                folder for rank-<R>.h5 traces (created)\n"
-    "  --deployment FILE        deployment JSON (flags below win over it)\n"
+    "  --deployment FILE|NAME   deployment JSON (flags below win over it), or the name of\n"
+    "                           one shipped beside the model (NAME.json in its folder)\n"
     "  --tp N                   tensor-parallel size (default: number of ranks)\n"
     "  --max-num-tokens N       largest context pass\n"
     "  --max-num-seqs N         sequences per context pass (logits rows)\n"
@@ -74,10 +77,12 @@ static const char usage[] =
     "      --deployment data/models/deepseek-v3/deploy-tp4-rank0-overhead.json \\\n"
     "      --seed 3 --unsynchronized --timeout 5 --gate table.json --out gated\n"
     "  warmcal-synth --model data/models/llama-3.1-8b/config.json --max-num-tokens 8192 \\\n"
-    "      --gpu-memory 80GiB --rank-overhead 0:2GiB --out llama\n";
+    "      --gpu-memory 80GiB --rank-overhead 0:2GiB --out llama\n"
+    "  mpirun -np 4 warmcal-synth --model deepseek-v3 --deployment deploy-tp4 --out traces\n";
 
 typedef struct {
-    const char *model_path, *out_dir, *deployment_path, *gate_table;
+    const char *out_dir, *gate_table;
+    char *model_path, *deployment_path; /* resolved (shipped_models.h), malloc'd */
     int unsynchronized, events;
     long long stall_rank, stall_pass, kill_rank, kill_pass; /* -1: none */
 } options;
@@ -160,9 +165,17 @@ static int takes_value(const char *a)
 /* Deployment file first, then flags over it. Returns 0 or an exit status. */
 static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
 {
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--deployment") == 0)
-            o->deployment_path = argv[i + 1];
+    const char *model = NULL, *deployment = NULL;
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--model") == 0)
+            model = argv[i + 1];
+        else if (strcmp(argv[i], "--deployment") == 0)
+            deployment = argv[i + 1];
+    }
+    char why[1400] = "out of memory";
+    if (deployment && !(o->deployment_path =
+                            warmcal_synth_deployment_file(deployment, model, why, sizeof why)))
+        return fail_usage("--deployment: %s", why);
     warmcal_deployment_defaults(d);
     if (o->deployment_path) {
         warmcal_error err = {0};
@@ -203,7 +216,7 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
         long long n = 0;
         int bad = 0;
         if (strcmp(a, "--model") == 0)
-            o->model_path = v;
+            ;
         else if (strcmp(a, "--out") == 0 && !*v)
             return fail_usage("%s", "--out: expected a folder path, found an empty string");
         else if (strcmp(a, "--out") == 0)
@@ -285,10 +298,14 @@ static int parse_args(int argc, char **argv, options *o, warmcal_deployment *d)
         if (bad)
             return EXIT_USAGE;
     }
-    if (!o->model_path)
+    if (!model)
         return fail_usage("%s", "--model is required");
     if (!o->out_dir)
         return fail_usage("%s", "--out is required");
+    /* after the options' own checks: a name is looked up only in a valid command */
+    strcpy(why, "out of memory");
+    if (!(o->model_path = warmcal_synth_model_file(model, why, sizeof why)))
+        return fail_usage("--model: %s", why);
     return 0;
 }
 
@@ -722,6 +739,8 @@ int main(int argc, char **argv)
     /* every rank parsed the same arguments: they agree without a deadline */
     MPI_Allreduce(MPI_IN_PLACE, &status, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (status != 0) {
+        free(o.model_path);
+        free(o.deployment_path);
         MPI_Finalize();
         return status < 0 ? 0 : status; /* -1: --help */
     }
@@ -730,6 +749,8 @@ int main(int argc, char **argv)
     if (coll.hung) /* a collective is still pending here: finalizing would hang */
         MPI_Abort(MPI_COMM_WORLD, EXIT_HUNG); /* coll.buffers stay for it until the end */
     free(coll.buffers);
+    free(o.model_path);
+    free(o.deployment_path);
     MPI_Finalize();
     return status;
 }

@@ -8,7 +8,7 @@
 
 A thin ctypes layer over the C library warmcal-gate (warmcal/gate.h), found
 through $WARMCAL_GATE_LIB, next to this package, in <repo>/build/gate (a
-checkout only), or by the dynamic loader as libwarmcal-gate.so.0
+checkout only), or by the dynamic loader as libwarmcal-gate.so.0.MINOR
 (LD_LIBRARY_PATH, the ld.so cache): an installed package needs no variable.
 Servers that are not MPI programs open Gate(table, rank=R, world_size=W) and
 pass decide(shapes, allreduce_min=fn). See docs/integration.md.
@@ -19,32 +19,7 @@ from ._capi import (E_FIELD, E_FORMAT, E_INVAL, E_IO, E_MISMATCH, E_NOMEM, E_OVE
                     REASON_INVALID_BATCH, REASON_LOW_MEMORY, REASON_NO_ESTIMATE,
                     REASON_OUT_OF_RANGE, REASON_RUN)
 from .gate import Budget, Decision, Gate, GateError, LibraryNotFoundError
-
-
-
-def _version() -> str:
-    """The project's version (the top-level VERSION file, which CMake's
-    project() reads too). Every layout keeps a copy beside this file: a link
-    to it in a checkout, a copy in what pip or cmake --install put in place;
-    so the version is that of the code imported, even where another warmcal
-    is installed too. The distribution's metadata is the fallback."""
-    import os
-    try:
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "VERSION"),
-                  encoding="ascii") as f:
-            v = f.read().strip()
-        if v:
-            return v
-    except (OSError, UnicodeDecodeError):
-        pass
-    from importlib import metadata
-    try:
-        return metadata.version("warmcal")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-__version__: str = _version()
+from ._version import VERSION as __version__
 
 __all__ = [
     "Gate", "Decision", "Budget", "GateError", "LibraryNotFoundError",

@@ -39,8 +39,7 @@ REASON_NO_ESTIMATE = 4
 REASON_ESTIMATE_TOO_LARGE = 5
 
 LIB_ENV = "WARMCAL_GATE_LIB"
-LIB_NAME = "libwarmcal-gate.so"  # the development symlink, installed with the headers
-LIB_SONAME = LIB_NAME + ".0"      # the run-time name, what the dynamic loader looks for
+LIB_BASE = "warmcal-gate"  # libwarmcal-gate.so.0.MINOR: what the dynamic loader looks for
 
 FREE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64))
 
@@ -98,7 +97,7 @@ def load():
     message names every place tried and why each failed."""
     global _lib, _lib_path
     if _lib is None:
-        lib, path = _libfind.load("gate library", LIB_ENV, LIB_SONAME, "gate",
+        lib, path = _libfind.load("gate library", LIB_ENV, LIB_BASE, "gate",
                                   "warmcal_gate_close")
         _declare(lib)
         _lib, _lib_path = lib, path

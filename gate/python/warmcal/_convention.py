@@ -1,5 +1,5 @@
 """The conventions a profiled program shares with warmcal's profiler, from
-their one definition in C (libwarmcal-convention.so.0: warmcal/phase_message.h
+their one definition in C (libwarmcal-convention.so: warmcal/phase_message.h
 and warmcal/launcher.h): the NVTX phase message "warmcal tokens=N batch=B
 label=L", and the launcher variables that give a process its rank and world
 size. The library holds nothing else (no HDF5), so a server that keeps its
@@ -12,7 +12,7 @@ import os
 from . import _libfind
 
 LIB_ENV = "WARMCAL_CONVENTION_LIB"
-LIB_SONAME = "libwarmcal-convention.so.0"
+LIB_BASE = "warmcal-convention"
 
 LABEL_LEN = 32              # WARMCAL_LABEL_LEN
 TOKENS_MAX = 1 << 40        # WARMCAL_TRACE_TOKENS_MAX
@@ -39,7 +39,7 @@ def load():
     ImportError) naming every place tried."""
     global _lib
     if _lib is None:
-        lib, _ = _libfind.load("convention library", LIB_ENV, LIB_SONAME, "profiler",
+        lib, _ = _libfind.load("convention library", LIB_ENV, LIB_BASE, "profiler",
                                "warmcal_phase_message_parse")
         msg_p = ctypes.POINTER(CPhaseMessage)
         protos = {

@@ -1,9 +1,11 @@
 """Finding and loading warmcal's C libraries (the gate, the trace writer).
 
 Both are found the same way, in this order: the file an environment variable
-names (and then only that), a copy next to the package (an installed
-layout), the source tree's build folder (modules imported from a checkout),
-and last the dynamic loader's own search (LD_LIBRARY_PATH, the ld.so cache).
+names (and then only that), a copy next to the package, the folder the
+libraries were installed in with the package (cmake --install records it in
+_installed.py), the source tree's build folder (modules imported from a
+checkout), and last the dynamic loader's own search (LD_LIBRARY_PATH, the
+ld.so cache).
 The run-time name (the SONAME) comes before the development symlink
 everywhere: a distribution's run-time package has only the SONAME.
 """
@@ -11,24 +13,35 @@ everywhere: a distribution's run-time package has only the SONAME.
 import ctypes
 import os
 
+from . import _version
+
 
 class LibraryNotFound(ImportError):
     """A C library cannot be found or loaded; the message names every place
     tried and why each failed."""
 
 
-def _candidates(env, soname, build_subdir):
+def _candidates(env, base, build_subdir):
     value = os.environ.get(env)
     if value:
         # an explicit choice is the only candidate: never fall back silently
         return [(value, "$" + env)]
-    devname = soname.rsplit(".so", 1)[0] + ".so"
-    names = (soname, devname)
+    soname = _version.soname(base)
+    names = tuple(n for n in (soname, "lib%s.so" % base) if n)
     here = os.path.dirname(os.path.abspath(__file__))
     out = []
     for d in (here, os.path.dirname(here)):
         for name in names:
             out.append((os.path.join(d, name), "next to the package"))
+    # the libraries installed with the package (cmake --install, the .deb):
+    # their folder relative to it, so any prefix works without the loader's path
+    try:
+        from . import _installed
+        libdir = os.path.normpath(os.path.join(here, _installed.LIBDIR))
+        for name in names:
+            out.append((os.path.join(libdir, name), "installed with the package"))
+    except (ImportError, AttributeError, TypeError):
+        pass
     # source tree: <repo>/gate/python/warmcal -> <repo>/build/<subdir>, the
     # build that matches these modules when imported from the checkout; only
     # there: an installed package (site-packages/warmcal) looks in no folder
@@ -108,12 +121,15 @@ def _file_of(function, fallback):
     return fallback
 
 
-def load(what, env, soname, build_subdir, probe):
-    """Load the library `soname` ("libwarmcal-gate.so.0"); returns (lib, the
-    file it was loaded from). what names it in errors ("gate library"); probe
-    is one of its functions, used to find the file. Raises LibraryNotFound."""
+def load(what, env, base, build_subdir, probe):
+    """Load the library base ("warmcal-gate": libwarmcal-gate.so.0.1, the
+    SONAME of this package's version, else libwarmcal-gate.so); returns (lib,
+    the file it was loaded from). what names it in errors ("gate library");
+    probe is one of its functions, used to find the file. Raises
+    LibraryNotFound."""
+    soname = _version.soname(base) or "lib%s.so" % base
     tried = []
-    for path, why in _candidates(env, soname, build_subdir):
+    for path, why in _candidates(env, base, build_subdir):
         by_loader = os.sep not in path
         if not by_loader and not os.path.exists(path):
             tried.append("%s (%s): no such file" % (path, why))

@@ -1,4 +1,4 @@
-"""The project's one trace writer (warmcal/trace.h in libwarmcal-trace.so.0),
+"""The project's one trace writer (warmcal/trace.h in libwarmcal-trace.so),
 for the Python programs that write traces: the torch phase helper
 (warmcal.profile) and the importers. ctypes mirrors of the C structs, field
 for field (tests/trace checks them against the compiler's layout), and a
@@ -13,7 +13,7 @@ import ctypes
 from . import _libfind
 
 LIB_ENV = "WARMCAL_TRACE_LIB"
-LIB_SONAME = "libwarmcal-trace.so.0"
+LIB_BASE = "warmcal-trace"
 
 # warmcal/recorder.h
 LABEL_LEN = 32
@@ -113,7 +113,7 @@ _lib = None
 def _load():
     global _lib
     if _lib is None:
-        lib, _ = _libfind.load("trace library", LIB_ENV, LIB_SONAME, "profiler",
+        lib, _ = _libfind.load("trace library", LIB_ENV, LIB_BASE, "profiler",
                                "warmcal_trace_writer_open")
         p, err_p = ctypes.c_void_p, ctypes.POINTER(CError)
         protos = {

@@ -25,7 +25,7 @@ import sys
 import tempfile
 
 import warmcal
-from warmcal import _capi
+from warmcal import _capi, _version
 from gatetest import (GiB, MiB, RESERVE, TABLES, check, expect_gate_error, need, nothing_printed,
                       table, write_tables)
 
@@ -92,6 +92,12 @@ def installed_elsewhere():
 def lookup(folder):
     write_tables(folder)
     lib = os.environ["WARMCAL_GATE_LIB"]
+    # the SONAME the built library carries, which the package must look for
+    elf = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True).stdout
+    soname = elf.split("Library soname: [", 1)[1].split("]", 1)[0]
+    check(soname == _version.soname("warmcal-gate"),
+          "the library's SONAME %s, the package looks for %s"
+          % (soname, _version.soname("warmcal-gate")))
     pkg = os.path.dirname(warmcal.__file__)
     # 1. $WARMCAL_GATE_LIB names a missing file: a clear error, no fallback
     r = run_python(PROBE, {"WARMCAL_GATE_LIB": "/nonexistent/libwarmcal-gate.so"}, folder)
@@ -115,9 +121,9 @@ def lookup(folder):
     else:
         r = run_python(PROBE, nowhere, folder)
         check(r.stdout.startswith("ERROR -10 True") and "Tried:" in r.stdout
-              and os.path.join(inst, "warmcal", "libwarmcal-gate.so.0") in r.stdout
+              and os.path.join(inst, "warmcal", soname) in r.stdout
               and os.path.join(inst, "warmcal", "libwarmcal-gate.so") in r.stdout
-              and "libwarmcal-gate.so.0 (the dynamic loader" in r.stdout
+              and soname + " (the dynamic loader" in r.stdout
               and "LD_LIBRARY_PATH=%s" % empty in r.stdout,
               "no library anywhere names the places tried: %r %r" % (r.stdout, r.stderr))
     beside = os.path.join(inst, "warmcal", "libwarmcal-gate.so")
@@ -131,9 +137,9 @@ def lookup(folder):
     bare = {"WARMCAL_GATE_LIB": None, "PYTHONPATH": inst}
     runtime_only = os.path.join(folder, "runtime")
     os.mkdir(runtime_only)
-    shutil.copy(lib, os.path.join(runtime_only, "libwarmcal-gate.so.0"))
+    shutil.copy(lib, os.path.join(runtime_only, soname))
     r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=runtime_only), folder)
-    check(opened_from(r) == os.path.join(runtime_only, "libwarmcal-gate.so.0"),
+    check(opened_from(r) == os.path.join(runtime_only, soname),
           "the SONAME alone on LD_LIBRARY_PATH: %r %r" % (r.stdout, r.stderr))
     # the package's own library comes first
     shutil.copy(lib, beside)
@@ -141,17 +147,32 @@ def lookup(folder):
     check(opened_from(r) == beside, "the package's library before the loader's: %r %r"
           % (r.stdout, r.stderr))
     os.unlink(beside)
+    # cmake --install records the libraries' folder relative to the package
+    # (_installed.py): found there with no LD_LIBRARY_PATH, before the loader
+    prefix_lib = os.path.join(folder, "prefix", "lib")
+    os.makedirs(prefix_lib)
+    shutil.copy(lib, os.path.join(prefix_lib, soname))
+    with open(os.path.join(inst, "warmcal", "_installed.py"), "w") as f:
+        f.write("LIBDIR = %r\n" % os.path.relpath(prefix_lib, os.path.join(inst, "warmcal")))
+    r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=empty), folder)
+    check(opened_from(r) == os.path.join(prefix_lib, soname),
+          "the folder installed with the package: %r %r" % (r.stdout, r.stderr))
+    r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=runtime_only), folder)
+    check(opened_from(r) == os.path.join(prefix_lib, soname),
+          "the folder installed with the package before the loader's: %r %r"
+          % (r.stdout, r.stderr))
+    os.unlink(os.path.join(inst, "warmcal", "_installed.py"))
     # the SONAME is preferred to the development symlink (here a copy of
     # its own, so that either would load and only the order decides)
     both = os.path.join(folder, "development")
     os.mkdir(both)
-    shutil.copy(lib, os.path.join(both, "libwarmcal-gate.so.0"))
+    shutil.copy(lib, os.path.join(both, soname))
     shutil.copy(lib, os.path.join(both, "libwarmcal-gate.so"))
     r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=both), folder)
-    check(opened_from(r) == os.path.join(both, "libwarmcal-gate.so.0"),
+    check(opened_from(r) == os.path.join(both, soname),
           "the SONAME before the development symlink: %r %r" % (r.stdout, r.stderr))
     # the development symlink still serves where it is all there is
-    os.unlink(os.path.join(both, "libwarmcal-gate.so.0"))
+    os.unlink(os.path.join(both, soname))
     if not installed_elsewhere():
         r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=both), folder)
         check(opened_from(r) == os.path.join(both, "libwarmcal-gate.so"),
@@ -172,10 +193,10 @@ def lookup(folder):
     # the same one where the dynamic loader would find it
     asan_dir = os.path.join(folder, "asan")
     os.mkdir(asan_dir)
-    shutil.copy(fake, os.path.join(asan_dir, "libwarmcal-gate.so.0"))
+    shutil.copy(fake, os.path.join(asan_dir, soname))
     r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=asan_dir, LD_PRELOAD=None), folder)
     check(r.stdout.startswith("ERROR -10 True") and "AddressSanitizer" in r.stdout
-          and os.path.join(asan_dir, "libwarmcal-gate.so.0") in r.stdout,
+          and os.path.join(asan_dir, soname) in r.stdout,
           "instrumented library on LD_LIBRARY_PATH: %r %r" % (r.stdout, r.stderr))
 
 
