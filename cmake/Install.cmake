@@ -1,5 +1,6 @@
 # What C programs link against in an installed warmcal: pkg-config files
-# (warmcal-gate.pc, warmcal-trace.pc, warmcal-convention.pc) and the CMake
+# (warmcal-gate.pc, warmcal-trace.pc, warmcal-convention.pc, and
+# warmcal-inject.pc when the CUPTI library is built) and the CMake
 # package (find_package(warmcal) -> warmcal::gate, warmcal::trace,
 # warmcal::convention, and warmcal::inject when built). Included from the
 # top-level CMakeLists.txt after every library's folder; each library's own
@@ -60,7 +61,11 @@ if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
 else()
   set(WARMCAL_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
 endif()
-foreach(_warmcal_pc IN ITEMS gate/warmcal-gate profiler/warmcal-trace profiler/warmcal-convention)
+set(_warmcal_pcs gate/warmcal-gate profiler/warmcal-trace profiler/warmcal-convention)
+if(TARGET warmcal-inject) # built with CUPTI: C programs link it for warmcal/profile.h
+  list(APPEND _warmcal_pcs profiler/src/inject/warmcal-inject)
+endif()
+foreach(_warmcal_pc IN LISTS _warmcal_pcs)
   get_filename_component(_warmcal_pcname ${_warmcal_pc} NAME)
   configure_file(${PROJECT_SOURCE_DIR}/${_warmcal_pc}.pc.in
                  ${PROJECT_BINARY_DIR}/pkgconfig/${_warmcal_pcname}.pc @ONLY)

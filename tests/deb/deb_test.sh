@@ -97,6 +97,11 @@ case $(field Version) in "$version"|"$version"-*) ;; *) fail "Version $(field Ve
 [ -n "$(field Maintainer)" ] || fail "no Maintainer"
 [ -n "$(field Description)" ] || fail "no Description"
 dpkg-deb -I "$deb" triggers | grep -q "^activate-noawait ldconfig" || fail "no ldconfig trigger"
+# the shlibs file: what a package built against these libraries depends on
+for lib in gate trace convention; do
+    dpkg-deb -I "$deb" shlibs | grep -Fxq "libwarmcal-$lib $sov warmcal (>= $(field Version))" ||
+        fail "no shlibs line for libwarmcal-$lib $sov: $(dpkg-deb -I "$deb" shlibs 2>&1)"
+done
 depends=$(field Depends)
 for p in libc6 libopenmpi3 libhdf5-103-1 libjansson4 libnettle8 liblapacke python3; do
     echo ", $depends," | grep -Eq "[ ,]$p( \([^)]*\))?," || fail "Depends lacks $p: $depends"
@@ -145,6 +150,7 @@ grep -Eq "^($libdir|/usr/share)/cmake/warmcal/warmcal[Cc]onfig\.cmake$" "$run/co
 grep -Eq "^($libdir|/usr/share)/cmake/warmcal/warmcal[Cc]onfig-?[Vv]ersion\.cmake$" "$run/contents" ||
     fail "no CMake package version file"
 has /usr/share/man/man1/warmcal\.1\.gz
+has /usr/share/man/man1/warmcal-synth\.1\.gz
 has /usr/share/doc/warmcal/changelog\.Debian\.gz
 has /usr/share/bash-completion/completions/warmcal
 has /usr/lib/python3/dist-packages/warmcal/__init__\.py

@@ -32,7 +32,7 @@ echo "== cmake --install $build --prefix $tmp/p"
 p=$tmp/p
 
 echo "== the installed files"
-for f in bin/warmcal bin/warmcal-synth share/man/man1/warmcal.1 \
+for f in bin/warmcal bin/warmcal-synth share/man/man1/warmcal.1 share/man/man1/warmcal-synth.1 \
          share/bash-completion/completions/warmcal share/warmcal/report/need.gp \
          share/warmcal/report/style.gp share/warmcal/models/deepseek-v3/config.json \
          share/warmcal/models/llama-3.1-8b/deploy-tp4.json \
@@ -46,7 +46,10 @@ for f in bin/warmcal bin/warmcal-synth share/man/man1/warmcal.1 \
 done
 libs="gate trace convention"
 [ -f "$build/profiler/src/inject/libwarmcal-inject.so" ] && libs="$libs inject"
-[ "${libs#*inject}" != "$libs" ] && { [ -f "$p/include/warmcal/profile.h" ] || fail "not installed: profile.h"; }
+if [ "${libs#*inject}" != "$libs" ]; then
+    [ -f "$p/include/warmcal/profile.h" ] || fail "not installed: profile.h"
+    [ -f "$p/$libdir/pkgconfig/warmcal-inject.pc" ] || fail "not installed: warmcal-inject.pc"
+fi
 
 echo "== no path of the build or source tree in the installed tree"
 for d in "$build" "$src" "$(cd "$build" && pwd -P)" "$(cd "$src" && pwd -P)"; do
@@ -156,6 +159,16 @@ build_and_run() {
         fail "pkg-config cannot resolve the installed modules"
     "$cc" $($pc --cflags warmcal-gate) "$here/external/gate_decide.c" -o "$tmp/pc-$name" \
         $($pc --libs warmcal-gate) > "$tmp/cc.log" 2>&1 || { cat "$tmp/cc.log"; fail "cc with pkg-config"; }
+    if [ "${libs#*inject}" != "$libs" ]; then
+        echo "== a program marking phases with warmcal/profile.h (pkg-config warmcal-inject), unprofiled"
+        "$cc" -Wall -Werror $($pc --cflags warmcal-inject) "$here/external/phase_mark.c" \
+            -o "$tmp/phase-$name" $($pc --libs warmcal-inject) > "$tmp/cc.log" 2>&1 ||
+            { cat "$tmp/cc.log"; fail "cc with pkg-config warmcal-inject"; }
+        LD_LIBRARY_PATH=$prefix/$libdir timeout 60 "$tmp/phase-$name" > "$tmp/run.log" 2>&1 ||
+            { cat "$tmp/run.log"; fail "the phase-marking program"; }
+        grep -q "^bad label -1, begin -6, end -6$" "$tmp/run.log" ||
+            fail "the phase-marking program: $(cat "$tmp/run.log")"
+    fi
     cxx=$(command -v g++ || command -v c++ || true)
     if [ -n "$cxx" ]; then
         echo "== C++ with pkg-config against $prefix"
