@@ -21,6 +21,10 @@ endif()
 # functions that the gate and the trace library both carry are then two
 # distinct symbols, and a program linked against both binds each call to
 # the library it was linked with, never to whichever the loader found first.
+# From 1.0 on, when a minor release adds functions under an unchanged
+# SONAME, they go in a new node that inherits the previous one
+# (WARMCAL_GATE_1.1 { ... } WARMCAL_GATE_1;), so that a program needing them
+# fails at load time on an older library, not at its first call.
 function(warmcal_library_abi target node map_in)
   set(WARMCAL_ABI_NODE ${node}_${WARMCAL_SOVERSION})
   get_filename_component(_name ${map_in} NAME_WLE)

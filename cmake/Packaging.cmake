@@ -41,8 +41,8 @@ set(CPACK_DEBIAN_DEVELOPMENT_DESCRIPTION "development files for warmcal's gate a
 ${_warmcal_deb_about}
 .
 This package holds the C headers, the pkg-config files (warmcal-gate,
-warmcal-trace, warmcal-convention) and the CMake package (find_package
-(warmcal)) to build programs against warmcal's libraries.")
+warmcal-trace, warmcal-convention, warmcal-inject) and the CMake package
+(find_package(warmcal)) to build programs against warmcal's libraries.")
 set(CPACK_PACKAGE_CONTACT "warmcal developers <warmcal@localhost>")
 set(WARMCAL_DEB_MAINTAINER "${CPACK_PACKAGE_CONTACT}" CACHE STRING
     "Maintainer field of the Debian package (Name <address>)")
@@ -66,7 +66,9 @@ set(CPACK_COMPONENT_DEVELOPMENT_GROUP development)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME warmcal)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_NAME warmcal-dev)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)          # <package>_<version>-<release>_<arch>.deb
-set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+# 2: the libraries' SONAME became 0.MINOR and the development files moved
+# to warmcal-dev (see its Breaks/Replaces below)
+set(CPACK_DEBIAN_PACKAGE_RELEASE 2)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${WARMCAL_DEB_MAINTAINER}")
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
@@ -116,12 +118,47 @@ endif()
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS
     "warmcal (= ${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE}), ${_warmcal_mpi_dev}, libjansson-dev, nettle-dev, libhdf5-dev")
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SUGGESTS "pkg-config, cmake")
-# a shlibs file and the ldconfig trigger for the package's public libraries
-set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON) # per package; warmcal-dev has no library files
-set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
+# the headers, .pc and CMake files were in warmcal itself up to 0.1.0-1
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_BREAKS "warmcal (<< 0.1.0-2)")
+set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_REPLACES "warmcal (<< 0.1.0-2)")
+# The shlibs file: what a package built against these libraries depends on.
+# Written here, not generated (CPack would write "warmcal (>= VERSION)"):
+# the SONAME carries 0.MINOR (cmake/Abi.cmake), and the next minor release's
+# warmcal no longer holds this one's libraries, so the dependency is bounded
+# above too: warmcal (>= 0.1.0), warmcal (<< 0.2~).
+if(PROJECT_VERSION_MAJOR EQUAL 0)
+  math(EXPR _warmcal_next_minor "${PROJECT_VERSION_MINOR} + 1")
+  set(_warmcal_next_abi "0.${_warmcal_next_minor}~")
+else()
+  math(EXPR _warmcal_next_major "${PROJECT_VERSION_MAJOR} + 1")
+  set(_warmcal_next_abi "${_warmcal_next_major}~")
+endif()
+set(_warmcal_shlibs "")
+foreach(_warmcal_lib IN ITEMS gate trace convention inject)
+  if(_warmcal_lib STREQUAL "inject" AND NOT TARGET warmcal-inject)
+    continue()
+  endif()
+  string(APPEND _warmcal_shlibs "libwarmcal-${_warmcal_lib} ${WARMCAL_SOVERSION} "
+         "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (>= ${PROJECT_VERSION}), "
+         "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (<< ${_warmcal_next_abi})\n")
+endforeach()
+file(WRITE ${PROJECT_BINARY_DIR}/deb/shlibs "${_warmcal_shlibs}")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
-# ldconfig by trigger (CPack also writes postinst/postrm calling it)
-set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_LIST_DIR}/deb/triggers)
+# warmcal's maintainer scripts: ldconfig by trigger (its own postinst and
+# postrm keep CPack from writing ones that call it as well), the Python
+# package's byte code compiled at configure and removed before removal
+if(IS_ABSOLUTE "${WARMCAL_PYTHON_INSTALL_DIR}")
+  set(WARMCAL_DEB_PYTHON_PACKAGE "${WARMCAL_PYTHON_INSTALL_DIR}/warmcal")
+else()
+  set(WARMCAL_DEB_PYTHON_PACKAGE "${CPACK_PACKAGING_INSTALL_PREFIX}/${WARMCAL_PYTHON_INSTALL_DIR}/warmcal")
+endif()
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_LIST_DIR}/deb/triggers
+    ${PROJECT_BINARY_DIR}/deb/shlibs)
+foreach(_warmcal_script IN ITEMS postinst prerm postrm)
+  configure_file(${CMAKE_CURRENT_LIST_DIR}/deb/${_warmcal_script}.in
+                 ${PROJECT_BINARY_DIR}/deb/${_warmcal_script} @ONLY)
+  list(APPEND CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA ${PROJECT_BINARY_DIR}/deb/${_warmcal_script})
+endforeach()
 # compressed man pages and a changelog.Debian.gz in each staged tree
 set(CPACK_PRE_BUILD_SCRIPTS ${CMAKE_CURRENT_LIST_DIR}/deb/prebuild.cmake)
 

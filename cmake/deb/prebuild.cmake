@@ -1,7 +1,8 @@
 # Run by cpack (CPACK_PRE_BUILD_SCRIPTS) on the staged /usr trees before the
 # packages are made: what Debian's policy asks of a binary package that an
-# install() rule does not give — man pages compressed (gzip -9n) and a
-# changelog.Debian.gz in /usr/share/doc/<package>. With one package per
+# install() rule does not give — man pages compressed (gzip -9n), a
+# changelog.Debian.gz in /usr/share/doc/<package>, and the Python package's
+# metadata as a distribution ships it. With one package per
 # component group (cmake/Packaging.cmake), each group has its own staged
 # tree, CPACK_TEMPORARY_DIRECTORY/<group>/usr.
 find_program(_gzip gzip REQUIRED)
@@ -39,4 +40,13 @@ foreach(_tree IN LISTS _trees)
  -- ${CPACK_DEBIAN_PACKAGE_MAINTAINER}  ${_date}
 ")
   _warmcal_gzip("${_doc}/changelog.Debian")
+  # The Python package's dist-info as a distribution ships it (dh_python3
+  # does the same): dpkg owns the files, so no RECORD that pip would act on
+  # (pip then refuses to uninstall them), and INSTALLER says who did it.
+  file(GLOB_RECURSE _records "${_tree}/usr/*/warmcal-*.dist-info/RECORD")
+  foreach(_record IN LISTS _records)
+    get_filename_component(_info "${_record}" DIRECTORY)
+    file(REMOVE "${_record}")
+    file(WRITE "${_info}/INSTALLER" "debian\n")
+  endforeach()
 endforeach()

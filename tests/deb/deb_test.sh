@@ -43,7 +43,7 @@ version=$(tr -d ' \n' < "$src/VERSION")
 # the ABI in the SONAMEs: 0.MINOR while the major is 0 (cmake/Abi.cmake)
 major=${version%%.*} rest=${version#*.}
 minor=${rest%%.*}
-if [ "$major" = 0 ]; then sov=0.$minor; else sov=$major; fi
+if [ "$major" = 0 ]; then sov=0.$minor next=0.$((minor + 1))~; else sov=$major next=$((major + 1))~; fi
 arch=$(dpkg --print-architecture)
 mkdir -p "$work/cache/archives/partial"
 run=$(mktemp -d "$work/run.XXXXXX")
@@ -97,11 +97,18 @@ case $(field Version) in "$version"|"$version"-*) ;; *) fail "Version $(field Ve
 [ -n "$(field Maintainer)" ] || fail "no Maintainer"
 [ -n "$(field Description)" ] || fail "no Description"
 dpkg-deb -I "$deb" triggers | grep -q "^activate-noawait ldconfig" || fail "no ldconfig trigger"
-# the shlibs file: what a package built against these libraries depends on
+# the shlibs file: what a package built against these libraries depends on,
+# bounded above (the next minor release no longer holds this SONAME)
 for lib in gate trace convention; do
-    dpkg-deb -I "$deb" shlibs | grep -Fxq "libwarmcal-$lib $sov warmcal (>= $(field Version))" ||
+    dpkg-deb -I "$deb" shlibs | grep -Fxq "libwarmcal-$lib $sov warmcal (>= $version), warmcal (<< $next)" ||
         fail "no shlibs line for libwarmcal-$lib $sov: $(dpkg-deb -I "$deb" shlibs 2>&1)"
 done
+# maintainer scripts: ldconfig by trigger only; the byte code compiled and cleaned
+if dpkg-deb -I "$deb" postinst postrm 2>/dev/null | grep -q ldconfig; then
+    fail "a maintainer script calls ldconfig (the trigger does)"
+fi
+dpkg-deb -I "$deb" postinst | grep -q "py3compile -p warmcal" || fail "postinst does not compile the Python package"
+dpkg-deb -I "$deb" prerm | grep -q "py3clean -p warmcal" || fail "prerm does not clean the Python package"
 depends=$(field Depends)
 for p in libc6 libopenmpi3 libhdf5-103-1 libjansson4 libnettle8 liblapacke python3; do
     echo ", $depends," | grep -Eq "[ ,]$p( \([^)]*\))?," || fail "Depends lacks $p: $depends"
@@ -113,6 +120,10 @@ done
 [ "$(devfield Package)" = warmcal-dev ] || fail "Package: $(devfield Package)"
 [ "$(devfield Version)" = "$(field Version)" ] || fail "warmcal-dev $(devfield Version), warmcal $(field Version)"
 [ "$(devfield Section)" = libdevel ] || fail "warmcal-dev Section: $(devfield Section)"
+for f in Breaks Replaces; do
+    [ "$(devfield $f)" = "warmcal (<< 0.1.0-2)" ] ||
+        fail "warmcal-dev $f: '$(devfield $f)' (the development files left warmcal in 0.1.0-2)"
+done
 devdepends=$(devfield Depends)
 echo ", $devdepends," | grep -Fq ", warmcal (= $(field Version))," ||
     fail "warmcal-dev does not depend on warmcal (= $(field Version)): $devdepends"
@@ -156,6 +167,11 @@ has /usr/share/bash-completion/completions/warmcal
 has /usr/lib/python3/dist-packages/warmcal/__init__\.py
 has /usr/lib/python3/dist-packages/warmcal/py\.typed
 has /usr/lib/python3/dist-packages/warmcal/importers/__main__\.py
+has "/usr/lib/python3/dist-packages/warmcal-$version\.dist-info/METADATA"
+grep -q "^/usr/lib/python3/dist-packages/warmcal-$version\.dist-info/RECORD" "$run/runtime" &&
+    fail "the packed dist-info has a RECORD (pip would remove files dpkg owns)"
+[ "$(dpkg-deb --fsys-tarfile "$deb" | tar -xOf - "./usr/lib/python3/dist-packages/warmcal-$version.dist-info/INSTALLER")" = debian ] ||
+    fail "the packed dist-info's INSTALLER is not debian"
 grep -q "^/usr/share/warmcal/report/" "$run/contents" || fail "no report templates in /usr/share/warmcal/report"
 grep -q "^/usr/share/warmcal/.*models/" "$run/contents" || fail "no model configs under /usr/share/warmcal"
 if grep -v "^/usr/" "$run/contents" | grep -v "^/ *$"; then fail "files outside /usr"; fi
@@ -231,6 +247,8 @@ echo "== apt-get install ./warmcal_*.deb alone (dependencies from the mirror)"
 \$apt install -y /tmp/deb/warmcal_*.deb
 dpkg -s warmcal | sed -n '/^Package/p;/^Status/p;/^Version/p'
 if dpkg -s warmcal-dev >/dev/null 2>&1; then echo "warmcal-dev came with warmcal"; exit 1; fi
+ls -d /usr/lib/python3/dist-packages/warmcal/__pycache__ >/dev/null ||
+    { echo "postinst compiled no byte code"; exit 1; }
 echo "== the commands"
 warmcal --version
 warmcal --version | grep -q "$version"
@@ -271,6 +289,12 @@ pkg-config --cflags --libs warmcal-trace warmcal-convention
 pkg-config --static --cflags --libs warmcal-gate warmcal-trace >/dev/null
 gcc -Wall -Werror -o /tmp/gate_smoke /tmp/gate_smoke.c \$(pkg-config --cflags --libs warmcal-gate)
 \$mpirun /tmp/gate_smoke /tmp/table.json
+echo "== apt-get remove leaves nothing of either package (byte code included)"
+cd /
+\$apt remove -y warmcal warmcal-dev
+for d in /usr/lib/python3/dist-packages/warmcal /usr/include/warmcal /usr/share/warmcal; do
+    if [ -e "\$d" ]; then echo "left after removal: \$d"; find "\$d" | head; exit 1; fi
+done
 echo "== smoke test passed"
 EOF
 

@@ -31,6 +31,22 @@ echo "== cmake --install $build --prefix $tmp/p"
     cat "$tmp/install.log"; echo "FAIL: cmake --install"; exit 1; }
 p=$tmp/p
 
+echo "== the install manifest lists every installed file (uninstalling by it leaves nothing)"
+(cd "$p" && find . \( -type f -o -type l \) | sed "s|^\.|$p|" | sort) > "$tmp/files"
+sort "$build/install_manifest.txt" > "$tmp/manifest"
+missing=$(comm -23 "$tmp/files" "$tmp/manifest")
+[ -z "$missing" ] || fail "installed, not in install_manifest.txt: $missing"
+
+echo "== DESTDIR: a staged install for /opt/warmcal is the same tree, and its package finds its libraries"
+DESTDIR=$tmp/stage "$cmake" --install "$build" --prefix /opt/warmcal > "$tmp/stage.log" 2>&1 || {
+    cat "$tmp/stage.log"; fail "DESTDIR=... cmake --install"; }
+(cd "$p" && find . | sort) > "$tmp/tree-p"
+(cd "$tmp/stage/opt/warmcal" && find . | sort) > "$tmp/tree-stage"
+cmp -s "$tmp/tree-p" "$tmp/tree-stage" || { fail "the DESTDIR tree differs:"; diff "$tmp/tree-p" "$tmp/tree-stage"; }
+cmp -s "$(find "$p" -name _installed.py)" "$(find "$tmp/stage" -name _installed.py)" ||
+    fail "_installed.py differs between --prefix and DESTDIR installs"
+rm -rf "$tmp/stage"
+
 echo "== the installed files"
 for f in bin/warmcal bin/warmcal-synth share/man/man1/warmcal.1 share/man/man1/warmcal-synth.1 \
          share/bash-completion/completions/warmcal share/warmcal/report/need.gp \
@@ -127,12 +143,14 @@ run_commands() {
             PYTHONPATH="$1/${pkg%/warmcal/__init__.py}" /usr/bin/python3 -c '
 import sys, importlib.metadata as md
 import warmcal
-from warmcal import _capi, _trace, _convention
-_trace.load(); _convention.load()
-print(_capi.library_path(), md.version("warmcal"), warmcal.__version__)' > "$tmp/out" 2>&1 ||
-            fail "the installed Python package in $1: $(cat "$tmp/out")"
-        [ "$(cat "$tmp/out")" = "$1/$libdir/libwarmcal-gate.so.$sov $version $version" ] ||
-            fail "the installed Python package in $1: '$(cat "$tmp/out")', not the gate of $1/$libdir and version $version twice"
+from warmcal import _capi, _trace, _convention, _libfind
+trace = _libfind._file_of(_trace.load().warmcal_trace_writer_open, "?")
+convention = _libfind._file_of(_convention.load().warmcal_phase_message_parse, "?")
+print(_capi.library_path(), trace, convention, md.version("warmcal"), warmcal.__version__)' \
+            > "$tmp/out" 2>&1 || fail "the installed Python package in $1: $(cat "$tmp/out")"
+        l=$1/$libdir
+        [ "$(cat "$tmp/out")" = "$l/libwarmcal-gate.so.$sov $l/libwarmcal-trace.so.$sov $l/libwarmcal-convention.so.$sov $version $version" ] ||
+            fail "the installed Python package in $1: '$(cat "$tmp/out")', not the libraries of $l and version $version twice"
     fi
     # warmcal-synth finds the shipped models beside itself by name
     $run "$1/bin/warmcal-synth" --model no-such-model --out "$tmp/synth" > "$tmp/out" 2>&1

@@ -49,6 +49,9 @@ expect_refused "an unknown deployment" \
 expect_refused "a deployment by name without a model" \
     "--deployment: 'deploy-tp4' is not a file, and a deployment by name is looked up beside the model: give --model too" \
     --deployment deploy-tp4
+expect_refused "the model's config is no deployment" \
+    "--deployment: 'config' is not a file and not a deployment beside the model" \
+    --model llama-3.1-8b --deployment config
 expect_refused "a path is never a name" "llama-3.1-8b.json" --model llama-3.1-8b.json
 
 [ $fail = 0 ] && echo "synth_shipped_models: OK"

@@ -59,7 +59,7 @@ static void list_entries(const char *dir, const char *rel, const char *suffix, c
     DIR *d = opendir(dir);
     if (!d)
         return;
-    char *names[256];
+    char *names[256] = {0};
     size_t n = 0;
     struct dirent *e;
     while ((e = readdir(d)) && n < sizeof names / sizeof names[0]) {
@@ -82,10 +82,13 @@ static void list_entries(const char *dir, const char *rel, const char *suffix, c
     closedir(d);
     qsort(names, n, sizeof names[0], by_name);
     size_t used = 0;
+    int full = 0;
     for (size_t i = 0; i < n; i++) {
-        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", names[i]);
-        if (w > 0 && (size_t)w < len - used)
-            used += (size_t)w;
+        /* room for this entry and a closing ", ..." */
+        if (!full && used + 2 + strlen(names[i]) + 5 < len)
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", names[i]);
+        else if (!full && used + 5 < len)
+            full = 1, used += (size_t)snprintf(buf + used, len - used, ", ...");
         free(names[i]);
     }
 }
@@ -94,35 +97,26 @@ char *warmcal_synth_model_file(const char *arg, char *why, size_t len)
 {
     if (is_path(arg))
         return strdup(arg);
+    /* the first of the installed and the build tree's folders that exists,
+     * and only that one: an installed command never reaches a build tree */
     const char *rels[] = {WARMCAL_MODELS_INSTALL_REL, WARMCAL_MODELS_BUILD_REL};
     char *first_dir = NULL;
-    for (size_t i = 0; i < sizeof rels / sizeof rels[0]; i++) {
-        if (!rels[i])
-            continue;
-        char *dir = warmcal_beside_exe(rels[i]);
+    for (size_t i = 0; i < sizeof rels / sizeof rels[0] && !first_dir; i++) {
+        char *dir = rels[i] ? warmcal_beside_exe(rels[i]) : NULL;
         struct stat st;
-        if (!dir || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            free(dir);
-            continue;
-        }
-        char *real = realpath(dir, NULL); /* bin/../share/...: named plainly */
-        if (real) {
-            free(dir);
-            dir = real;
-        }
-        char *file = join(dir, "/", arg);
+        if (dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+            first_dir = realpath(dir, NULL); /* bin/../share/...: named plainly */
+        free(dir);
+    }
+    if (first_dir && arg[0] != '.') {
+        char *file = join(first_dir, "/", arg);
         char *config = file ? join(file, "/config.json", "") : NULL;
         free(file);
-        if (config && arg[0] != '.' && is_file(config)) {
+        if (config && is_file(config)) {
             free(first_dir);
-            free(dir);
             return config;
         }
         free(config);
-        if (!first_dir)
-            first_dir = dir;
-        else
-            free(dir);
     }
     char list[1024] = "";
     if (first_dir) {
@@ -157,7 +151,8 @@ char *warmcal_synth_deployment_file(const char *arg, const char *model_arg, char
     char *file = join(dir, "/", arg);
     char *json = file ? join(file, ".json", "") : NULL;
     free(file);
-    if (json && arg[0] != '.' && is_file(json)) {
+    /* config.json is the model, never a deployment */
+    if (json && arg[0] != '.' && strcmp(arg, "config") != 0 && is_file(json)) {
         free(dir);
         return json;
     }

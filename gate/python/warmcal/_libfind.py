@@ -6,8 +6,10 @@ libraries were installed in with the package (cmake --install records it in
 _installed.py), the source tree's build folder (modules imported from a
 checkout), and last the dynamic loader's own search (LD_LIBRARY_PATH, the
 ld.so cache).
-The run-time name (the SONAME) comes before the development symlink
-everywhere: a distribution's run-time package has only the SONAME.
+The run-time name (the SONAME of this package's version) comes before the
+development symlink everywhere: a distribution's run-time package has only
+the SONAME. Whatever file is found, it is used only when it is of this
+package's ABI (its symbols' version node, cmake/Abi.cmake).
 """
 
 import ctypes
@@ -121,12 +123,35 @@ def _file_of(function, fallback):
     return fallback
 
 
+def _abi_mismatch(lib, base, probe):
+    """Why a loaded library is not of this package's ABI, or None. ctypes
+    mirrors the C structures field for field, so a library of another
+    version must never be used: its probe function must carry the version
+    node of this package's SONAME (warmcal_gate_close@@WARMCAL_GATE_0.1,
+    cmake/Abi.cmake). A development link or an explicit path may name any
+    version; the SONAME alone would not tell."""
+    abi = _version.soversion()
+    if not abi:
+        return None
+    node = "%s_%s" % (base.upper().replace("-", "_"), abi)
+    try:
+        dlvsym = ctypes.CDLL(None).dlvsym
+    except (OSError, AttributeError):
+        return None  # not glibc: the SONAME is all that is checked
+    dlvsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+    dlvsym.restype = ctypes.c_void_p
+    if dlvsym(lib._handle, probe.encode(), node.encode()):
+        return None
+    return ("not of the ABI this package (warmcal %s) needs: no %s@%s in it (another "
+            "version of warmcal?)" % (_version.VERSION, probe, node))
+
+
 def load(what, env, base, build_subdir, probe):
     """Load the library base ("warmcal-gate": libwarmcal-gate.so.0.1, the
     SONAME of this package's version, else libwarmcal-gate.so); returns (lib,
     the file it was loaded from). what names it in errors ("gate library");
-    probe is one of its functions, used to find the file. Raises
-    LibraryNotFound."""
+    probe is one of its functions, used to find the file and to check the
+    library's ABI. Raises LibraryNotFound."""
     soname = _version.soname(base) or "lib%s.so" % base
     tried = []
     for path, why in _candidates(env, base, build_subdir):
@@ -145,6 +170,11 @@ def load(what, env, base, build_subdir, probe):
             lib = ctypes.CDLL(path)
         except OSError as e:
             tried.append("%s (%s): %s" % (path, why, e))
+            continue
+        mismatch = _abi_mismatch(lib, base, probe)
+        if mismatch:
+            tried.append("%s (%s): %s" % (_file_of(getattr(lib, probe, None), path), why,
+                                          mismatch))
             continue
         return lib, _file_of(getattr(lib, probe), path)
     raise LibraryNotFound(

@@ -177,6 +177,23 @@ def lookup(folder):
         r = run_python(PROBE, dict(bare, LD_LIBRARY_PATH=both), folder)
         check(opened_from(r) == os.path.join(both, "libwarmcal-gate.so"),
               "the development symlink alone: %r %r" % (r.stdout, r.stderr))
+    # a library of another ABI is never used, whatever name it was found
+    # under: here this package as version 0.99.0, the library of this build
+    # as its development link, and the same library named explicitly
+    other = os.path.join(folder, "other")
+    shutil.copytree(pkg, os.path.join(other, "warmcal"),
+                    ignore=shutil.ignore_patterns("__pycache__", "VERSION"))
+    with open(os.path.join(other, "warmcal", "VERSION"), "w") as f:
+        f.write("0.99.0\n")
+    only_dev = os.path.join(folder, "only-dev")
+    os.mkdir(only_dev)
+    shutil.copy(lib, os.path.join(only_dev, "libwarmcal-gate.so"))
+    for env in ({"WARMCAL_GATE_LIB": None, "LD_LIBRARY_PATH": only_dev},
+                {"WARMCAL_GATE_LIB": lib}):
+        r = run_python(PROBE, dict(env, PYTHONPATH=other), folder)
+        check(r.stdout.startswith("ERROR -10 True") and "not of the ABI" in r.stdout
+              and "WARMCAL_GATE_0.99" in r.stdout,
+              "a library of another ABI (%s): %r %r" % (env, r.stdout, r.stderr))
     # 5. a file that is no library, and an ASan-instrumented one without its runtime
     junk = os.path.join(folder, "junk.so")
     with open(junk, "wb") as f:
