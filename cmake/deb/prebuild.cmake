@@ -43,9 +43,12 @@ foreach(_tree IN LISTS _trees)
   # The Python package's dist-info as a distribution ships it (dh_python3
   # does the same): dpkg owns the files, so no RECORD that pip would act on
   # (pip then refuses to uninstall them), and INSTALLER says who did it.
-  file(GLOB_RECURSE _records "${_tree}/usr/*/warmcal-*.dist-info/RECORD")
+  file(GLOB_RECURSE _records "${_tree}/usr/RECORD") # every RECORD below usr/
   foreach(_record IN LISTS _records)
     get_filename_component(_info "${_record}" DIRECTORY)
+    if(NOT _info MATCHES "/warmcal-[^/]*\\.dist-info$")
+      continue()
+    endif()
     file(REMOVE "${_record}")
     file(WRITE "${_info}/INSTALLER" "debian\n")
   endforeach()
