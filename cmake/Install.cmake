@@ -56,6 +56,17 @@ else()
   string(REGEX REPLACE "/$" "" WARMCAL_PC_PREFIX_REL "${WARMCAL_PC_PREFIX_REL}")
   set(WARMCAL_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
 endif()
+# The system prefix (the .deb) is named as it is: pkgconf drops the system
+# folders from what it prints (-I/usr/include, -L/usr/lib/<multiarch>) only
+# when they are written so, and a -L of the system's library folder ahead of
+# MPI's own would let -lmpi pick whichever MPI the system's alternative names.
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(WARMCAL_PC_PREFIX "/usr")
+  set(WARMCAL_PC_NOTE "the system's prefix, named as it is (a tree configured for /usr stays there)")
+else()
+  set(WARMCAL_PC_PREFIX "\${pcfiledir}/${WARMCAL_PC_PREFIX_REL}")
+  set(WARMCAL_PC_NOTE "relocatable: every path is relative to this file's own folder")
+endif()
 if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
   set(WARMCAL_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
 else()

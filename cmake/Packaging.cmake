@@ -125,7 +125,8 @@ set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_REPLACES "warmcal (<< 0.1.0-2)")
 # Written here, not generated (CPack would write "warmcal (>= VERSION)"):
 # the SONAME carries 0.MINOR (cmake/Abi.cmake), and the next minor release's
 # warmcal no longer holds this one's libraries, so the dependency is bounded
-# above too: warmcal (>= 0.1.0), warmcal (<< 0.2~).
+# above too: warmcal (>= 0.1.0-2), warmcal (<< 0.2~). Below, the release:
+# 0.1.0-1 still held the SONAMEs of before (libwarmcal-*.so.0).
 if(PROJECT_VERSION_MAJOR EQUAL 0)
   math(EXPR _warmcal_next_minor "${PROJECT_VERSION_MINOR} + 1")
   set(_warmcal_next_abi "0.${_warmcal_next_minor}~")
@@ -139,7 +140,7 @@ foreach(_warmcal_lib IN ITEMS gate trace convention inject)
     continue()
   endif()
   string(APPEND _warmcal_shlibs "libwarmcal-${_warmcal_lib} ${WARMCAL_SOVERSION} "
-         "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (>= ${PROJECT_VERSION}), "
+         "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (>= ${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE}), "
          "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (<< ${_warmcal_next_abi})\n")
 endforeach()
 file(WRITE ${PROJECT_BINARY_DIR}/deb/shlibs "${_warmcal_shlibs}")

@@ -6,7 +6,8 @@
 # the install prefix (or absolute). The default, lib/python3/dist-packages,
 # is on the path of Debian's python3 for the prefix /usr (the .deb); under
 # another prefix P, put P/lib/python3/dist-packages on PYTHONPATH (or pass
-# e.g. -DWARMCAL_PYTHON_INSTALL_DIR=lib/python3.11/site-packages). The
+# e.g. -DWARMCAL_PYTHON_INSTALL_DIR=lib/python3.11/dist-packages for Debian's
+# python3 under /usr/local, lib/python3.11/site-packages for a venv). The
 # `warmcal import` command finds the package there relative to itself.
 # The package loads the C libraries installed with it from their folder
 # (install_metadata.cmake writes where it is, relative to the package), and

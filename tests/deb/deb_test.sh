@@ -100,7 +100,7 @@ dpkg-deb -I "$deb" triggers | grep -q "^activate-noawait ldconfig" || fail "no l
 # the shlibs file: what a package built against these libraries depends on,
 # bounded above (the next minor release no longer holds this SONAME)
 for lib in gate trace convention; do
-    dpkg-deb -I "$deb" shlibs | grep -Fxq "libwarmcal-$lib $sov warmcal (>= $version), warmcal (<< $next)" ||
+    dpkg-deb -I "$deb" shlibs | grep -Fxq "libwarmcal-$lib $sov warmcal (>= $(field Version)), warmcal (<< $next)" ||
         fail "no shlibs line for libwarmcal-$lib $sov: $(dpkg-deb -I "$deb" shlibs 2>&1)"
 done
 # maintainer scripts: ldconfig by trigger only; the byte code compiled and cleaned
@@ -233,6 +233,10 @@ cat > "$root/tmp/table.json" <<'EOF'
    "failures": {"oom": 0, "oom_tokens_min": 0, "aborted": 0}}]}
 EOF
 cp "$src/tests/deb/gate_smoke.c" "$root/tmp/gate_smoke.c"
+# the find_package(warmcal) project of tests/install, built there with cmake
+mkdir "$root/tmp/external"
+cp "$src/tests/install/external/CMakeLists.txt" "$src/tests/install/external/gate_decide.c" \
+   "$root/tmp/external/"
 
 # With 8 GiB free, 4096 tokens (5 GiB) run and 8192 tokens (9 GiB) do not.
 cat > "$root/tmp/smoke.sh" <<EOF
@@ -284,11 +288,30 @@ if MPI.COMM_WORLD.rank == 0: print("python MPI gate:", d)
 '
 echo "== C: apt-get install ./warmcal-dev_*.deb brings what its pkg-config files name"
 \$apt install -y --no-install-recommends gcc libc6-dev pkg-config /tmp/deb/warmcal-dev_*.deb
-pkg-config --cflags --libs warmcal-gate
+flags=\$(pkg-config --cflags --libs warmcal-gate)
+echo "\$flags"
+# the system's folders are left out, as for the system's own modules: a
+# -L/usr/lib/<multiarch> ahead of MPI's own -L would let -lmpi pick the MPI
+# the system's alternative names
+case " \$flags " in
+*pkgconfig/..*|*" -L/usr/lib/\$(gcc -print-multiarch) "*|*" -I/usr/include "*)
+    echo "system folders in warmcal-gate's flags: \$flags"; exit 1 ;;
+esac
 pkg-config --cflags --libs warmcal-trace warmcal-convention
 pkg-config --static --cflags --libs warmcal-gate warmcal-trace >/dev/null
 gcc -Wall -Werror -o /tmp/gate_smoke /tmp/gate_smoke.c \$(pkg-config --cflags --libs warmcal-gate)
 \$mpirun /tmp/gate_smoke /tmp/table.json
+echo "== C: find_package(warmcal) of warmcal-dev (cmake from the mirror)"
+\$apt install -y --no-install-recommends cmake make
+cmake -S /tmp/external -B /tmp/external-build -DCMAKE_C_COMPILER=gcc >/tmp/external.log ||
+    { cat /tmp/external.log; exit 1; }
+cmake --build /tmp/external-build >>/tmp/external.log || { cat /tmp/external.log; exit 1; }
+grep "^warmcal_DIR:PATH=/usr/lib/\$(gcc -print-multiarch)/cmake/warmcal\$" /tmp/external-build/CMakeCache.txt
+\$mpirun /tmp/external-build/gate_decide /tmp/external-table.json > /tmp/external-run.log 2>&1 ||
+    { cat /tmp/external-run.log; exit 1; }
+cat /tmp/external-run.log
+[ "\$(grep -c '^rank [0-3]: 256 tokens run, 1024 tokens skip (blocking rank 2' /tmp/external-run.log)" = 4 ] ||
+    { echo "the find_package program did not decide as expected on 4 ranks"; exit 1; }
 echo "== apt-get remove leaves nothing of either package (byte code included)"
 cd /
 \$apt remove -y warmcal warmcal-dev

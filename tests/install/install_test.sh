@@ -37,7 +37,7 @@ sort "$build/install_manifest.txt" > "$tmp/manifest"
 missing=$(comm -23 "$tmp/files" "$tmp/manifest")
 [ -z "$missing" ] || fail "installed, not in install_manifest.txt: $missing"
 
-echo "== DESTDIR: a staged install for /opt/warmcal is the same tree, and its package finds its libraries"
+echo "== DESTDIR: a staged install for /opt/warmcal is the same tree, with the same _installed.py"
 DESTDIR=$tmp/stage "$cmake" --install "$build" --prefix /opt/warmcal > "$tmp/stage.log" 2>&1 || {
     cat "$tmp/stage.log"; fail "DESTDIR=... cmake --install"; }
 (cd "$p" && find . | sort) > "$tmp/tree-p"

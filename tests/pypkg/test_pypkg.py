@@ -1,14 +1,16 @@
 """The Python package as a user installs it: pip into a fresh virtual
 environment (with the system's site packages, offline: --no-index
---no-build-isolation), or cmake --install; the C libraries in a prefix P
-found by the dynamic loader alone (LD_LIBRARY_PATH=P/lib), never through
-WARMCAL_*_LIB, PYTHONPATH into the source tree or the working directory.
+--no-build-isolation), or cmake --install; the C libraries in a prefix P,
+found after pip by the dynamic loader alone (LD_LIBRARY_PATH=P/lib), after
+cmake --install by the folder it recorded alone (P/LIBDIR, the loader told
+nothing), never through WARMCAL_*_LIB, PYTHONPATH into the source tree or
+the working directory.
 
     test_pypkg.py pip SRC_PACKAGE_DIR VERSION_FILE LIB...
     test_pypkg.py cmake BUILD_DIR VERSION_FILE LIB...
 
 LIB: SONAME=FILE, a built library and its run-time name; copied into P/lib
-with the SONAME link the loader looks for. Exit 77 (skipped) when venv or
+(P/LIBDIR for cmake) with the SONAME link the loader looks for. Exit 77 (skipped) when venv or
 pip is missing.
 """
 
@@ -120,7 +122,7 @@ def run(cmd, what, **kw):
 
 
 def install_libs(libs, lib_dir):
-    os.makedirs(lib_dir)
+    os.makedirs(lib_dir, exist_ok=True)
     for spec in libs:
         soname, file = spec.split("=", 1)
         real = os.path.realpath(file)
@@ -142,7 +144,17 @@ def main():
     tmp = tempfile.mkdtemp(prefix="warmcal-pypkg-")
     try:
         prefix = os.path.join(tmp, "prefix")
-        lib_dir = os.path.join(prefix, "lib")
+        # cmake --install records the build's library folder for the package
+        # (_installed.py): the libraries go there, and the loader is told
+        # nothing, so that only that route can find them
+        libdir = "lib"
+        if mode == "cmake":
+            with open(os.path.join(where, "CMakeCache.txt")) as f:
+                for line in f:
+                    if line.startswith("CMAKE_INSTALL_LIBDIR:"):
+                        libdir = line.split("=", 1)[1].strip()
+        by_record = mode == "cmake" and not os.path.isabs(libdir)
+        lib_dir = os.path.join(prefix, libdir if by_record else "lib")
         install_libs(libs, lib_dir)
         tpath = os.path.join(tmp, "table.json")
         with open(tpath, "w") as f:
@@ -199,7 +211,11 @@ def main():
             pkg_dir = found[0]
             if os.path.islink(os.path.join(pkg_dir, "VERSION")):
                 sys.exit("FAIL: the installed VERSION is a link, not a copy")
+            nowhere = os.path.join(tmp, "empty")
+            os.mkdir(nowhere)
             env = clean_env(tmp, lib_dir, {"PYTHONPATH": os.path.dirname(pkg_dir)})
+            if by_record:
+                env["LD_LIBRARY_PATH"] = nowhere
 
         r = run([py, "-c", CHECKS, want, tpath, lib_dir, pkg_dir], "the installed package",
                 cwd=work, env=env)

@@ -7,9 +7,12 @@
             ... run the pass if d.run, else log d.reason (every rank skips it)
 
 A thin ctypes layer over the C library warmcal-gate (warmcal/gate.h), found
-through $WARMCAL_GATE_LIB, next to this package, in <repo>/build/gate (a
-checkout only), or by the dynamic loader as libwarmcal-gate.so.0.MINOR
-(LD_LIBRARY_PATH, the ld.so cache): an installed package needs no variable.
+through $WARMCAL_GATE_LIB, next to this package, in the folder it was
+installed in with this package (cmake --install, the .deb: _installed.py),
+in <repo>/build/gate (a checkout only), or by the dynamic loader as
+libwarmcal-gate.so.0.MINOR (LD_LIBRARY_PATH, the ld.so cache); only a
+library of this package's own version is used. An installed package needs
+no variable.
 Servers that are not MPI programs open Gate(table, rank=R, world_size=W) and
 pass decide(shapes, allreduce_min=fn). See docs/integration.md.
 """

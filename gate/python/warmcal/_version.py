@@ -29,7 +29,7 @@ def _read() -> str:
 VERSION: str = _read()
 
 
-def soversion(version: str = VERSION):
+def soversion(version: str = VERSION) -> str | None:
     """The ABI part of the libraries' SONAMEs for a version, as
     cmake/Abi.cmake makes it: "0.MINOR" while the major version is 0 (a
     minor release may change the API), the major alone from 1.0 on; None
@@ -40,7 +40,7 @@ def soversion(version: str = VERSION):
     return "%d.%d" % (int(parts[0]), int(parts[1])) if int(parts[0]) == 0 else str(int(parts[0]))
 
 
-def soname(base: str):
+def soname(base: str) -> str | None:
     """The run-time name of the warmcal library base ("warmcal-gate") that
     matches this package: libwarmcal-gate.so.0.1 for 0.1.x; None when the
     version is unknown (then only the development name can be tried)."""
