@@ -16,9 +16,9 @@ from ._progress import Progress
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-PROG = "warmcal import"
+PROG: str = "warmcal import"
 
-EPILOG = """examples:
+EPILOG: str = """examples:
   warmcal import torch-snapshot warmup-512.pickle warmup-4096.pickle --tokens 512 \\
       --tokens 4096 --model my-model --rank 0 --world-size 4 -o traces/
   warmcal import csv measurements.csv --model my-model --producer vllm-log -o traces/

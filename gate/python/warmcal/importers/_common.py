@@ -2,20 +2,29 @@
 and writing traces so that nothing already in the output folder is lost or
 left half-written."""
 
+from __future__ import annotations  # annotations stay strings: no cost at import
+
 import os
+from typing import TYPE_CHECKING
 
 from .. import _tracefile
 from ._progress import Silent
+
+if TYPE_CHECKING:  # names for the annotations only, never imported at run time
+    from collections.abc import Iterable, Sequence
+    from typing import Any
+
+    from ._progress import Progress
 
 # Import lazily through _load_trace(): `--help` and input errors must work
 # without the trace library.
 _trace = None
 
 # What the fitter and the trace reader accept (docs/formats.md, "/phases").
-TOKENS_MAX = 1 << 40
-U32_MAX = (1 << 32) - 1
-U64_MAX = (1 << 64) - 1
-DEFAULT_LABEL = "context"
+TOKENS_MAX: int = 1 << 40
+U32_MAX: int = (1 << 32) - 1
+U64_MAX: int = (1 << 64) - 1
+DEFAULT_LABEL: str = "context"
 
 
 class InputError(Exception):
@@ -36,7 +45,7 @@ def _convention():
     return module
 
 
-def check_label(label):
+def check_label(label: str) -> str | None:
     """None when label is a valid phase label by the NVTX convention's rule
     (1..31 bytes of UTF-8, no space, no control character), else why not.
     The profiler's C parser decides (warmcal/phase_message.h), so a label
@@ -48,7 +57,7 @@ def check_label(label):
     return None
 
 
-def parse_phase_message(msg):
+def parse_phase_message(msg: str) -> dict[str, Any] | None:
     """The NVTX convention "warmcal tokens=N batch=B label=L", parsed by the
     profiler's own C parser. Returns None for a message that is not ours, a
     dict (tokens, batch, label) for a phase, and raises ValueError with the
@@ -56,7 +65,7 @@ def parse_phase_message(msg):
     return _convention().parse_phase_message(msg)
 
 
-def check_output_dir(out_dir, ranks):
+def check_output_dir(out_dir: str | os.PathLike[str], ranks: Iterable[int]) -> None:
     """Create out_dir when missing and refuse, before anything is written, a
     trace name held by something other than a regular file (a folder, a
     link, a device): it is never renamed over."""
@@ -87,7 +96,8 @@ def _fsync_path(path, flags=os.O_RDONLY):
         os.close(fd)
 
 
-def write_traces(out_dir, traces, progress=None):
+def write_traces(out_dir: str | os.PathLike[str], traces: Sequence[dict[str, Any]],
+                 progress: Progress | None = None) -> list[str]:
     """Write every trace (a list of dicts: rank, info = TraceWriter keyword
     arguments, attrs, phases) under a temporary name in out_dir, flushed to
     disk, and only once all are complete rename them into place: a failure

@@ -5,15 +5,22 @@ rewritten in place with a carriage return, at most about ten times a second,
 erased before any other message and at the end. Pipes, CI logs and files
 get nothing."""
 
+from __future__ import annotations  # annotations stay strings: no cost at import
+
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
-INTERVAL_S = 0.1
-LINE_LEN = 100  # one terminal row; longer lines end in "..."
+if TYPE_CHECKING:  # names for the annotations only, never imported at run time
+    from collections.abc import Mapping
+    from typing import Literal, Self, TextIO
+
+INTERVAL_S: float = 0.1
+LINE_LEN: int = 100  # one terminal row; longer lines end in "..."
 
 
-def wanted(stream, environ=None):
+def wanted(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
     """Whether progress goes to stream: WARMCAL_PROGRESS decides when it is
     "0" or "1", otherwise whether stream is a terminal."""
     value = (os.environ if environ is None else environ).get("WARMCAL_PROGRESS")
@@ -31,13 +38,16 @@ class Progress:
     """A status line on stream (default sys.stderr). Use as a context
     manager, or call clear() at the end."""
 
-    def __init__(self, stream=None, enabled=None):
+    stream: TextIO
+    enabled: bool  # False once a line could not be written
+
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.stream = sys.stderr if stream is None else stream
         self.enabled = wanted(self.stream) if enabled is None else enabled
-        self._last = None
+        self._last: float | None = None
         self._shown = 0
 
-    def show(self, text, force=False):
+    def show(self, text: str, force: bool = False) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -52,28 +62,28 @@ class Progress:
         self._shown = len(text)
         self._last = now
 
-    def step(self, what, done, total, name=None):
+    def step(self, what: str, done: int, total: int, name: str | None = None) -> None:
         """'WHAT DONE/TOTAL[: NAME]'; the last step is always drawn."""
         self.show("%s %d/%d%s" % (what, done, total, ": " + name if name else ""),
                   force=done == total)
 
-    def clear(self):
+    def clear(self) -> None:
         if self.enabled and self._shown:
             self._write("\r" + " " * self._shown + "\r")
         self._shown = 0
         self._last = None
 
-    def _write(self, text):
+    def _write(self, text: str) -> None:
         try:
             self.stream.write(text)
             self.stream.flush()
         except (OSError, ValueError):  # a line that cannot be shown stops nothing
             self.enabled = False
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.clear()
         return False
 
@@ -81,5 +91,5 @@ class Progress:
 class Silent(Progress):
     """No progress at all: the default of the library functions."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(enabled=False)

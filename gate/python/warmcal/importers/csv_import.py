@@ -7,23 +7,29 @@ Values are exact: integers in plain decimal digits, no units, no fractions,
 so what the table says is what the trace holds, to the byte.
 """
 
+from __future__ import annotations  # annotations stay strings: no cost at import
+
 import csv
 import io
 import os
 import re
+from typing import TYPE_CHECKING
 
 from ._common import InputError, check_label, TOKENS_MAX, U32_MAX, U64_MAX
 
-REQUIRED = ("rank", "label", "tokens", "batch", "peak_bytes")
-OPTIONAL = ("free_before", "free_after", "outcome")
-OUTCOMES = ("ok", "oom", "aborted")
+if TYPE_CHECKING:  # names for the annotations only, never imported at run time
+    from typing import Any
+
+REQUIRED: tuple[str, ...] = ("rank", "label", "tokens", "batch", "peak_bytes")
+OPTIONAL: tuple[str, ...] = ("free_before", "free_after", "outcome")
+OUTCOMES: tuple[str, ...] = ("ok", "oom", "aborted")
 # Ranks are C ints in the trace's run description.
-RANK_MAX = (1 << 31) - 2
+RANK_MAX: int = (1 << 31) - 2
 # 2^64-1 is the trace's "not sampled"; an empty cell says that instead.
-FREE_MAX = U64_MAX - 1
+FREE_MAX: int = U64_MAX - 1
 # A table of measurements is small; this bounds what a wrong file (a trace,
 # a log) can make us hold before the first row fails.
-MAX_INPUT_BYTES = 256 << 20
+MAX_INPUT_BYTES: int = 256 << 20
 
 
 def _integer(text, lo, hi):
@@ -43,7 +49,7 @@ def _shown(text):
                    for c in text)
 
 
-def read_rows(path):
+def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The rows of the table at path, checked: a list of dicts with the
     column names as keys (values converted) and "line". InputError names
     the file, the line and the column of the first fault."""
@@ -153,7 +159,8 @@ def _row(path, line, header, cells):
     return row
 
 
-def build_traces(path, model, producer, world_size):
+def build_traces(path: str | os.PathLike[str], model: str, producer: str,
+                 world_size: int | None) -> list[dict[str, Any]]:
     """One trace per rank (dicts for _common.write_traces). The mapping, per
     row: live_begin = 0, live_peak = peak_bytes, live_end = 0 (the peak is
     the pass's need), device_free_begin/end = free_before/free_after (empty

@@ -10,6 +10,8 @@ history (device_traces) is then replayed to give each phase's peak; the
 mapping is written out in docs/formats.md ("PyTorch memory snapshots").
 """
 
+from __future__ import annotations  # annotations stay strings: no cost at import
+
 import bisect
 import io
 import os
@@ -17,17 +19,24 @@ import pickle
 import pickletools
 import stat
 import sys
+from typing import TYPE_CHECKING
 
 from ._common import InputError, check_label, parse_phase_message, DEFAULT_LABEL
 from ._progress import Silent
 
-PRODUCER = "torch.cuda.memory._dump_snapshot"
+if TYPE_CHECKING:  # names for the annotations only, never imported at run time
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+    from ._progress import Progress
+
+PRODUCER: str = "torch.cuda.memory._dump_snapshot"
 # PyTorch shares frame lists and frame dicts among entries, so a history
 # entry costs tens of bytes: a snapshot of a ring of max_entries=100000 is
 # tens of MB. 512 MiB leaves room for a ring ten times that with many
 # distinct deep stacks, while what the built objects take stays within a
 # few GB (OBJECTS_PER_LIMIT_BYTE below). --max-input-bytes raises both.
-DEFAULT_MAX_INPUT_BYTES = 512 << 20
+DEFAULT_MAX_INPUT_BYTES: int = 512 << 20
 
 # Budgets counted while the opcode stream is scanned, before anything is
 # built. Each opcode that makes a new object (a container, an integer, a
@@ -38,13 +47,13 @@ DEFAULT_MAX_INPUT_BYTES = 512 << 20
 # MIN_BYTES_PER_OBJECT bytes of the file (beyond a small allowance), or
 # more than one per OBJECT_LIMIT_BYTES bytes of --max-input-bytes overall
 # (32 million objects, about 2 to 3 GB, at the default).
-MIN_BYTES_PER_OBJECT = 4
-OBJECT_ALLOWANCE = 1 << 16
-OBJECT_LIMIT_BYTES = 16
+MIN_BYTES_PER_OBJECT: int = 4
+OBJECT_ALLOWANCE: int = 1 << 16
+OBJECT_LIMIT_BYTES: int = 16
 # Opcodes that make a new object in memory. BININT1 (0..255), NONE,
 # NEWTRUE, NEWFALSE, EMPTY_TUPLE give shared singletons; GET and DUP
 # reference an object already counted.
-NEW_OBJECT_OPCODES = frozenset("""
+NEW_OBJECT_OPCODES: frozenset[str] = frozenset("""
     EMPTY_DICT DICT EMPTY_LIST LIST TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_SET FROZENSET
     INT BININT BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT
     STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8
@@ -52,17 +61,17 @@ NEW_OBJECT_OPCODES = frozenset("""
 """.split())
 # A snapshot's numbers fit in 64 bits; a wider integer (LONG1/LONG4 take up
 # to 2^32 bytes) only makes work for whoever prints it.
-MAX_INTEGER_BYTES = 16
+MAX_INTEGER_BYTES: int = 16
 # Real snapshots nest about 6 levels (snapshot, device_traces, a device's
 # list, an entry, frames, a frame); 64 is far above that and keeps every
 # path short.
-MAX_DEPTH = 64
+MAX_DEPTH: int = 64
 
 # WARMCAL_LOWER_BOUND_DROPPED (profiler/include/warmcal/spool.h): records were
 # lost, here from the allocator's history ring, so the peak may be higher.
-LOWER_BOUND_HISTORY_LOST = 1
+LOWER_BOUND_HISTORY_LOST: int = 1
 # WARMCAL_LOWER_BOUND_ABORTED: the phase never ended before the snapshot.
-LOWER_BOUND_NEVER_ENDED = 8
+LOWER_BOUND_NEVER_ENDED: int = 8
 
 # Opcodes that only build plain data (numbers, strings, containers) or manage
 # the stack and memo. Everything else names a global (GLOBAL, STACK_GLOBAL,
@@ -70,7 +79,7 @@ LOWER_BOUND_NEVER_ENDED = 8
 # extension registry (EXT1/2/4), asks the caller for objects (PERSID,
 # BINPERSID) or for buffers (NEXT_BUFFER, READONLY_BUFFER): refused. An
 # allow-list, so an opcode added to a future protocol is refused too.
-SAFE_OPCODES = frozenset("""
+SAFE_OPCODES: frozenset[str] = frozenset("""
     PROTO FRAME STOP MARK POP POP_MARK DUP
     PUT BINPUT LONG_BINPUT MEMOIZE GET BINGET LONG_BINGET
     NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4 FLOAT BINFLOAT
@@ -82,13 +91,13 @@ SAFE_OPCODES = frozenset("""
 
 # What a snapshot may hold once loaded: JSON-like data plus tuples
 # (segment_pool_id is a tuple of two integers).
-PLAIN_TYPES = (dict, list, tuple, str, int, float, bool, type(None))
+PLAIN_TYPES: tuple[type, ...] = (dict, list, tuple, str, int, float, bool, type(None))
 
 # Actions that change allocated or reserved bytes; others ("snapshot",
 # "annotate", actions of later versions) are read past.
-MEMORY_ACTIONS = ("alloc", "free_requested", "free_completed", "segment_alloc", "segment_free",
-                  "segment_map", "segment_unmap")
-ACTIVE_STATES = ("active_allocated", "active_pending_free", "active_awaiting_free")
+MEMORY_ACTIONS: tuple[str, ...] = ("alloc", "free_requested", "free_completed", "segment_alloc",
+                                   "segment_free", "segment_map", "segment_unmap")
+ACTIVE_STATES: tuple[str, ...] = ("active_allocated", "active_pending_free", "active_awaiting_free")
 
 
 class _NoGlobals(pickle.Unpickler):
@@ -240,8 +249,10 @@ def _link_path(link):
     return text or "top level"
 
 
-def load(path, max_bytes=DEFAULT_MAX_INPUT_BYTES):
+def load(path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Any:
     """The snapshot at path as plain data, or InputError."""
+    # Any: a dict in every snapshot worth reading, but the file decides, and
+    # _parse_snapshot names what is wrong with it
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -326,7 +337,7 @@ def _describe(v):
             list: "a list", tuple: "a tuple", dict: "a dict"}.get(type(v), type(v).__name__)
 
 
-SIZE_MAX = (1 << 63) - 1
+SIZE_MAX: int = (1 << 63) - 1
 
 
 class _Records:
@@ -442,7 +453,21 @@ class Replay:
     without any "free_completed" (skip_actions) ends lives at
     "free_requested" instead, and says so."""
 
-    def __init__(self, entries, active_at_snapshot, reserved_at_snapshot, path, device):
+    entries: list[dict[str, Any]]  # as _parse_snapshot checked them
+    notes: list[str]               # warnings for stderr and the trace
+    end_action: str                # "free_completed", or "free_requested" without any
+    inconsistent: int              # entries the snapshot's segments contradict
+    pairs_cut: int                 # free_completed entries without their free_requested
+    live_start: int                # live bytes before the first entry
+    reserved_start: int            # reserved bytes before the first entry
+    totals: list[int]              # live bytes after each entry
+    reserved: list[int]            # reserved bytes after each entry
+    anomalies: list[int]           # anomalies up to and including each entry
+    orphan_frees: int              # blocks freed in the history, allocated before it
+    orphan_bytes: int              # their bytes
+
+    def __init__(self, entries: list[dict[str, Any]], active_at_snapshot: Mapping[int, int],
+                 reserved_at_snapshot: int, path: str | os.PathLike[str], device: int) -> None:
         self.entries = entries
         self.notes = []
         has_completed = any(e["action"] == "free_completed" for e in entries)
@@ -533,13 +558,13 @@ class Replay:
             self.reserved.append(reserved)
             self.anomalies.append(anomalies)
 
-    def state_before(self, i):
+    def state_before(self, i: int) -> tuple[int, int, int]:
         """(live bytes, reserved bytes, anomalies so far) before entry i."""
         if i == 0:
             return self.live_start, self.reserved_start, 0
         return self.totals[i - 1], self.reserved[i - 1], self.anomalies[i - 1]
 
-    def phase(self, i0, i1):
+    def phase(self, i0: int, i1: int) -> dict[str, Any]:
         """The phase over entries i0..i1-1: edges, peak, out-of-memory."""
         live_begin, reserved_begin, anomalies_begin = self.state_before(i0)
         live_end, reserved_end, anomalies_end = self.state_before(i1)
@@ -681,10 +706,10 @@ def _metadata_phases(path, replay, device):
     return rows or None
 
 
-DEVICES_NAMED = 8
+DEVICES_NAMED: int = 8
 
 
-def choose_device(path, traces, device):
+def choose_device(path: str | os.PathLike[str], traces: Sequence[Any], device: int | None) -> int:
     if device is not None:
         if device >= len(traces):
             raise InputError("%s: --device %d: the snapshot has histories for %d device(s)"
@@ -704,7 +729,9 @@ def choose_device(path, traces, device):
     return used[0]
 
 
-def import_file(path, device=None, max_entries=None, max_bytes=DEFAULT_MAX_INPUT_BYTES):
+def import_file(path: str | os.PathLike[str], device: int | None = None,
+                max_entries: int | None = None, max_bytes: int = DEFAULT_MAX_INPUT_BYTES
+                ) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
     """Read one snapshot. Returns (rows, needs_tokens, info): rows are phase
     dicts when the snapshot names its phases (annotations), else one row
     for the whole history without tokens/batch/label (needs_tokens True);
@@ -761,8 +788,10 @@ def import_file(path, device=None, max_entries=None, max_bytes=DEFAULT_MAX_INPUT
     return rows, needs_tokens, info
 
 
-def build_trace(files, tokens, batches, label, rank, world_size, model, device, max_entries,
-                max_bytes, progress=None):
+def build_trace(files: Sequence[str | os.PathLike[str]], tokens: Sequence[int],
+                batches: Sequence[int], label: str | None, rank: int, world_size: int,
+                model: str, device: int | None, max_entries: int | None, max_bytes: int,
+                progress: Progress | None = None) -> tuple[dict[str, Any], list[str]]:
     """The one trace (dict for _common.write_traces) and the warnings for
     stderr. Phases: per file in order, its annotated phases, or one phase
     for the whole history taking the next --tokens value."""
