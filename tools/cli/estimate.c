@@ -75,30 +75,14 @@ int warmcal_cmd_estimate(int argc, char **argv)
             usage(stdout);
             return WARMCAL_EXIT_OK;
         }
-        static const char *const names[] = {"--tokens", "--rank", "--label", "--batch"};
-        const char **slots[] = {&tokens_text, &rank_text, &label_text, &batch_text};
-        int known = 0;
-        for (int k = 0; k < 4 && !known; k++) {
-            size_t n = strlen(names[k]);
-            if (strncmp(a, names[k], n) != 0 || (a[n] != '\0' && a[n] != '='))
-                continue;
-            known = 1;
-            const char *value = a[n] == '=' ? a + n + 1 : NULL;
-            if (!value) {
-                if (i + 1 >= argc) {
-                    fprintf(stderr, "warmcal estimate: %s needs a value (see 'warmcal estimate "
-                                    "--help')\n", names[k]);
-                    return WARMCAL_EXIT_USAGE;
-                }
-                value = argv[++i];
-            }
-            if (*slots[k]) {
-                fprintf(stderr, "warmcal estimate: %s given twice\n", names[k]);
-                return WARMCAL_EXIT_USAGE;
-            }
-            *slots[k] = value;
-        }
-        if (!known) {
+        const cli_option opts[] = {{"--tokens", NULL, &tokens_text},
+                                   {"--rank", NULL, &rank_text},
+                                   {"--label", NULL, &label_text},
+                                   {"--batch", NULL, &batch_text}};
+        int taken = cli_take_option("estimate", argc, argv, &i, opts, sizeof opts / sizeof opts[0]);
+        if (taken < 0)
+            return WARMCAL_EXIT_USAGE;
+        if (taken == 0) {
             fprintf(stderr, "warmcal estimate: unknown option '%s' (see 'warmcal estimate --help')\n",
                     a);
             return WARMCAL_EXIT_USAGE;

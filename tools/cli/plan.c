@@ -571,30 +571,15 @@ int warmcal_cmd_plan(int argc, char **argv)
             json = 1;
             continue;
         }
-        static const char *const names[] = {"--free", "--rank", "--reserve", "--label", "--shapes"};
-        const char **slots[] = {&free_text, &rank_text, &reserve_text, &label_text, &shapes_path};
-        int known = 0;
-        for (int k = 0; k < 5 && !known; k++) {
-            size_t n = strlen(names[k]);
-            if (strncmp(a, names[k], n) != 0 || (a[n] != '\0' && a[n] != '='))
-                continue;
-            known = 1;
-            const char *value = a[n] == '=' ? a + n + 1 : NULL;
-            if (!value) {
-                if (i + 1 >= argc) {
-                    fprintf(stderr, "warmcal plan: %s needs a value (see 'warmcal plan --help')\n",
-                            names[k]);
-                    return WARMCAL_EXIT_USAGE;
-                }
-                value = argv[++i];
-            }
-            if (*slots[k]) {
-                fprintf(stderr, "warmcal plan: %s given twice\n", names[k]);
-                return WARMCAL_EXIT_USAGE;
-            }
-            *slots[k] = value;
-        }
-        if (!known) {
+        const cli_option opts[] = {{"--free", NULL, &free_text},
+                                   {"--rank", NULL, &rank_text},
+                                   {"--reserve", NULL, &reserve_text},
+                                   {"--label", NULL, &label_text},
+                                   {"--shapes", NULL, &shapes_path}};
+        int taken = cli_take_option("plan", argc, argv, &i, opts, sizeof opts / sizeof opts[0]);
+        if (taken < 0)
+            return WARMCAL_EXIT_USAGE;
+        if (taken == 0) {
             fprintf(stderr, "warmcal plan: unknown option '%s' (see 'warmcal plan --help')\n", a);
             return WARMCAL_EXIT_USAGE;
         }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cli_args.h"
 #include "commands.h"
 #include "progress.h"
 #include "report.h"
@@ -118,46 +119,6 @@ static void release_stops(stop_handlers *h)
             sigaction(stop_signals[s], &h->old[s], NULL);
 }
 
-/* The options that take a value, as --name VALUE or --name=VALUE (-o
- * FILE for --output): the value into *slot; a second one is refused. */
-typedef struct {
-    const char *name, *short_name;
-    const char **slot;
-} option;
-
-/* argv[*i] as one of opts. Returns 1 when it was one (*i past its value), 0
- * when it is no option of opts, -1 on bad usage (printed). */
-static int take_option(int argc, char **argv, int *i, const option *opts, size_t n_opts)
-{
-    const char *a = argv[*i];
-    for (size_t k = 0; k < n_opts; k++) {
-        size_t n = strlen(opts[k].name);
-        const char *value = NULL;
-        if (strncmp(a, opts[k].name, n) == 0 && a[n] == '=') {
-            value = a + n + 1;
-        } else if (strcmp(a, opts[k].name) == 0 ||
-                   (opts[k].short_name && strcmp(a, opts[k].short_name) == 0)) {
-            if (*i + 1 < argc)
-                value = argv[++*i];
-        } else {
-            continue;
-        }
-        if (!value || !value[0]) {
-            fprintf(stderr, "warmcal report: %s needs a value (see 'warmcal report --help')\n",
-                    strchr(a, '=') ? opts[k].name : a);
-            return -1;
-        }
-        if (*opts[k].slot) {
-            fprintf(stderr, "warmcal report: %s given twice ('%s' and '%s')\n", opts[k].name,
-                    *opts[k].slot, value);
-            return -1;
-        }
-        *opts[k].slot = value;
-        return 1;
-    }
-    return 0;
-}
-
 int warmcal_cmd_report(int argc, char **argv)
 {
     const char *output = NULL, *table_path = NULL, *per_token_text = NULL;
@@ -167,7 +128,7 @@ int warmcal_cmd_report(int argc, char **argv)
         fprintf(stderr, "warmcal report: out of memory\n");
         return WARMCAL_EXIT_USAGE;
     }
-    const option opts[] = {{"--output", "-o", &output},
+    const cli_option opts[] = {{"--output", "-o", &output},
                            {"--table", NULL, &table_path},
                            {"--compare-constant", NULL, &per_token_text}};
     int status = WARMCAL_EXIT_USAGE, options_done = 0;
@@ -186,7 +147,7 @@ int warmcal_cmd_report(int argc, char **argv)
             free(inputs);
             return WARMCAL_EXIT_OK;
         }
-        int taken = take_option(argc, argv, &i, opts, sizeof opts / sizeof opts[0]);
+        int taken = cli_take_option("report", argc, argv, &i, opts, sizeof opts / sizeof opts[0]);
         if (taken < 0)
             goto out;
         if (taken == 0) {
