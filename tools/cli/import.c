@@ -62,15 +62,18 @@ static void default_env(const char *variable, const char *installed_rel, const c
     if (set && set[0])
         return;
     const char *const beside[] = {installed_rel, build_rel};
-    for (size_t i = 0; i < 2; i++) {
-        char *path = beside[i] ? warmcal_beside_exe(beside[i]) : NULL;
-        int found = path && is_file(path);
-        if (found)
-            setenv(variable, path, 1);
-        free(path);
-        if (found)
-            return;
-    }
+    char *path = warmcal_beside_exe_first(beside, 2, is_file);
+    if (path)
+        setenv(variable, path, 1);
+    free(path);
+}
+
+/* A folder that holds the package's importers (PACKAGE_MAIN). */
+static int has_package(const char *dir)
+{
+    char probe[PATH_MAX];
+    int n = snprintf(probe, sizeof probe, "%s/%s", dir, PACKAGE_MAIN);
+    return n > 0 && (size_t)n < sizeof probe && is_file(probe);
 }
 
 /* The folder that holds the `warmcal` Python package with its importers
@@ -87,15 +90,8 @@ static char *package_dir(void)
         WARMCAL_PYTHON_BUILD_DIR,
 #endif
     };
-    char probe[PATH_MAX];
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
-        char *dir = warmcal_beside_exe(candidates[i]);
-        int n = dir ? snprintf(probe, sizeof probe, "%s/%s", dir, PACKAGE_MAIN) : -1;
-        if (n > 0 && (size_t)n < sizeof probe && is_file(probe))
-            return dir;
-        free(dir);
-    }
-    return NULL;
+    return warmcal_beside_exe_first(candidates, sizeof candidates / sizeof candidates[0],
+                                    has_package);
 }
 
 /* PYTHONPATH with dir in front, so this warmcal's package wins over any

@@ -27,3 +27,14 @@ char *warmcal_beside_exe(const char *rel)
         snprintf(out, len, "%s/%s", exe, rel);
     return out;
 }
+
+char *warmcal_beside_exe_first(const char *const *rels, size_t n, int (*found)(const char *path))
+{
+    for (size_t i = 0; i < n; i++) {
+        char *path = rels[i] ? warmcal_beside_exe(rels[i]) : NULL;
+        if (path && found(path))
+            return path;
+        free(path);
+    }
+    return NULL;
+}

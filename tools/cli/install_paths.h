@@ -9,8 +9,17 @@
 #ifndef WARMCAL_CLI_INSTALL_PATHS_H
 #define WARMCAL_CLI_INSTALL_PATHS_H
 
+#include <stddef.h>
+
 /* "<folder of this executable>/rel", malloc'd, or rel itself (copied) when
  * absolute; NULL when the executable's folder is unknown or out of memory. */
 char *warmcal_beside_exe(const char *rel);
+
+/* The first of rels[0..n) (NULL entries skipped: a candidate this build
+ * lacks), as warmcal_beside_exe gives it, for which found(path) is true:
+ * the installed candidate first, then the build tree's, so that an
+ * installed command never reaches a build tree while its own file is
+ * there. malloc'd, or NULL when none is found (or out of memory). */
+char *warmcal_beside_exe_first(const char *const *rels, size_t n, int (*found)(const char *path));
 
 #endif

@@ -89,13 +89,11 @@ static char *find_inject_lib(void)
         WARMCAL_INJECT_BUILD_PATH,
 #endif
     };
-    for (size_t i = 0; i < sizeof beside / sizeof beside[0]; i++) {
-        char *path = warmcal_beside_exe(beside[i]);
-        char *real = path && is_regular(path) ? realpath(path, NULL) : NULL;
-        free(path);
-        if (real)
-            return real;
-    }
+    char *path = warmcal_beside_exe_first(beside, sizeof beside / sizeof beside[0], is_regular);
+    char *real = path ? realpath(path, NULL) : NULL;
+    free(path);
+    if (real)
+        return real;
 #ifdef WARMCAL_INJECT_BUILD_PATH
     fprintf(stderr,
             "warmcal profile: cannot find %s (set WARMCAL_INJECT_LIB, or build the target "

@@ -61,12 +61,9 @@ char *report_template_dir(void)
         WARMCAL_REPORT_TEMPLATES_BUILD_DIR,
 #endif
     };
-    for (size_t i = 0; i < sizeof beside / sizeof beside[0]; i++) {
-        char *dir = warmcal_beside_exe(beside[i]);
-        if (dir && has_templates(dir))
-            return dir;
-        free(dir);
-    }
+    char *dir = warmcal_beside_exe_first(beside, sizeof beside / sizeof beside[0], has_templates);
+    if (dir)
+        return dir;
     fprintf(stderr, "warmcal report: cannot find the report templates (%s, ...): set "
                     "WARMCAL_REPORT_TEMPLATES to their folder (tools/report in warmcal's "
                     "sources)\n", TEMPLATE_PROBE);

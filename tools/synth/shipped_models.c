@@ -24,6 +24,12 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static int ends_with(const char *s, const char *tail)
 {
     size_t n = strlen(s), t = strlen(tail);
@@ -99,15 +105,10 @@ char *warmcal_synth_model_file(const char *arg, char *why, size_t len)
         return strdup(arg);
     /* the first of the installed and the build tree's folders that exists,
      * and only that one: an installed command never reaches a build tree */
-    const char *rels[] = {WARMCAL_MODELS_INSTALL_REL, WARMCAL_MODELS_BUILD_REL};
-    char *first_dir = NULL;
-    for (size_t i = 0; i < sizeof rels / sizeof rels[0] && !first_dir; i++) {
-        char *dir = rels[i] ? warmcal_beside_exe(rels[i]) : NULL;
-        struct stat st;
-        if (dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
-            first_dir = realpath(dir, NULL); /* bin/../share/...: named plainly */
-        free(dir);
-    }
+    const char *const rels[] = {WARMCAL_MODELS_INSTALL_REL, WARMCAL_MODELS_BUILD_REL};
+    char *dir = warmcal_beside_exe_first(rels, sizeof rels / sizeof rels[0], is_dir);
+    char *first_dir = dir ? realpath(dir, NULL) : NULL; /* bin/../share/...: named plainly */
+    free(dir);
     if (first_dir && arg[0] != '.') {
         char *file = join(first_dir, "/", arg);
         char *config = file ? join(file, "/config.json", "") : NULL;
