@@ -127,21 +127,12 @@ set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_REPLACES "warmcal (<< 0.1.0-2)")
 # warmcal no longer holds this one's libraries, so the dependency is bounded
 # above too: warmcal (>= 0.1.0-2), warmcal (<< 0.2~). Below, the release:
 # 0.1.0-1 still held the SONAMEs of before (libwarmcal-*.so.0).
-if(PROJECT_VERSION_MAJOR EQUAL 0)
-  math(EXPR _warmcal_next_minor "${PROJECT_VERSION_MINOR} + 1")
-  set(_warmcal_next_abi "0.${_warmcal_next_minor}~")
-else()
-  math(EXPR _warmcal_next_major "${PROJECT_VERSION_MAJOR} + 1")
-  set(_warmcal_next_abi "${_warmcal_next_major}~")
-endif()
 set(_warmcal_shlibs "")
-foreach(_warmcal_lib IN ITEMS gate trace convention inject)
-  if(_warmcal_lib STREQUAL "inject" AND NOT TARGET warmcal-inject)
-    continue()
-  endif()
-  string(APPEND _warmcal_shlibs "libwarmcal-${_warmcal_lib} ${WARMCAL_SOVERSION} "
+get_property(_warmcal_abi_libraries GLOBAL PROPERTY WARMCAL_ABI_LIBRARIES) # cmake/Abi.cmake
+foreach(_warmcal_lib IN LISTS _warmcal_abi_libraries)
+  string(APPEND _warmcal_shlibs "${_warmcal_lib} ${WARMCAL_SOVERSION} "
          "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (>= ${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE}), "
-         "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (<< ${_warmcal_next_abi})\n")
+         "${CPACK_DEBIAN_RUNTIME_PACKAGE_NAME} (<< ${WARMCAL_SOVERSION_NEXT}~)\n")
 endforeach()
 file(WRITE ${PROJECT_BINARY_DIR}/deb/shlibs "${_warmcal_shlibs}")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
